@@ -1,0 +1,78 @@
+defmodule Mix.Tasks.Compile.Cargo do
+  @shortdoc "Builds the Rust NIF with cargo and installs it into priv/native"
+  @moduledoc """
+  Mix compiler that builds `native/ruv_swarm_nif` with cargo (release profile)
+  and copies the shared library to `priv/native/ruv_swarm_nif.so`.
+
+  Hex (and therefore the `rustler` mix package) is not reachable on our
+  machines, so this small compiler replaces it. It only invokes cargo when a
+  file under `native/` or the workspace manifests is newer than the installed
+  library; cargo itself then decides what to rebuild.
+
+  Set `RUV_SWARM_SKIP_CARGO=1` to skip the build (for example in a release
+  whose library was built beforehand).
+  """
+  use Mix.Task.Compiler
+
+  @crate "ruv_swarm_nif"
+
+  @impl true
+  def run(_args) do
+    root = File.cwd!()
+    installed = Path.join([root, "priv", "native", "#{@crate}.so"])
+
+    cond do
+      System.get_env("RUV_SWARM_SKIP_CARGO") in ["1", "true"] -> {:noop, []}
+      up_to_date?(root, installed) -> {:noop, []}
+      true -> build(root, installed)
+    end
+  end
+
+  defp up_to_date?(root, installed) do
+    case File.stat(installed, time: :posix) do
+      {:ok, %{mtime: built}} ->
+        sources =
+          Path.wildcard(Path.join(root, "native/**/*.{rs,toml}")) ++
+            [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock")]
+
+        Enum.all?(sources, fn path ->
+          case File.stat(path, time: :posix) do
+            {:ok, %{mtime: mtime}} -> mtime <= built
+            {:error, _} -> true
+          end
+        end)
+
+      {:error, _} ->
+        false
+    end
+  end
+
+  defp build(root, installed) do
+    cargo = System.find_executable("cargo") || Path.expand("~/.cargo/bin/cargo")
+
+    unless File.exists?(cargo) do
+      Mix.raise("cargo not found: install Rust (https://rustup.rs) or run `make deps`")
+    end
+
+    Mix.shell().info("Compiling #{@crate} (cargo build --release)")
+
+    {_, status} =
+      System.cmd(cargo, ["build", "--release", "--quiet", "-p", @crate],
+        cd: root,
+        into: IO.stream(:stdio, :line),
+        stderr_to_stdout: true
+      )
+
+    if status != 0, do: Mix.raise("cargo build failed with exit status #{status}")
+
+    target_dir = System.get_env("CARGO_TARGET_DIR") || Path.join(root, "target")
+    built = Path.join([target_dir, "release", "lib#{@crate}.so"])
+    File.mkdir_p!(Path.dirname(installed))
+    # Copy to a temporary name and rename, so a running VM that has the old
+    # library mapped never sees a half-written file.
+    tmp = installed <> ".tmp"
+    File.cp!(built, tmp)
+    File.rename!(tmp, installed)
+    {:ok, []}
+  end
+end

@@ -1,0 +1,31 @@
+//! Documented limits on what callers may hand the engine.
+
+/// Agents one swarm may hold (`max_agents` upper bound).
+pub const MAX_AGENTS_PER_SWARM: u32 = 100_000;
+/// Default `max_agents` when a swarm is created without one.
+pub const DEFAULT_MAX_AGENTS: u32 = 100;
+/// Swarm names, agent names and types, capability names, memory keys,
+/// namespaces, tags, discovery types (bytes).
+pub const MAX_NAME_BYTES: usize = 256;
+/// Capabilities per agent or per task, tags per entry.
+pub const MAX_LIST_ITEMS: usize = 64;
+/// Task input, memory value, result, discovery content (bytes, encoded).
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Task descriptions and failure reasons (bytes).
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Subtasks in one task.
+pub const MAX_SUBTASKS: usize = 1_000;
+/// Fan-out of one task.
+pub const MAX_TASK_AGENTS: u32 = 1_000;
+/// Attempts per unit of work (1 = no retry).
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Finished tasks kept per swarm for status and results.
+pub const DEFAULT_TASK_HISTORY: usize = 10_000;
+/// Discoveries kept per swarm.
+pub const DEFAULT_DISCOVERY_LOG: usize = 1_000;
+/// Memory entries per swarm.
+pub const MAX_MEMORY_ENTRIES: usize = 1_000_000;
+/// Results returned by one memory search.
+pub const MAX_SEARCH_RESULTS: usize = 1_000;
+/// Longest timeout or lease accepted (one day, ms).
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
