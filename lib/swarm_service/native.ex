@@ -44,7 +44,7 @@ defmodule SwarmService.Native do
   def agent_remove(_agent_id), do: nif()
   def agent_get(_agent_id), do: nif()
   def agent_list(_swarm_id), do: nif()
-  def agent_pids(_swarm_id), do: nif()
+  def agent_processes(_swarm_id), do: nif()
 
   def task_submit(_swarm_id, _task), do: nif()
   def task_get(_task_id, _with_results), do: nif()

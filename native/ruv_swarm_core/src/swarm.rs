@@ -40,6 +40,7 @@ pub struct Agent {
     pub running: u32,
     pub online: bool,
     pub node: String,
+    pub meta: Payload,
     pub metrics: AgentMetrics,
     pub joined_at: u64,
     /// Position in join order; topology roles derive from it.
@@ -363,6 +364,7 @@ impl Swarm {
             check_name("node", &spec.node)?;
         }
         check_list("capability", &spec.capabilities)?;
+        check_payload("agent metadata", &spec.meta)?;
         if spec.capacity == 0 || spec.capacity > MAX_CAPACITY {
             return Err(Error::invalid(format!(
                 "capacity must be between 1 and {MAX_CAPACITY}"
@@ -390,6 +392,7 @@ impl Swarm {
             running: 0,
             online,
             node: spec.node,
+            meta: spec.meta,
             metrics: AgentMetrics::default(),
             joined_at: now,
             pos: self.order.len() as u32,
