@@ -31,6 +31,13 @@ defmodule SwarmService.Test.Executors do
     def run(%{input: input}, ctx), do: {:ok, to_string(input) <> (ctx.arg || "+")}
   end
 
+  defmodule Trail do
+    @moduledoc false
+    # Appends its agent id to a list input: shows which agents ran a pipeline.
+    @behaviour SwarmService.Executor
+    def run(%{input: trail}, ctx) when is_list(trail), do: {:ok, trail ++ [ctx.agent_id]}
+  end
+
   defmodule Sleep do
     @moduledoc false
     @behaviour SwarmService.Executor
@@ -63,11 +70,12 @@ defmodule SwarmService.Test.Executors do
     @behaviour SwarmService.Executor
     def run(task, ctx) do
       if task.attempt == 1 do
-        [{pid, _}] = Registry.lookup(SwarmService.Test.AgentPids, ctx.agent_id)
-        Process.exit(pid, :kill)
+        # Workers are linked to their agent: kill it through the link.
+        {:links, [agent | _]} = Process.info(self(), :links)
+        Process.exit(agent, :kill)
         Process.sleep(:infinity)
       else
-        {:ok, {:survived, task.attempt}}
+        {:ok, {:survived, task.attempt, ctx.agent_id}}
       end
     end
   end
