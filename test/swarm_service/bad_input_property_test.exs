@@ -2,7 +2,8 @@ defmodule SwarmService.BadInputPropertyTest do
   # Throws random terms at every public function. Each call must return
   # (never raise, never crash the VM, never create atoms), and swarms made
   # earlier must be intact afterwards.
-  use ExUnit.Case, async: true
+  # Not async: the atom table is global, and other tests load code.
+  use ExUnit.Case, async: false
   import Bitwise
 
   alias SwarmService.RuvSwarm
@@ -11,28 +12,88 @@ defmodule SwarmService.BadInputPropertyTest do
 
   defp random_term(depth \\ 0) do
     case :rand.uniform(if depth > 2, do: 9, else: 13) do
-      1 -> :rand.uniform(1 <<< 70) - (1 <<< 69)
-      2 -> :rand.uniform() * 1.0e12 - 5.0e11
-      3 -> Enum.random([nil, true, false, :mesh, :ring, :critical, :external, :ok, :error])
-      4 -> :crypto.strong_rand_bytes(:rand.uniform(40))
-      5 -> Enum.random(["", "mesh", "swarm-00000000-1", "swarm-x.task-1", "a/b/c", "ü∂", "swarm-1.agent-999999999999999999999"])
-      6 -> <<0xFF, 0xFE, :rand.uniform(255)>>
-      7 -> self()
-      8 -> make_ref()
-      9 -> Enum.random([-1, 0, 1, 100_001, 1 <<< 64, -0.0, 1.5])
-      10 -> for _ <- 1..:rand.uniform(4), do: random_term(depth + 1)
-      11 -> List.to_tuple(for _ <- 1..:rand.uniform(3), do: random_term(depth + 1))
-      12 -> Map.new(for _ <- 1..:rand.uniform(4), do: {random_key(), random_term(depth + 1)})
-      13 -> for _ <- 1..:rand.uniform(3), do: {random_key(), random_term(depth + 1)}
+      1 ->
+        :rand.uniform(1 <<< 70) - (1 <<< 69)
+
+      2 ->
+        :rand.uniform() * 1.0e12 - 5.0e11
+
+      3 ->
+        Enum.random([nil, true, false, :mesh, :ring, :critical, :external, :ok, :error])
+
+      4 ->
+        :crypto.strong_rand_bytes(:rand.uniform(40))
+
+      5 ->
+        Enum.random([
+          "",
+          "mesh",
+          "swarm-00000000-1",
+          "swarm-x.task-1",
+          "a/b/c",
+          "ü∂",
+          "swarm-1.agent-999999999999999999999"
+        ])
+
+      6 ->
+        <<0xFF, 0xFE, :rand.uniform(255)>>
+
+      7 ->
+        self()
+
+      8 ->
+        make_ref()
+
+      9 ->
+        Enum.random([-1, 0, 1, 100_001, 1 <<< 64, -0.0, 1.5])
+
+      10 ->
+        for _ <- 1..:rand.uniform(4), do: random_term(depth + 1)
+
+      11 ->
+        List.to_tuple(for _ <- 1..:rand.uniform(3), do: random_term(depth + 1))
+
+      12 ->
+        Map.new(for _ <- 1..:rand.uniform(4), do: {random_key(), random_term(depth + 1)})
+
+      13 ->
+        for _ <- 1..:rand.uniform(3), do: {random_key(), random_term(depth + 1)}
     end
   end
 
   defp random_key do
     Enum.random([
-      :topology, :strategy, :agents, :max_agents, :name, :executor, :type, :capabilities,
-      :capacity, :description, :input, :priority, :subtasks, :depends_on, :timeout_ms,
-      :retries, :namespace, :tags, :ttl_ms, :prefix, :text, :limit, :content, :confidence,
-      :agent_id, :lease_ms, :from, :min_confidence, "topology", 1, {:a}
+      :topology,
+      :strategy,
+      :agents,
+      :max_agents,
+      :name,
+      :executor,
+      :type,
+      :capabilities,
+      :capacity,
+      :description,
+      :input,
+      :priority,
+      :subtasks,
+      :depends_on,
+      :timeout_ms,
+      :retries,
+      :namespace,
+      :tags,
+      :ttl_ms,
+      :prefix,
+      :text,
+      :limit,
+      :content,
+      :confidence,
+      :agent_id,
+      :lease_ms,
+      :from,
+      :min_confidence,
+      "topology",
+      1,
+      {:a}
     ])
   end
 

@@ -73,7 +73,9 @@ defmodule SwarmService.ExecutionTest do
       :ok = RuvSwarm.subscribe_discoveries(s, type: "finding", min_confidence: 0.8)
 
       {t, {:ok, %{"b" => %{seen: ["a"]}}}} =
-        run!(s, subtasks: [%{name: "a", input: "alpha"}, %{name: "b", input: "beta", depends_on: ["a"]}])
+        run!(s,
+          subtasks: [%{name: "a", input: "alpha"}, %{name: "b", input: "beta", depends_on: ["a"]}]
+        )
 
       assert {:ok, %{value: "found alpha"}} = RuvSwarm.memory_get(s, "notes/a")
       assert_receive {:swarm_discovery, ^s, %{content: "alpha", confidence: 0.9}}
@@ -244,8 +246,12 @@ defmodule SwarmService.ExecutionTest do
                RuvSwarm.spawn_swarm(agents: 1, executor: {:command, ["no-such-binary-xyz"], []})
 
       assert msg =~ "not found"
-      assert {:error, {:invalid_argument, _}} = RuvSwarm.spawn_swarm(executor: {:command, "ls -la", []})
-      assert {:error, {:invalid_argument, _}} = RuvSwarm.spawn_swarm(executor: {:command, ["ls"], shell: true})
+
+      assert {:error, {:invalid_argument, _}} =
+               RuvSwarm.spawn_swarm(executor: {:command, "ls -la", []})
+
+      assert {:error, {:invalid_argument, _}} =
+               RuvSwarm.spawn_swarm(executor: {:command, ["ls"], shell: true})
     end
   end
 

@@ -101,7 +101,8 @@ defmodule SwarmService.Executor.Command do
 
     try do
       port = Port.open({:spawn_executable, "/bin/sh"}, port_opts)
-      {:os_pid, os_pid} = Port.info(port, :os_pid)
+      # nil when the command already exited (and the port closed).
+      os_pid = with {:os_pid, pid} <- Port.info(port, :os_pid), do: pid
       deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
 
       result = collect(port, os_pid, [], 0, max_out, deadline, timeout)
@@ -181,6 +182,8 @@ defmodule SwarmService.Executor.Command do
 
   # Kills the command and every descendant (found through /proc), so a
   # timed-out `claude -p` leaves no children behind.
+  defp kill_tree(port, nil), do: close(port)
+
   defp kill_tree(port, os_pid) do
     pids = [os_pid | descendants(os_pid)]
 
@@ -188,6 +191,10 @@ defmodule SwarmService.Executor.Command do
       System.cmd("kill", ["-KILL", Integer.to_string(pid)], stderr_to_stdout: true)
     end)
 
+    close(port)
+  end
+
+  defp close(port) do
     try do
       Port.close(port)
     catch
