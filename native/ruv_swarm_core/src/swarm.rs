@@ -7,7 +7,7 @@
 //! [`Outbox`]: events, work to hand to push agents, work to cancel, and ids
 //! of tasks that finished.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -181,7 +181,9 @@ pub struct Swarm {
     pub strategy: Strategy,
     pub max_agents: u32,
     pub created_at: u64,
-    agents: HashMap<u64, Agent>,
+    // B-trees, not hash maps: growth never rehashes 100,000 agents or a
+    // million tasks in one call (the 1 ms rule for normal schedulers).
+    agents: BTreeMap<u64, Agent>,
     /// Agent seqs in join order (index = position).
     order: Vec<u64>,
     /// Online push agents with a free slot.
@@ -192,7 +194,7 @@ pub struct Swarm {
     next_task: u64,
     next_discovery: u64,
     next_event: u64,
-    tasks: HashMap<u64, Task>,
+    tasks: BTreeMap<u64, Task>,
     finished: VecDeque<u64>,
     task_history: usize,
     queues: ReadyQueues,
@@ -243,7 +245,7 @@ impl Swarm {
             strategy: cfg.strategy,
             max_agents: cfg.max_agents,
             created_at: now,
-            agents: HashMap::new(),
+            agents: BTreeMap::new(),
             order: Vec::new(),
             free: Vec::new(),
             free_cursor: 0,
@@ -252,7 +254,7 @@ impl Swarm {
             next_task: 1,
             next_discovery: 1,
             next_event: 1,
-            tasks: HashMap::new(),
+            tasks: BTreeMap::new(),
             finished: VecDeque::new(),
             task_history: cfg.task_history.max(1),
             queues: ReadyQueues::default(),

@@ -161,7 +161,8 @@ fn agent_neighbours<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     })
 }
 
-/// Engine-wide memory: live bytes allocated by Rust, and swarm count.
+/// Engine-wide numbers: live bytes allocated by Rust, swarm count, and the
+/// longest swarm command since the last call (then reset).
 #[rustler::nif]
 fn engine_memory(env: Env) -> Term {
     codec::map(
@@ -172,6 +173,10 @@ fn engine_memory(env: Env) -> Term {
                 (crate::alloc::live_bytes() as u64).encode(env),
             ),
             (atoms::swarms(), (registry::all().len() as u64).encode(env)),
+            (
+                atoms::longest_call_ns(),
+                registry::take_longest_call_ns().encode(env),
+            ),
         ],
     )
 }
