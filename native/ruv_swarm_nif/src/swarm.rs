@@ -165,6 +165,7 @@ fn agent_neighbours<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
 /// longest swarm command since the last call (then reset).
 #[rustler::nif]
 fn engine_memory(env: Env) -> Term {
+    let (wall, cpu) = registry::take_longest_call_ns();
     codec::map(
         env,
         [
@@ -173,10 +174,8 @@ fn engine_memory(env: Env) -> Term {
                 (crate::alloc::live_bytes() as u64).encode(env),
             ),
             (atoms::swarms(), (registry::all().len() as u64).encode(env)),
-            (
-                atoms::longest_call_ns(),
-                registry::take_longest_call_ns().encode(env),
-            ),
+            (atoms::longest_call_ns(), wall.encode(env)),
+            (atoms::longest_call_cpu_ns(), cpu.encode(env)),
         ],
     )
 }
