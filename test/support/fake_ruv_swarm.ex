@@ -7,7 +7,10 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
   use Agent
 
   def start do
-    case Agent.start(fn -> %{swarms: %{}, agents: %{}, tasks: %{}, memory: %{}, subs: %{}, dsubs: %{}, seq: 0} end,
+    case Agent.start(
+           fn ->
+             %{swarms: %{}, agents: %{}, tasks: %{}, memory: %{}, subs: %{}, dsubs: %{}, seq: 0}
+           end,
            name: __MODULE__
          ) do
       {:ok, pid} -> {:ok, pid}
@@ -23,7 +26,9 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
   defp update(fun), do: Agent.get_and_update(__MODULE__, fun)
 
   defp event(swarm_id, event) do
-    for pid <- get(&Map.get(&1.subs, swarm_id, [])), do: send(pid, {:swarm_event, swarm_id, event})
+    for pid <- get(&Map.get(&1.subs, swarm_id, [])),
+        do: send(pid, {:swarm_event, swarm_id, event})
+
     :ok
   end
 
@@ -41,7 +46,10 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
     }
 
     update(fn s -> {:ok, put_in(s, [:swarms, sid], swarm)} end)
-    for _ <- 1..Map.get(opts, :agents, 0)//1, do: spawn_agent(sid, %{type: Map.get(opts, :agent_type, "worker")})
+
+    for _ <- 1..Map.get(opts, :agents, 0)//1,
+        do: spawn_agent(sid, %{type: Map.get(opts, :agent_type, "worker")})
+
     {:ok, sid}
   end
 
@@ -56,7 +64,8 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
   def list_swarms do
     {:ok,
      get(fn s ->
-       for {_, sw} <- s.swarms, do: Map.put(sw, :agents, Enum.count(s.agents, fn {_, a} -> a.swarm_id == sw.id end))
+       for {_, sw} <- s.swarms,
+           do: Map.put(sw, :agents, Enum.count(s.agents, fn {_, a} -> a.swarm_id == sw.id end))
      end)}
   end
 
@@ -73,7 +82,12 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
 
           {:ok,
            Map.merge(sw, %{
-             agents: %{total: length(agents), idle: count.(agents, :idle), busy: count.(agents, :busy), offline: 0},
+             agents: %{
+               total: length(agents),
+               idle: count.(agents, :idle),
+               busy: count.(agents, :busy),
+               offline: 0
+             },
              tasks:
                Map.new(
                  [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out],
@@ -213,15 +227,35 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
 
   def claim_task(aid, _opts \\ []) do
     update(fn s ->
-      with %{} = agent <- s.agents[aid],
-           {tid, _} <- Enum.find(s.tasks, fn {_, t} -> t.swarm_id == agent.swarm_id and t.status == :pending end) do
-        work = "work-" <> tid
-        t = s.tasks[tid]
-        s = put_in(s, [:tasks, tid], %{t | status: :running, started_at: System.system_time(:millisecond)})
-        {{:ok, %{work_id: work, task_id: tid, input: t.input, description: t.description, context: %{}}}, s}
-      else
-        nil -> {{:error, :agent_not_found}, s}
-        _ -> {{:error, :no_task}, s}
+      case s.agents[aid] do
+        nil ->
+          {{:error, :agent_not_found}, s}
+
+        agent ->
+          case Enum.find(s.tasks, fn {_, t} ->
+                 t.swarm_id == agent.swarm_id and t.status == :pending
+               end) do
+            nil ->
+              {{:error, :no_task}, s}
+
+            {tid, t} ->
+              s =
+                put_in(s, [:tasks, tid], %{
+                  t
+                  | status: :running,
+                    started_at: System.system_time(:millisecond)
+                })
+
+              work = %{
+                work_id: "work-" <> tid,
+                task_id: tid,
+                input: t.input,
+                description: t.description,
+                context: %{}
+              }
+
+              {{:ok, work}, s}
+          end
       end
     end)
   end
@@ -314,14 +348,27 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
     end)
   end
 
-  def memory_usage, do: {:ok, %{engine_bytes: get(&(:erlang.external_size(&1.memory))), swarms: get(&map_size(&1.swarms))}}
+  def memory_usage,
+    do:
+      {:ok,
+       %{engine_bytes: get(&:erlang.external_size(&1.memory)), swarms: get(&map_size(&1.swarms))}}
 
   def share_discovery(sid, discovery) do
     discovery = Map.new(discovery)
     did = id("disc")
 
     if get(&Map.has_key?(&1.swarms, sid)) do
-      d = Map.merge(%{id: did, agent_id: nil, confidence: 1.0, tags: [], at: System.system_time(:millisecond)}, discovery)
+      d =
+        Map.merge(
+          %{
+            id: did,
+            agent_id: nil,
+            confidence: 1.0,
+            tags: [],
+            at: System.system_time(:millisecond)
+          },
+          discovery
+        )
 
       for {pid, filters} <- get(&Map.get(&1.dsubs, sid, [])), matches?(d, filters) do
         send(pid, {:swarm_discovery, sid, d})
@@ -356,7 +403,12 @@ defmodule InterfaceService.Test.FakeRuvSwarm do
 
     update(fn s ->
       if Map.has_key?(s.swarms, sid),
-        do: {:ok, update_in(s.dsubs, &Map.update(&1, sid, [{pid, filters}], fn l -> [{pid, filters} | l] end))},
+        do:
+          {:ok,
+           update_in(
+             s.dsubs,
+             &Map.update(&1, sid, [{pid, filters}], fn l -> [{pid, filters} | l] end)
+           )},
         else: {{:error, :swarm_not_found}, s}
     end)
   end
