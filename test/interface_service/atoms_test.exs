@@ -19,6 +19,8 @@ defmodule InterfaceService.AtomsTest do
     before = :erlang.system_info(:atom_count)
     Enum.each(1..200, hostile)
 
-    assert :erlang.system_info(:atom_count) == before
+    # 800 hostile requests; a leak would show as hundreds of atoms. A few
+    # may come from the VM itself (lazy code loading, logger).
+    assert :erlang.system_info(:atom_count) - before < 20
   end
 end
