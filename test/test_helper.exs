@@ -1,1 +1,1 @@
-ExUnit.start()
+ExUnit.start(capture_log: true)

@@ -1,10 +1,18 @@
 defmodule SwarmService.Application do
   @moduledoc false
+  # The tree reads top to bottom as "what depends on what": the log
+  # forwarder and registry come first, every swarm's processes hang under
+  # SwarmSupervisor, and the gateway (last) calls into all of them.
+  # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 
   @impl true
   def start(_type, _args) do
     children = [
+      SwarmService.Native.LogForwarder,
+      SwarmService.Coordination,
+      {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
+      {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
       InterfaceService
     ]
 
