@@ -12,7 +12,8 @@ defmodule SwarmService.Application do
       SwarmService.Native.LogForwarder,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
-      {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one}
+      {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
+      InterfaceService
     ]
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)
