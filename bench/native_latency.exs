@@ -64,7 +64,12 @@ rows =
     {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 100_000, name: "bench")
     Bench.Latency.fill_agents(s, agents)
 
-    r1 = Bench.Latency.report("swarm_status", agents, Bench.Latency.sample(n, fn _ -> RuvSwarm.swarm_status(s) end))
+    r1 =
+      Bench.Latency.report(
+        "swarm_status",
+        agents,
+        Bench.Latency.sample(n, fn _ -> RuvSwarm.swarm_status(s) end)
+      )
 
     # spawn_agent is measured at this agent count: add, then remove, so the
     # count stays put.
@@ -80,14 +85,18 @@ rows =
       Bench.Latency.report(
         "orchestrate",
         agents,
-        Bench.Latency.sample(n, fn i -> RuvSwarm.orchestrate(s, %{description: "t#{i}", priority: :high}) end)
+        Bench.Latency.sample(n, fn i ->
+          RuvSwarm.orchestrate(s, %{description: "t#{i}", priority: :high})
+        end)
       )
 
     r4 =
       Bench.Latency.report(
         "memory_store",
         agents,
-        Bench.Latency.sample(n, fn i -> RuvSwarm.memory_store(s, "key/#{i}", %{n: i}, tags: ["b"]) end)
+        Bench.Latency.sample(n, fn i ->
+          RuvSwarm.memory_store(s, "key/#{i}", %{n: i}, tags: ["b"])
+        end)
       )
 
     r5 =
@@ -110,15 +119,27 @@ idle = 100_000
 Bench.Latency.fill_agents(big, idle)
 %{allocated_bytes: after_agents} = Native.engine_memory()
 per_agent = (after_agents - before) / idle
-IO.puts("#{idle} idle agents: #{Float.round((after_agents - before) / 1_048_576, 1)} MiB, #{Float.round(per_agent, 1)} bytes/agent")
+
+IO.puts(
+  "#{idle} idle agents: #{Float.round((after_agents - before) / 1_048_576, 1)} MiB, #{Float.round(per_agent, 1)} bytes/agent"
+)
 
 queued = if quick, do: 100_000, else: 1_000_000
 IO.puts("\n== worst normal-scheduler call at #{idle} agents and #{queued} queued tasks ==")
 t0 = System.monotonic_time(:millisecond)
-for i <- 1..queued, do: {:ok, _} = RuvSwarm.orchestrate(big, %{description: "q", input: i, capabilities: ["none-has-this"]})
+
+for i <- 1..queued,
+    do:
+      {:ok, _} =
+        RuvSwarm.orchestrate(big, %{description: "q", input: i, capabilities: ["none-has-this"]})
+
 IO.puts("queued #{queued} tasks in #{System.monotonic_time(:millisecond) - t0} ms")
 %{allocated_bytes: after_tasks} = Native.engine_memory()
-IO.puts("engine memory now #{Float.round(after_tasks / 1_048_576, 1)} MiB (#{Float.round((after_tasks - after_agents) / queued, 1)} bytes/queued task)")
+
+IO.puts(
+  "engine memory now #{Float.round(after_tasks / 1_048_576, 1)} MiB (#{Float.round((after_tasks - after_agents) / queued, 1)} bytes/queued task)"
+)
+
 {:ok, [first | _]} = RuvSwarm.list_agents(big)
 {:ok, %{tasks: %{pending: pending}}} = RuvSwarm.swarm_status(big)
 IO.puts("pending: #{pending}")
@@ -137,9 +158,14 @@ scale =
     {"agent_metrics", fn _ -> RuvSwarm.agent_metrics(first.id) end},
     {"spawn_agent*", fn _ -> RuvSwarm.spawn_agent(big, []) end}
   ]
-  |> Enum.map(fn {name, fun} -> Bench.Latency.report(name, idle, Bench.Latency.sample(2_000, fun)) end)
+  |> Enum.map(fn {name, fun} ->
+    Bench.Latency.report(name, idle, Bench.Latency.sample(2_000, fun))
+  end)
 
-IO.puts("(* spawn_agent at the 100,000 cap answers {:error, {:swarm_full, _}}: the check itself is timed)")
+IO.puts(
+  "(* spawn_agent at the 100,000 cap answers {:error, {:swarm_full, _}}: the check itself is timed)"
+)
+
 %{longest_call_ns: longest, longest_call_cpu_ns: longest_cpu} = Native.engine_memory()
 worst = longest_cpu / 1000
 
@@ -147,6 +173,7 @@ IO.puts(
   "longest swarm command, engine-measured: #{Float.round(worst, 1)} us of CPU, " <>
     "#{Float.round(longest / 1000, 1)} us wall (goal: < 1000 us)"
 )
+
 IO.puts("(the max column above also includes BEAM scheduling and GC of this benchmark process)")
 
 status10k = Enum.find(rows, &(&1.op == "swarm_status" and &1.agents == 10_000))

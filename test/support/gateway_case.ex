@@ -11,17 +11,8 @@ defmodule InterfaceService.GatewayCase do
     end
   end
 
-  @doc "The API module under test: the real engine when it is built, else the in-memory stand-in."
-  def engine_api do
-    real = SwarmService.RuvSwarm
-
-    if Code.ensure_loaded?(real) and function_exported?(real, :spawn_swarm, 1) do
-      real
-    else
-      {:ok, _} = InterfaceService.Test.FakeRuvSwarm.start()
-      InterfaceService.Test.FakeRuvSwarm
-    end
-  end
+  @doc "The API the gateway under test calls: always the real engine."
+  def engine_api, do: SwarmService.RuvSwarm
 
   @doc "Starts a gateway under the test supervisor; returns its base URL and name."
   def start_gateway(opts \\ []) do
