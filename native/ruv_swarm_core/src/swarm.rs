@@ -24,7 +24,7 @@ use crate::task::{self, Task, TaskResult, UnitState};
 use crate::topology;
 
 /// How many free agents the scheduler compares before picking one.
-const CANDIDATES: usize = 32;
+const CANDIDATES: usize = 8;
 /// Most units one agent may run at once.
 pub const MAX_CAPACITY: u32 = 1024;
 
@@ -591,10 +591,7 @@ impl Swarm {
 
     /// Upper bound of agents able to run work needing `caps`.
     fn capable_workers(&self, caps: &[String]) -> u32 {
-        let n = self.order.len();
-        let workers = (0..n)
-            .filter(|&p| topology::is_worker(self.topology, p, n))
-            .count() as u32;
+        let workers = topology::worker_count(self.topology, self.order.len()) as u32;
         caps.iter()
             .map(|c| self.cap_holders.get(c).copied().unwrap_or(0))
             .fold(workers, u32::min)
@@ -815,7 +812,7 @@ impl Swarm {
         let caps = normalize_caps(spec.capabilities.clone());
         let workers = self.capable_workers(&caps).max(1);
         let fan_out = match spec.mode {
-            _ if !spec.subtasks.is_empty() => 1,
+            _ if !spec.subtasks.is_empty() || spec.max_agents == 1 => 1,
             ExecMode::Parallel | ExecMode::Sequential => spec.max_agents.min(workers),
             // Hedge only while the swarm is failing noticeably.
             ExecMode::Adaptive if self.success_ewma >= 0.95 => 1,

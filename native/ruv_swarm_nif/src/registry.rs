@@ -2,8 +2,10 @@
 //! effects (work, cancellations, completions, events) as messages.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustler::{Encoder, Env, LocalPid, Term};
@@ -31,11 +33,12 @@ pub struct State {
 pub struct Cell(Mutex<State>);
 
 impl Cell {
-    /// Locks the swarm. A panic in an earlier command cannot leave the
-    /// state half-written in a way later commands rely on, so a poisoned
-    /// lock is recovered rather than wedging the swarm forever.
+    /// Locks the swarm. parking_lot spins briefly before sleeping, which
+    /// suits commands that hold the lock for a microsecond or two, and has
+    /// no poisoning: a panicking command (caught by rustler) leaves the
+    /// swarm usable rather than wedged.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 }
 
@@ -206,7 +209,17 @@ pub fn take_longest_call_ns() -> (u64, u64) {
     )
 }
 
+/// CPU time is a syscall (no vDSO), so it is measured only on request.
+static MEASURE_CPU: AtomicBool = AtomicBool::new(false);
+
+pub fn measure_cpu(on: bool) {
+    MEASURE_CPU.store(on, Ordering::Relaxed);
+}
+
 fn thread_cpu_ns() -> u64 {
+    if !MEASURE_CPU.load(Ordering::Relaxed) {
+        return 0;
+    }
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

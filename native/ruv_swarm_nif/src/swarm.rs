@@ -161,6 +161,13 @@ fn agent_neighbours<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     })
 }
 
+/// Turns on CPU-time measurement of every swarm command (for benchmarks).
+#[rustler::nif]
+fn engine_measure_cpu(on: bool) -> rustler::Atom {
+    registry::measure_cpu(on);
+    atoms::ok()
+}
+
 /// Engine-wide numbers: live bytes allocated by Rust, swarm count, and the
 /// longest swarm command since the last call (then reset).
 #[rustler::nif]
