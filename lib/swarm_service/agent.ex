@@ -139,7 +139,7 @@ defmodule SwarmService.Agent do
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
 
-    case Executor.Command.run(argv, opts, work.input, work.timeout_ms) do
+    case Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work.timeout_ms) do
       {:timeout, reason} -> {:timeout, reason}
       other -> other
     end

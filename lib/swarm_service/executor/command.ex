@@ -5,8 +5,9 @@ defmodule SwarmService.Executor.Command do
   * `argv` is a list: the executable (a path, or a name looked up in `PATH`)
     and its arguments. It is never parsed by a shell.
   * The task input goes to the command's stdin (binaries as they are, other
-    terms as JSON when they can be encoded, else `inspect/1`), stdout is the
-    result, stderr is kept for the error message.
+    terms as JSON when they can be encoded, else `inspect/1`), followed by
+    the result of each finished dependency as a `## <name>` section; stdout
+    is the result, stderr is kept for the error message.
   * A non-zero exit status fails the attempt with the status and the end of
     stderr. A timeout (`:timeout_ms`, else the task's timeout) kills the
     command and every process it started.
@@ -83,7 +84,7 @@ defmodule SwarmService.Executor.Command do
     base = Path.join(dir, "#{System.os_time()}-#{:erlang.unique_integer([:positive])}")
     stdin_path = base <> ".in"
     stderr_path = base <> ".err"
-    File.write!(stdin_path, stdin_bytes(input))
+    File.write!(stdin_path, input)
 
     env =
       [{"RUV_SWARM_STDIN", stdin_path}, {"RUV_SWARM_STDERR", stderr_path}] ++
@@ -169,6 +170,17 @@ defmodule SwarmService.Executor.Command do
       {:error, _} ->
         "(no stderr)"
     end
+  end
+
+  @doc false
+  # What the command reads: the input, then each dependency's result.
+  def stdin_of(%{input: input, context: deps}) when map_size(deps) == 0, do: stdin_bytes(input)
+
+  def stdin_of(%{input: input, context: deps}) do
+    sections =
+      for {name, result} <- Enum.sort(deps), do: ["\n\n## ", name, "\n", stdin_bytes(result)]
+
+    IO.iodata_to_binary([stdin_bytes(input) | sections])
   end
 
   defp stdin_bytes(input) when is_binary(input), do: input
