@@ -48,7 +48,8 @@ mcp-client-test:
 	test/mcp_client/run.sh
 
 bench: deps
-	MIX_ENV=prod mix run bench/native_latency.exs
+	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs
+	RUV_SWARM_GATEWAY=off mix run bench/throughput.exs
 
 clean:
 	rm -rf _build target priv/native
