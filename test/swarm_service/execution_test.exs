@@ -208,6 +208,15 @@ defmodule SwarmService.ExecutionTest do
       assert {_, {:ok, "PIPED THROUGH TR"}} = run!(s, "piped through tr")
     end
 
+    test "one agent runs many commands in a row on its reused worker" do
+      s = swarm!(agents: 1, executor: {:command, ["tr", "a-z", "A-Z"], []})
+
+      for i <- 1..30 do
+        assert {_, {:ok, out}} = run!(s, "run #{i}")
+        assert out == "RUN #{i}"
+      end
+    end
+
     test "a non-zero exit fails the attempt with the status and stderr" do
       argv = ["sh", "-c", "echo 'disk on fire' >&2; exit 3"]
       s = swarm!(agents: 1, executor: {:command, argv, []})

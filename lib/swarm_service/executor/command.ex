@@ -75,8 +75,9 @@ defmodule SwarmService.Executor.Command do
 
   @doc false
   # Runs one attempt in the calling (worker) process. Returns {:ok, stdout},
-  # {:error, reason} or {:timeout, reason}. Honours {:cancel, reason} messages.
-  def run([exe | args], opts, input, task_timeout) do
+  # {:error, reason} or {:timeout, reason}. Honours {:cancel, work_id,
+  # reason} messages for this work.
+  def run([exe | args], opts, input, %{work_id: work_id, timeout_ms: task_timeout}) do
     timeout = Keyword.get(opts, :timeout_ms, task_timeout)
     max_out = Keyword.get(opts, :max_output_bytes, @default_max_output)
     dir = Path.join(System.tmp_dir!(), "ruv_swarm_exec")
@@ -106,7 +107,7 @@ defmodule SwarmService.Executor.Command do
       os_pid = with {:os_pid, pid} <- Port.info(port, :os_pid), do: pid
       deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
 
-      result = collect(port, os_pid, [], 0, max_out, deadline, timeout)
+      result = collect(port, os_pid, {[], 0, max_out}, {deadline, timeout}, work_id)
       finish(result, stderr_path)
     after
       File.rm(stdin_path)
@@ -114,7 +115,7 @@ defmodule SwarmService.Executor.Command do
     end
   end
 
-  defp collect(port, os_pid, acc, size, max_out, deadline, timeout) do
+  defp collect(port, os_pid, {acc, size, max_out}, {deadline, timeout} = limit, work_id) do
     wait =
       if deadline, do: max(deadline - System.monotonic_time(:millisecond), 0), else: :infinity
 
@@ -126,7 +127,7 @@ defmodule SwarmService.Executor.Command do
           kill_tree(port, os_pid)
           {:error, "output exceeded #{max_out} bytes; command killed"}
         else
-          collect(port, os_pid, [acc | chunk], size, max_out, deadline, timeout)
+          collect(port, os_pid, {[acc | chunk], size, max_out}, limit, work_id)
         end
 
       {^port, {:exit_status, 0}} ->
@@ -135,12 +136,14 @@ defmodule SwarmService.Executor.Command do
       {^port, {:exit_status, status}} ->
         {:exit, status}
 
-      {:cancel, reason} ->
+      {:cancel, ^work_id, reason} ->
         kill_tree(port, os_pid)
         {:error, "cancelled: #{reason}"}
 
-      {:EXIT, _from, reason} ->
-        # Our agent is gone: take the command down with us.
+      {:EXIT, from, reason} when is_pid(from) ->
+        # Our agent is gone (the only process we are linked to): take the
+        # command down with us. Ports of earlier runs also send EXITs; they
+        # are not pids and are ignored.
         kill_tree(port, os_pid)
         exit(reason)
     after
