@@ -15,76 +15,100 @@ defmodule Bench.Trivial do
 end
 
 defmodule Bench.Throughput do
-  # Collects completions: each submitter tells it when a task was submitted,
-  # the engine tells it when the task finished.
-  def collector(parent, expected) do
-    spawn_link(fn -> collect(parent, expected, %{}, []) end)
+  # Each submitter keeps up to `window` tasks in flight and records its own
+  # submit-to-result latencies, so no single harness process sits between
+  # the swarm and its callers.
+  def submitter(swarm, n, window) do
+    loop(swarm, n, window, %{}, [])
   end
 
-  defp collect(parent, 0, _open, lat), do: send(parent, {:latencies, lat})
+  defp loop(_swarm, 0, _window, open, lat) when map_size(open) == 0, do: lat
 
-  defp collect(parent, left, open, lat) do
+  defp loop(swarm, left, window, open, lat) when left > 0 and map_size(open) < window do
+    t0 = System.monotonic_time(:nanosecond)
+    {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
+
+    case Native.task_watch(id, self()) do
+      :watching ->
+        loop(swarm, left - 1, window, Map.put(open, id, t0), lat)
+
+      :done ->
+        loop(swarm, left - 1, window, open, [System.monotonic_time(:nanosecond) - t0 | lat])
+    end
+  end
+
+  defp loop(swarm, left, window, open, lat) do
     receive do
-      {:submitted, id, t0} ->
-        case Map.pop(open, id) do
-          {nil, open} -> collect(parent, left, Map.put(open, id, t0), lat)
-          {t1, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
-        end
-
       {:swarm_task_done, id} ->
-        t1 = System.monotonic_time(:nanosecond)
-
-        case Map.pop(open, id) do
-          {nil, open} -> collect(parent, left, Map.put(open, id, t1), lat)
-          {t0, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
-        end
+        {t0, open} = Map.pop(open, id)
+        loop(swarm, left, window, open, [System.monotonic_time(:nanosecond) - t0 | lat])
     end
   end
 
-  def submit(swarm, collector, n) do
-    for _ <- 1..n do
-      t0 = System.monotonic_time(:nanosecond)
-      {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
-
-      case Native.task_watch(id, collector) do
-        :watching -> :ok
-        :done -> send(collector, {:swarm_task_done, id})
-      end
-
-      send(collector, {:submitted, id, t0})
-    end
-  end
-
-  # As fast as `submitters` processes can submit.
-  def saturate(swarm, total, submitters) do
-    collector = collector(self(), total)
+  # As fast as `submitters` processes with `window` tasks in flight each can go.
+  def saturate(swarm, total, submitters, window \\ 64) do
     t0 = System.monotonic_time(:nanosecond)
 
-    1..submitters
-    |> Enum.map(fn _ -> Task.async(fn -> submit(swarm, collector, div(total, submitters)) end) end)
-    |> Enum.each(&Task.await(&1, :infinity))
+    lat =
+      1..submitters
+      |> Enum.map(fn _ ->
+        Task.async(fn -> submitter(swarm, div(total, submitters), window) end)
+      end)
+      |> Enum.flat_map(&Task.await(&1, :infinity))
 
+    {length(lat) / ((System.monotonic_time(:nanosecond) - t0) / 1.0e9), Enum.sort(lat)}
+  end
+
+  # Open loop at a fixed rate, in 1 ms batches, from one pacing process.
+  def paced(swarm, rate, seconds) do
+    per_ms = max(1, div(rate, 1000))
+    batches = trunc(seconds * 1000)
+    start = System.monotonic_time(:millisecond)
+
+    open =
+      Enum.reduce(0..(batches - 1), %{}, fn batch, open ->
+        wait = start + batch - System.monotonic_time(:millisecond)
+        if wait > 0, do: Process.sleep(wait)
+
+        Enum.reduce(1..per_ms, open, fn _, open ->
+          t0 = System.monotonic_time(:nanosecond)
+          {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
+
+          case Native.task_watch(id, self()) do
+            :watching ->
+              Map.put(open, id, t0)
+
+            :done ->
+              Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+              open
+          end
+        end)
+        |> drain()
+      end)
+
+    finish(open, [])
+  end
+
+  # Takes completions already waiting, without blocking the pace.
+  defp drain(open) do
     receive do
-      {:latencies, lat} ->
-        {total / ((System.monotonic_time(:nanosecond) - t0) / 1.0e9), Enum.sort(lat)}
+      {:swarm_task_done, id} ->
+        {t0, open} = Map.pop(open, id)
+        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+        drain(open)
+    after
+      0 -> open
     end
   end
 
-  # Open loop at a fixed rate, in 1 ms batches.
-  def paced(swarm, rate, seconds) do
-    total = trunc(rate * seconds)
-    per_ms = max(1, div(rate, 1000))
-    collector = collector(self(), div(total, per_ms) * per_ms)
-    start = System.monotonic_time(:millisecond)
+  defp finish(open, _) when map_size(open) == 0, do: Enum.sort(Process.delete(:lat) || [])
 
-    for batch <- 0..(div(total, per_ms) - 1) do
-      wait = start + batch - System.monotonic_time(:millisecond)
-      if wait > 0, do: Process.sleep(wait)
-      submit(swarm, collector, per_ms)
-    end
-
+  defp finish(open, acc) do
     receive do
-      {:latencies, lat} -> Enum.sort(lat)
+      {:swarm_task_done, id} ->
+        {t0, open} = Map.pop(open, id)
+        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+        finish(open, acc)
     end
   end
 
@@ -97,15 +121,18 @@ total = if quick, do: 20_000, else: 100_000
 submitters = System.schedulers_online() * 2
 
 IO.puts("\n== end-to-end trivial tasks (module executor) ==")
-IO.puts("agents     tasks/s    p50 us    p99 us   (saturated: latency includes queueing)")
+
+IO.puts(
+  "agents     tasks/s    p50 us    p99 us   (saturated, #{submitters} callers x 64 in flight)"
+)
 
 rows =
   for agents <- [1, 100, 10_000] do
     {:ok, s} =
       RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
 
-    # Warm up.
-    Bench.Throughput.saturate(s, 2_000, submitters)
+    # Warm up: every agent gets its worker process before measuring.
+    Bench.Throughput.saturate(s, max(2_000, 2 * agents), submitters)
     {rate, lat} = Bench.Throughput.saturate(s, total, submitters)
     p50 = Bench.Throughput.pct(lat, 0.5)
     p99 = Bench.Throughput.pct(lat, 0.99)
