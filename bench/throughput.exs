@@ -59,56 +59,53 @@ defmodule Bench.Throughput do
     {length(lat) / ((System.monotonic_time(:nanosecond) - t0) / 1.0e9), Enum.sort(lat)}
   end
 
-  # Open loop at a fixed rate, in 1 ms batches, from one pacing process.
+  # Open loop at a fixed rate, in 1 ms batches. A separate collector takes
+  # completions the moment they arrive, so the pacer's sleeps never add to
+  # the measured latency.
   def paced(swarm, rate, seconds) do
     per_ms = max(1, div(rate, 1000))
     batches = trunc(seconds * 1000)
+    parent = self()
+    collector = spawn_link(fn -> collect(parent, batches * per_ms, %{}, []) end)
     start = System.monotonic_time(:millisecond)
 
-    open =
-      Enum.reduce(0..(batches - 1), %{}, fn batch, open ->
-        wait = start + batch - System.monotonic_time(:millisecond)
-        if wait > 0, do: Process.sleep(wait)
+    for batch <- 0..(batches - 1) do
+      wait = start + batch - System.monotonic_time(:millisecond)
+      if wait > 0, do: Process.sleep(wait)
 
-        Enum.reduce(1..per_ms, open, fn _, open ->
-          t0 = System.monotonic_time(:nanosecond)
-          {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
+      for _ <- 1..per_ms do
+        t0 = System.monotonic_time(:nanosecond)
+        {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
 
-          case Native.task_watch(id, self()) do
-            :watching ->
-              Map.put(open, id, t0)
+        if Native.task_watch(id, collector) == :done,
+          do: send(collector, {:swarm_task_done, id})
 
-            :done ->
-              Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
-              open
-          end
-        end)
-        |> drain()
-      end)
+        send(collector, {:submitted, id, t0})
+      end
+    end
 
-    finish(open, [])
-  end
-
-  # Takes completions already waiting, without blocking the pace.
-  defp drain(open) do
     receive do
-      {:swarm_task_done, id} ->
-        {t0, open} = Map.pop(open, id)
-        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
-        drain(open)
-    after
-      0 -> open
+      {:latencies, lat} -> Enum.sort(lat)
     end
   end
 
-  defp finish(open, _) when map_size(open) == 0, do: Enum.sort(Process.delete(:lat) || [])
+  defp collect(parent, 0, _open, lat), do: send(parent, {:latencies, lat})
 
-  defp finish(open, acc) do
+  defp collect(parent, left, open, lat) do
     receive do
+      {:submitted, id, t0} ->
+        case Map.pop(open, id) do
+          {nil, open} -> collect(parent, left, Map.put(open, id, {:t0, t0}), lat)
+          {{:t1, t1}, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
+        end
+
       {:swarm_task_done, id} ->
-        {t0, open} = Map.pop(open, id)
-        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
-        finish(open, acc)
+        t1 = System.monotonic_time(:nanosecond)
+
+        case Map.pop(open, id) do
+          {nil, open} -> collect(parent, left, Map.put(open, id, {:t1, t1}), lat)
+          {{:t0, t0}, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
+        end
     end
   end
 
