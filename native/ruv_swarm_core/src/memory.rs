@@ -1,0 +1,342 @@
+//! Swarm memory: namespaced key/value entries with version, TTL and tags.
+//!
+//! Versions come from one counter per swarm, so a key's version only ever
+//! grows, even across delete and re-create. Expired entries disappear from
+//! reads at once and are swept by [`Memory::expire`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::model::Payload;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub value: Payload,
+    /// Searchable text of the value, when it is text.
+    pub text: Option<String>,
+    pub version: u64,
+    pub tags: Vec<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub expires_at: Option<u64>,
+}
+
+impl Entry {
+    fn live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// A search: every given criterion must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub namespace: Option<String>,
+    pub prefix: Option<String>,
+    /// The entry must carry all of these tags.
+    pub tags: Vec<String>,
+    /// Case-insensitive substring of the key or the value's text.
+    pub text: Option<String>,
+    pub limit: usize,
+}
+
+type Key = (String, String);
+
+#[derive(Debug, Default)]
+pub struct Memory {
+    entries: BTreeMap<Key, Entry>,
+    expiry: BinaryHeap<Reverse<(u64, Key)>>,
+    next_version: u64,
+    bytes: usize,
+}
+
+/// What one store call asks for.
+pub struct StoreRequest<'a> {
+    pub namespace: &'a str,
+    pub key: &'a str,
+    pub value: Payload,
+    pub text: Option<String>,
+    pub tags: Vec<String>,
+    pub ttl_ms: Option<u64>,
+    /// Compare-and-set: store only if the current version is this one
+    /// (0 = the key must not exist).
+    pub if_version: Option<u64>,
+}
+
+impl Memory {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Approximate bytes held by keys, values and tags.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn store(&mut self, req: StoreRequest<'_>, now: u64) -> Result<u64> {
+        crate::model::check_name("namespace", req.namespace)?;
+        crate::model::check_name("key", req.key)?;
+        crate::model::check_payload("value", &req.value)?;
+        crate::model::check_list("tag", &req.tags)?;
+        if let Some(ttl) = req.ttl_ms {
+            if ttl == 0 || ttl > limits::MAX_TIMEOUT_MS {
+                return Err(Error::invalid(format!(
+                    "ttl_ms must be between 1 and {}",
+                    limits::MAX_TIMEOUT_MS
+                )));
+            }
+        }
+        let key = (req.namespace.to_owned(), req.key.to_owned());
+        let current = self.entries.get(&key).filter(|e| e.live(now));
+        if let Some(expected) = req.if_version {
+            let found = current.map_or(0, |e| e.version);
+            if found != expected {
+                return Err(Error::VersionConflict { expected, found });
+            }
+        }
+        if current.is_none() && self.entries.len() >= limits::MAX_MEMORY_ENTRIES {
+            return Err(Error::TooLarge {
+                what: "memory",
+                size: self.entries.len() + 1,
+                limit: limits::MAX_MEMORY_ENTRIES,
+            });
+        }
+        let created_at = current.map_or(now, |e| e.created_at);
+        self.next_version += 1;
+        let version = self.next_version;
+        let expires_at = req.ttl_ms.map(|t| now + t);
+        if let Some(at) = expires_at {
+            self.expiry.push(Reverse((at, key.clone())));
+        }
+        let entry = Entry {
+            value: req.value,
+            text: req.text,
+            version,
+            tags: req.tags,
+            created_at,
+            updated_at: now,
+            expires_at,
+        };
+        let added = entry_bytes(&key, &entry);
+        if let Some(old) = self.entries.insert(key.clone(), entry) {
+            self.bytes -= entry_bytes(&key, &old);
+        }
+        self.bytes += added;
+        Ok(version)
+    }
+
+    pub fn get(&self, namespace: &str, key: &str, now: u64) -> Option<&Entry> {
+        self.entries
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .filter(|e| e.live(now))
+    }
+
+    pub fn delete(&mut self, namespace: &str, key: &str, now: u64) -> bool {
+        let k = (namespace.to_owned(), key.to_owned());
+        match self.entries.remove(&k) {
+            Some(e) => {
+                self.bytes -= entry_bytes(&k, &e);
+                e.live(now)
+            }
+            None => false,
+        }
+    }
+
+    /// Entries matching `query`, in (namespace, key) order.
+    pub fn search(&self, query: &Query, now: u64) -> Vec<(&str, &str, &Entry)> {
+        let limit = query.limit.clamp(1, limits::MAX_SEARCH_RESULTS);
+        let needle = query.text.as_ref().map(|t| t.to_lowercase());
+        let matches = |(ns, key): &Key, e: &Entry| {
+            e.live(now)
+                && query.namespace.as_ref().is_none_or(|n| n == ns)
+                && query
+                    .prefix
+                    .as_ref()
+                    .is_none_or(|p| key.starts_with(p.as_str()))
+                && query.tags.iter().all(|t| e.tags.contains(t))
+                && needle.as_ref().is_none_or(|n| {
+                    key.to_lowercase().contains(n)
+                        || e.text
+                            .as_ref()
+                            .is_some_and(|t| t.to_lowercase().contains(n))
+                })
+        };
+        let iter: Box<dyn Iterator<Item = (&Key, &Entry)>> = match (&query.namespace, &query.prefix)
+        {
+            // Namespace and prefix known: walk only the matching key range.
+            (Some(ns), Some(prefix)) => Box::new(
+                self.entries
+                    .range((ns.clone(), prefix.clone())..)
+                    .take_while(move |((n, k), _)| n == ns && k.starts_with(prefix.as_str())),
+            ),
+            (Some(ns), None) => Box::new(
+                self.entries
+                    .range((ns.clone(), String::new())..)
+                    .take_while(move |((n, _), _)| n == ns),
+            ),
+            _ => Box::new(self.entries.iter()),
+        };
+        iter.filter(|(k, e)| matches(k, e))
+            .take(limit)
+            .map(|((ns, key), e)| (ns.as_str(), key.as_str(), e))
+            .collect()
+    }
+
+    /// Removes entries whose TTL ran out, at most `budget` of them, and
+    /// returns their (namespace, key).
+    pub fn expire(&mut self, now: u64, budget: usize) -> Vec<(String, String)> {
+        let mut gone = Vec::new();
+        while gone.len() < budget {
+            match self.expiry.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => break,
+            }
+            let Reverse((at, key)) = self.expiry.pop().expect("peeked");
+            // Only remove if the entry still carries this expiry (it may
+            // have been rewritten or deleted since).
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.expires_at == Some(at))
+            {
+                let e = self.entries.remove(&key).expect("present");
+                self.bytes -= entry_bytes(&key, &e);
+                gone.push(key);
+            }
+        }
+        gone
+    }
+
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiry.peek().map(|Reverse((at, _))| *at)
+    }
+}
+
+fn entry_bytes((ns, key): &Key, e: &Entry) -> usize {
+    ns.len()
+        + key.len()
+        + e.value.len()
+        + e.text.as_ref().map_or(0, |t| t.len())
+        + e.tags.iter().map(|t| t.len()).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn req<'a>(ns: &'a str, key: &'a str, text: &str) -> StoreRequest<'a> {
+        StoreRequest {
+            namespace: ns,
+            key,
+            value: text.as_bytes().to_vec(),
+            text: Some(text.into()),
+            tags: vec![],
+            ttl_ms: None,
+            if_version: None,
+        }
+    }
+
+    #[test]
+    fn versions_grow_and_cas_is_checked() {
+        let mut m = Memory::default();
+        let v1 = m.store(req("ns", "k", "a"), 0).unwrap();
+        let v2 = m.store(req("ns", "k", "b"), 1).unwrap();
+        assert!(v2 > v1);
+        let mut stale = req("ns", "k", "c");
+        stale.if_version = Some(v1);
+        assert_eq!(
+            m.store(stale, 2),
+            Err(Error::VersionConflict {
+                expected: v1,
+                found: v2
+            })
+        );
+        assert_eq!(m.get("ns", "k", 2).unwrap().value, b"b");
+        assert_eq!(m.get("ns", "k", 2).unwrap().created_at, 0);
+        assert!(m.delete("ns", "k", 3));
+        assert!(m.get("ns", "k", 3).is_none());
+        assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn ttl_hides_then_sweeps() {
+        let mut m = Memory::default();
+        let mut r = req("ns", "k", "v");
+        r.ttl_ms = Some(10);
+        m.store(r, 100).unwrap();
+        assert!(m.get("ns", "k", 109).is_some());
+        assert!(m.get("ns", "k", 110).is_none());
+        assert_eq!(m.expire(110, 10), vec![("ns".into(), "k".into())]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn rewrite_without_ttl_survives_old_expiry() {
+        let mut m = Memory::default();
+        let mut r = req("ns", "k", "v");
+        r.ttl_ms = Some(10);
+        m.store(r, 0).unwrap();
+        m.store(req("ns", "k", "w"), 5).unwrap();
+        assert!(m.expire(20, 10).is_empty());
+        assert!(m.get("ns", "k", 20).is_some());
+    }
+
+    #[test]
+    fn search_by_prefix_tags_and_text() {
+        let mut m = Memory::default();
+        m.store(req("a", "user/1", "Alice likes Rust"), 0).unwrap();
+        m.store(req("a", "user/2", "Bob likes Elixir"), 0).unwrap();
+        let mut tagged = req("a", "note", "misc");
+        tagged.tags = vec!["x".into(), "y".into()];
+        m.store(tagged, 0).unwrap();
+        m.store(req("b", "user/3", "Carol"), 0).unwrap();
+        let q = |ns: Option<&str>, prefix: Option<&str>, tags: &[&str], text: Option<&str>| Query {
+            namespace: ns.map(Into::into),
+            prefix: prefix.map(Into::into),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            text: text.map(Into::into),
+            limit: 100,
+        };
+        let keys = |r: Vec<(&str, &str, &Entry)>| {
+            r.into_iter()
+                .map(|(_, k, _)| k.to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(m.search(&q(Some("a"), Some("user/"), &[], None), 0)),
+            ["user/1", "user/2"]
+        );
+        assert_eq!(
+            keys(m.search(&q(None, Some("user/"), &[], None), 0)).len(),
+            3
+        );
+        assert_eq!(keys(m.search(&q(None, None, &["x"], None), 0)), ["note"]);
+        assert_eq!(
+            keys(m.search(&q(None, None, &[], Some("ELIXIR")), 0)),
+            ["user/2"]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn bytes_accounting_returns_to_zero(ops in proptest::collection::vec((0u8..3, 0u8..8, ".{0,20}"), 1..60)) {
+            let mut m = Memory::default();
+            for (op, k, v) in ops {
+                let key = format!("k{k}");
+                match op {
+                    0 | 1 => { m.store(req("ns", &key, &v), 0).unwrap(); }
+                    _ => { m.delete("ns", &key, 0); }
+                }
+            }
+            for k in 0..8 { m.delete("ns", &format!("k{k}"), 0); }
+            prop_assert_eq!(m.bytes(), 0);
+            prop_assert!(m.is_empty());
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Tasks and their units of work.
+//!
+//! A task is split into units when it is submitted:
+//! - explicit subtasks become one unit each, ordered by their dependency DAG;
+//! - `parallel` fans the same input out to up to `max_agents` units;
+//! - `sequential` chains up to `max_agents` units, each fed the previous
+//!   unit's result;
+//! - `adaptive` hedges: it starts as many units as the swarm's observed
+//!   success rate calls for and takes the first result.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitState {
+    /// Waiting for dependencies.
+    Blocked,
+    /// Queued or about to be dispatched.
+    Ready,
+    /// Waiting out a retry backoff.
+    Delayed,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl UnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Blocked => "blocked",
+            UnitState::Ready => "pending",
+            UnitState::Delayed => "retrying",
+            UnitState::Running => "running",
+            UnitState::Done => "completed",
+            UnitState::Failed => "failed",
+            UnitState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            UnitState::Done | UnitState::Failed | UnitState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub name: String,
+    /// `None`: the input is the previous pipeline step's result.
+    pub input: Option<Payload>,
+    pub deps: Vec<u32>,
+    pub dependents: Vec<u32>,
+    pub pending_deps: u32,
+    pub capabilities: Vec<String>,
+    pub state: UnitState,
+    /// Attempts started so far (the current attempt's number when running).
+    pub attempts: u32,
+    /// Agent (by sequence number) running or last running this unit.
+    pub agent: Option<u64>,
+    /// Agents that already failed this unit; retries go elsewhere if possible.
+    pub excluded: Vec<u64>,
+    /// Agent this unit should go to if it is free (ring pipelines).
+    pub preferred: Option<u64>,
+    pub result: Option<Payload>,
+    pub error: Option<String>,
+    pub dispatched_at: u64,
+    pub timed_out: bool,
+}
+
+impl Unit {
+    fn new(name: String, input: Option<Payload>, capabilities: Vec<String>) -> Self {
+        Unit {
+            name,
+            input,
+            deps: Vec::new(),
+            dependents: Vec::new(),
+            pending_deps: 0,
+            capabilities,
+            state: UnitState::Blocked,
+            attempts: 0,
+            agent: None,
+            excluded: Vec::new(),
+            preferred: None,
+            result: None,
+            error: None,
+            dispatched_at: 0,
+            timed_out: false,
+        }
+    }
+}
+
+/// The aggregated result of a completed task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskResult {
+    /// One unit, a sequential pipeline's last step, or an adaptive winner.
+    Single(Payload),
+    /// A parallel fan-out, in unit order.
+    List(Vec<Payload>),
+    /// Explicit subtasks, by name.
+    Named(Vec<(String, Payload)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub seq: u64,
+    pub id: String,
+    pub description: String,
+    pub priority: Priority,
+    pub mode: ExecMode,
+    pub has_subtasks: bool,
+    pub timeout_ms: Option<u64>,
+    pub retry: RetryPolicy,
+    pub status: TaskStatus,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub units: Vec<Unit>,
+    pub unfinished: u32,
+    pub result: Option<TaskResult>,
+    pub error: Option<String>,
+}
+
+/// Checks a spec against the limits and its DAG for cycles.
+pub fn validate(spec: &TaskSpec) -> Result<()> {
+    check_text("description", &spec.description)?;
+    check_payload("input", &spec.input)?;
+    check_list("capability", &spec.capabilities)?;
+    if spec.description.is_empty() && spec.input.is_empty() && spec.subtasks.is_empty() {
+        return Err(Error::invalid(
+            "a task needs a description, an input or subtasks",
+        ));
+    }
+    if spec.max_agents == 0 || spec.max_agents > crate::limits::MAX_TASK_AGENTS {
+        return Err(Error::invalid(format!(
+            "max_agents must be between 1 and {}",
+            crate::limits::MAX_TASK_AGENTS
+        )));
+    }
+    if let Some(t) = spec.timeout_ms {
+        if t == 0 || t > crate::limits::MAX_TIMEOUT_MS {
+            return Err(Error::invalid(format!(
+                "timeout_ms must be between 1 and {}",
+                crate::limits::MAX_TIMEOUT_MS
+            )));
+        }
+    }
+    let r = spec.retry;
+    if r.max_attempts == 0 || r.max_attempts > crate::limits::MAX_ATTEMPTS {
+        return Err(Error::invalid(format!(
+            "retries (max attempts) must be between 1 and {}",
+            crate::limits::MAX_ATTEMPTS
+        )));
+    }
+    if r.base_backoff_ms > r.max_backoff_ms || r.max_backoff_ms > crate::limits::MAX_TIMEOUT_MS {
+        return Err(Error::invalid(
+            "backoff must satisfy base <= max <= one day",
+        ));
+    }
+    if spec.subtasks.len() > crate::limits::MAX_SUBTASKS {
+        return Err(Error::TooLarge {
+            what: "subtasks",
+            size: spec.subtasks.len(),
+            limit: crate::limits::MAX_SUBTASKS,
+        });
+    }
+    let mut total = spec.input.len();
+    let mut names = HashMap::new();
+    for (i, s) in spec.subtasks.iter().enumerate() {
+        check_name("subtask name", &s.name)?;
+        check_list("capability", &s.capabilities)?;
+        total += s.input.len();
+        if total > crate::limits::MAX_PAYLOAD_BYTES {
+            return Err(Error::TooLarge {
+                what: "task inputs",
+                size: total,
+                limit: crate::limits::MAX_PAYLOAD_BYTES,
+            });
+        }
+        if names.insert(s.name.as_str(), i).is_some() {
+            return Err(Error::invalid(format!(
+                "subtask name {:?} is used twice",
+                s.name
+            )));
+        }
+    }
+    for s in &spec.subtasks {
+        for d in &s.depends_on {
+            if !names.contains_key(d.as_str()) {
+                return Err(Error::invalid(format!(
+                    "subtask {:?} depends on unknown subtask {:?}",
+                    s.name, d
+                )));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(spec, &names) {
+        return Err(Error::DependencyCycle(cycle.join(" -> ")));
+    }
+    Ok(())
+}
+
+/// A dependency cycle as a list of names (first name repeated at the end).
+fn find_cycle(spec: &TaskSpec, names: &HashMap<&str, usize>) -> Option<Vec<String>> {
+    // Iterative DFS with colours: 0 new, 1 on the stack, 2 done.
+    let n = spec.subtasks.len();
+    let deps: Vec<Vec<usize>> = spec
+        .subtasks
+        .iter()
+        .map(|s| s.depends_on.iter().map(|d| names[d.as_str()]).collect())
+        .collect();
+    let mut colour = vec![0u8; n];
+    for root in 0..n {
+        if colour[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        colour[root] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&d) = deps[node].get(*next) {
+                *next += 1;
+                match colour[d] {
+                    0 => {
+                        colour[d] = 1;
+                        stack.push((d, 0));
+                    }
+                    1 => {
+                        let start = stack.iter().position(|&(s, _)| s == d).expect("on stack");
+                        let mut cycle: Vec<String> = stack[start..]
+                            .iter()
+                            .map(|&(s, _)| spec.subtasks[s].name.clone())
+                            .collect();
+                        cycle.push(spec.subtasks[d].name.clone());
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                colour[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+impl Task {
+    /// Builds a validated task with `fan_out` units for a task without
+    /// subtasks (ignored when it has subtasks).
+    pub fn new(seq: u64, id: String, spec: TaskSpec, fan_out: u32, now: u64) -> Task {
+        let caps = normalize_caps(spec.capabilities);
+        let mut units = Vec::new();
+        let has_subtasks = !spec.subtasks.is_empty();
+        if has_subtasks {
+            let index: HashMap<String, u32> = spec
+                .subtasks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i as u32))
+                .collect();
+            for s in &spec.subtasks {
+                let mut sub_caps = caps.clone();
+                sub_caps.extend(s.capabilities.iter().cloned());
+                let mut u = Unit::new(
+                    s.name.clone(),
+                    Some(s.input.clone()),
+                    normalize_caps(sub_caps),
+                );
+                u.deps = s.depends_on.iter().map(|d| index[d]).collect();
+                u.deps.sort_unstable();
+                u.deps.dedup();
+                u.pending_deps = u.deps.len() as u32;
+                units.push(u);
+            }
+            for i in 0..units.len() {
+                for d in units[i].deps.clone() {
+                    units[d as usize].dependents.push(i as u32);
+                }
+            }
+        } else {
+            let k = fan_out.max(1);
+            for i in 0..k {
+                let (name, input) = match spec.mode {
+                    _ if k == 1 => ("main".to_string(), Some(spec.input.clone())),
+                    ExecMode::Parallel => (format!("part-{}", i + 1), Some(spec.input.clone())),
+                    ExecMode::Adaptive => (format!("try-{}", i + 1), Some(spec.input.clone())),
+                    ExecMode::Sequential => (
+                        format!("step-{}", i + 1),
+                        (i == 0).then(|| spec.input.clone()),
+                    ),
+                };
+                let mut u = Unit::new(name, input, caps.clone());
+                if spec.mode == ExecMode::Sequential && i > 0 {
+                    u.deps = vec![i - 1];
+                    u.pending_deps = 1;
+                }
+                units.push(u);
+            }
+            if spec.mode == ExecMode::Sequential {
+                for i in 1..units.len() {
+                    units[i - 1].dependents.push(i as u32);
+                }
+            }
+        }
+        Task {
+            seq,
+            id,
+            description: spec.description,
+            priority: spec.priority,
+            mode: spec.mode,
+            has_subtasks,
+            timeout_ms: spec.timeout_ms,
+            retry: spec.retry,
+            status: TaskStatus::Pending,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            unfinished: units.len() as u32,
+            units,
+            result: None,
+            error: None,
+        }
+    }
+
+    /// Dependency results a unit sees as its context: (name, result).
+    pub fn context_of(&self, unit: u32) -> Vec<(String, Payload)> {
+        self.units[unit as usize]
+            .deps
+            .iter()
+            .filter_map(|&d| {
+                let u = &self.units[d as usize];
+                u.result.clone().map(|r| (u.name.clone(), r))
+            })
+            .collect()
+    }
+
+    /// The input for a unit: its own, or the previous step's result.
+    pub fn input_of(&self, unit: u32) -> Payload {
+        let u = &self.units[unit as usize];
+        match &u.input {
+            Some(i) => i.clone(),
+            None => u
+                .deps
+                .first()
+                .and_then(|&d| self.units[d as usize].result.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Aggregates unit results once every unit is done.
+    pub fn aggregate(&self) -> TaskResult {
+        let result = |u: &Unit| u.result.clone().unwrap_or_default();
+        if self.has_subtasks {
+            TaskResult::Named(
+                self.units
+                    .iter()
+                    .map(|u| (u.name.clone(), result(u)))
+                    .collect(),
+            )
+        } else if self.units.len() == 1 {
+            TaskResult::Single(result(&self.units[0]))
+        } else {
+            match self.mode {
+                ExecMode::Parallel => TaskResult::List(self.units.iter().map(result).collect()),
+                ExecMode::Sequential => {
+                    TaskResult::Single(result(self.units.last().expect("unit")))
+                }
+                ExecMode::Adaptive => TaskResult::Single(
+                    self.units
+                        .iter()
+                        .find(|u| u.state == UnitState::Done)
+                        .map(result)
+                        .unwrap_or_default(),
+                ),
+            }
+        }
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.units.iter().map(|u| u.attempts).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(name: &str, deps: &[&str]) -> SubtaskSpec {
+        SubtaskSpec {
+            name: name.into(),
+            input: name.as_bytes().to_vec(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            capabilities: vec![],
+        }
+    }
+
+    fn spec_with(subtasks: Vec<SubtaskSpec>) -> TaskSpec {
+        TaskSpec {
+            description: "t".into(),
+            subtasks,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cycles_are_rejected_with_their_path() {
+        let spec = spec_with(vec![
+            sub("a", &["c"]),
+            sub("b", &["a"]),
+            sub("c", &["b"]),
+            sub("d", &[]),
+        ]);
+        match validate(&spec) {
+            Err(Error::DependencyCycle(path)) => assert_eq!(path, "a -> c -> b -> a"),
+            other => panic!("expected cycle, got {other:?}"),
+        }
+        let self_loop = spec_with(vec![sub("a", &["a"])]);
+        assert!(matches!(
+            validate(&self_loop),
+            Err(Error::DependencyCycle(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_and_duplicate_names_are_rejected() {
+        assert!(validate(&spec_with(vec![sub("a", &["zz"])])).is_err());
+        assert!(validate(&spec_with(vec![sub("a", &[]), sub("a", &[])])).is_err());
+        assert!(validate(&spec_with(vec![sub("a", &[]), sub("b", &["a"])])).is_ok());
+    }
+
+    #[test]
+    fn sequential_units_chain() {
+        let spec = TaskSpec {
+            description: "pipe".into(),
+            input: b"x".to_vec(),
+            mode: ExecMode::Sequential,
+            max_agents: 3,
+            ..Default::default()
+        };
+        let t = Task::new(1, "t".into(), spec, 3, 0);
+        assert_eq!(t.units.len(), 3);
+        assert_eq!(t.units[2].deps, vec![1]);
+        assert_eq!(t.units[0].dependents, vec![1]);
+        assert_eq!(t.units[1].input, None);
+        assert_eq!(t.input_of(0), b"x");
+    }
+
+    #[test]
+    fn empty_task_is_rejected() {
+        let spec = TaskSpec::default();
+        assert!(validate(&spec).is_err());
+    }
+}
