@@ -198,5 +198,7 @@ defmodule SwarmService.CLI.PidFile do
   end
 
   defp posix(_path, :ok), do: :ok
-  defp posix(path, {:error, reason}), do: {:error, "cannot write " <> Paths.describe(path, reason)}
+
+  defp posix(path, {:error, reason}),
+    do: {:error, "cannot write " <> Paths.describe(path, reason)}
 end

@@ -90,7 +90,8 @@ defmodule SwarmService.CLI.Runtime do
     %{
       "pid" => String.to_integer(System.pid()),
       "node" => Atom.to_string(node()),
-      "started_at" => DateTime.utc_now() |> DateTime.truncate(:millisecond) |> DateTime.to_iso8601(),
+      "started_at" =>
+        DateTime.utc_now() |> DateTime.truncate(:millisecond) |> DateTime.to_iso8601(),
       "mode" => if(daemon?, do: "detached", else: "foreground"),
       "port" => gateway_port,
       "gateway_url" => gateway_port && "http://127.0.0.1:#{gateway_port}/mcp",
