@@ -91,13 +91,14 @@ defmodule SwarmService.HealthEndpoint do
   @doc false
   # mochiweb request loop; public only so the listener can call it.
   def handle(req) do
+    # mochiweb gives the path as a charlist and known methods as atoms.
     case {:mochiweb_request.get(:method, req), :mochiweb_request.get(:path, req)} do
-      {method, "/health"} when method in [:GET, :HEAD] ->
+      {method, ~c"/health"} when method in [:GET, :HEAD] ->
         report = report()
         code = if report.status == "ok", do: 200, else: 503
         respond(req, code, :jiffy.encode(report, [:use_nil]))
 
-      {_, "/health"} ->
+      {_, ~c"/health"} ->
         respond(req, 405, ~s({"error":"method not allowed"}), [{"Allow", "GET, HEAD"}])
 
       _ ->

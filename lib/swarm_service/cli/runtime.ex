@@ -72,6 +72,10 @@ defmodule SwarmService.CLI.Runtime do
   def handle_call(:info, _from, state), do: {:reply, state.info, state}
 
   @impl true
+  # Exits of ports we opened (epmd) arrive here because exits are trapped.
+  def handle_info({:EXIT, _port, _reason}, state), do: {:noreply, state}
+
+  @impl true
   def terminate(_reason, %{path: path, info: info}) do
     PidFile.release(path, info["pid"])
   end
@@ -109,6 +113,8 @@ defmodule SwarmService.CLI.Runtime do
         max_no_bytes: @max_log_bytes,
         max_no_files: @max_log_files
       },
+      # Supervisor progress reports would drown the useful lines.
+      filters: [progress: {&:logger_filters.progress/2, :stop}],
       formatter:
         {:logger_formatter,
          %{template: [:time, " [", :level, "] ", :msg, "\n"], single_line: true}}
