@@ -1,3 +1,7 @@
+# The cargo compiler must exist before this project compiles, so it lives
+# outside lib/ and is loaded here.
+Code.require_file("mix/tasks/compile.cargo.ex", __DIR__)
+
 defmodule SwarmService.MixProject do
   use Mix.Project
 

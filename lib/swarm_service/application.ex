@@ -1,14 +1,20 @@
 defmodule SwarmService.Application do
   @moduledoc false
-  # Minimal application so the command line has something to start; the
-  # engine and gateway add their children here.
+  # The tree reads top to bottom as "what depends on what": the log
+  # forwarder and registry come first, every swarm's processes hang under
+  # SwarmSupervisor, and the gateway (last) calls into all of them.
+  # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 
   @impl true
   def start(_type, _args) do
     children = [
-      # First, so it is stopped last: the PID file outlives everything else.
+      # First so it stops last: the PID file outlives the rest of the node.
       SwarmService.CLI.Runtime,
+      SwarmService.Native.LogForwarder,
+      SwarmService.Coordination,
+      {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
+      {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
       SwarmService.HealthEndpoint
     ]
 

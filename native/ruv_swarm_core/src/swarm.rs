@@ -407,9 +407,11 @@ impl Swarm {
         Ok(id)
     }
 
-    /// The agent's process is up: it may receive work.
+    /// The agent's process is up: it may receive work. A new process holds
+    /// none of the work its predecessor had, so that work is retried.
     pub fn attach_agent(&mut self, agent_id: &str, now: u64) -> Result<()> {
         let seq = self.agent_seq(agent_id)?;
+        self.take_work_back(seq, "agent process restarted", now);
         let before = self.agents[&seq].status();
         self.agents.get_mut(&seq).expect("present").online = true;
         self.after_agent_change(seq, before, now);

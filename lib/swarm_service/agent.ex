@@ -1,0 +1,168 @@
+defmodule SwarmService.Agent do
+  @moduledoc false
+  # The process of a push agent. It attaches to the engine, receives
+  # {:swarm_work, work} messages, and runs each attempt in a linked worker
+  # process, so a crashing executor fails one attempt and a dying agent
+  # takes its workers (and their OS commands) with it. Work held when the
+  # agent dies is retried elsewhere by the engine.
+  use GenServer, restart: :permanent
+  require Logger
+
+  alias SwarmService.{Coordination, Executor, Native}
+
+  @inbox_size 100
+
+  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+
+  @doc "Coordination messages this agent received, oldest first."
+  def inbox(pid), do: GenServer.call(pid, :inbox)
+
+  @impl true
+  def init(%{swarm_id: swarm_id, agent_id: agent_id, executor: executor}) do
+    Process.flag(:trap_exit, true)
+
+    case Native.agent_attach(agent_id, self()) do
+      :ok ->
+        SwarmService.Swarm.Server.watch(swarm_id, agent_id, self())
+
+        {:ok,
+         %{
+           swarm_id: swarm_id,
+           agent_id: agent_id,
+           executor: executor,
+           workers: %{},
+           inbox: :queue.new()
+         }}
+
+      {:error, reason} ->
+        {:stop, reason}
+    end
+  end
+
+  @impl true
+  def handle_call(:inbox, _from, state), do: {:reply, :queue.to_list(state.inbox), state}
+
+  @impl true
+  def handle_info({:swarm_work, work}, state) do
+    pid = start_worker(work, state)
+    {:noreply, put_in(state.workers[pid], work.work_id)}
+  end
+
+  def handle_info({:swarm_cancel, work_id, reason}, state) do
+    for {pid, ^work_id} <- state.workers do
+      case state.executor do
+        {:command, _, _} ->
+          send(pid, {:cancel, reason})
+
+        _ ->
+          Process.unlink(pid)
+          Process.exit(pid, :kill)
+      end
+    end
+
+    {:noreply, %{state | workers: Map.reject(state.workers, fn {_, w} -> w == work_id end)}}
+  end
+
+  def handle_info({:swarm_coordination, delivery}, state) do
+    inbox = :queue.in(delivery, state.inbox)
+    inbox = if :queue.len(inbox) > @inbox_size, do: :queue.drop(inbox), else: inbox
+    Coordination.forward(delivery, state.agent_id)
+    {:noreply, %{state | inbox: inbox}}
+  end
+
+  def handle_info({:EXIT, pid, reason}, state) do
+    case Map.pop(state.workers, pid) do
+      {nil, _} ->
+        # Not a worker: our supervisor is shutting us down.
+        {:stop, reason, state}
+
+      {work_id, workers} ->
+        if reason != :normal do
+          msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
+          Native.work_fail(work_id, state.agent_id, msg, false)
+        end
+
+        {:noreply, %{state | workers: workers}}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp start_worker(work, state) do
+    %{agent_id: agent_id, swarm_id: swarm_id, executor: executor} = state
+    spawn_link(fn -> run(executor, work, agent_id, swarm_id) end)
+  end
+
+  defp run(executor, work, agent_id, swarm_id) do
+    Native.work_start(work.work_id, agent_id)
+
+    outcome =
+      case executor do
+        {:module, mod, arg} -> run_module(mod, arg, work, agent_id, swarm_id)
+        {:command, argv, opts} -> run_command(argv, opts, work)
+      end
+
+    report(outcome, work.work_id, agent_id)
+  end
+
+  defp run_module(mod, arg, work, agent_id, swarm_id) do
+    task = Map.take(work, [:input, :description, :task_id, :unit, :attempt, :work_id])
+
+    context = %{
+      swarm_id: swarm_id,
+      agent_id: agent_id,
+      work_id: work.work_id,
+      dependencies: work.context,
+      route: work.route,
+      arg: arg
+    }
+
+    try do
+      case mod.run(task, context) do
+        {:ok, result} ->
+          {:ok, result}
+
+        {:error, reason} ->
+          {:error, reason}
+
+        other ->
+          {:error,
+           "executor returned #{inspect(other, limit: 5)}; expected {:ok, result} or {:error, reason}"}
+      end
+    rescue
+      e -> {:error, "executor raised: " <> Exception.message(e)}
+    catch
+      kind, reason -> {:error, "executor #{kind}: " <> inspect(reason, limit: 5)}
+    end
+  end
+
+  defp run_command(argv, opts, work) do
+    Process.flag(:trap_exit, true)
+
+    case Executor.Command.run(argv, opts, work.input, work.timeout_ms) do
+      {:timeout, reason} -> {:timeout, reason}
+      other -> other
+    end
+  end
+
+  defp report({:ok, result}, work_id, agent_id) do
+    case Native.work_complete(work_id, agent_id, result) do
+      {:error, reason} ->
+        msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
+        Native.work_fail(work_id, agent_id, msg, false)
+
+      _ ->
+        :ok
+    end
+  end
+
+  defp report({:timeout, reason}, work_id, agent_id),
+    do: Native.work_fail(work_id, agent_id, reason, true)
+
+  defp report({:error, reason}, work_id, agent_id) do
+    text =
+      if is_binary(reason), do: reason, else: inspect(reason, limit: 10, printable_limit: 500)
+
+    Native.work_fail(work_id, agent_id, text, false)
+  end
+end

@@ -1,0 +1,224 @@
+defmodule SwarmService.Executor.Command do
+  @moduledoc """
+  Runs an OS command as an agent's executor: `{:command, argv, opts}`.
+
+  * `argv` is a list: the executable (a path, or a name looked up in `PATH`)
+    and its arguments. It is never parsed by a shell.
+  * The task input goes to the command's stdin (binaries as they are, other
+    terms as JSON when they can be encoded, else `inspect/1`), stdout is the
+    result, stderr is kept for the error message.
+  * A non-zero exit status fails the attempt with the status and the end of
+    stderr. A timeout (`:timeout_ms`, else the task's timeout) kills the
+    command and every process it started.
+  * Options: `:timeout_ms`, `:cd`, `:env` (a map or list of string pairs),
+    `:max_output_bytes` (default 1 MiB; exceeding it kills the command).
+
+  This is how a swarm drives `claude -p` sub-agents:
+  `{:command, ["claude", "-p", "--output-format", "text"], timeout_ms: 300_000}`.
+  Which commands the gateway may start is the `:command_allowlist` setting
+  (see `allowed?/1`).
+  """
+
+  @default_max_output 1_048_576
+  # stdin and stderr are redirected by this fixed script; the command and
+  # its arguments are passed as positional parameters, never interpolated.
+  @launcher "exec \"$@\" <\"$RUV_SWARM_STDIN\" 2>\"$RUV_SWARM_STDERR\""
+
+  @doc false
+  def validate(argv, opts) do
+    with :ok <- check_argv(argv),
+         :ok <- check_opts(opts),
+         {:ok, exe} <- resolve(hd(argv)) do
+      {:ok, {:command, [exe | tl(argv)], opts}}
+    end
+  end
+
+  defp check_argv([exe | args]) when is_binary(exe) and exe != "" do
+    if Enum.all?(args, &is_binary/1),
+      do: :ok,
+      else: invalid("command arguments must all be strings")
+  end
+
+  defp check_argv(_), do: invalid("command argv must be a non-empty list of strings")
+
+  defp check_opts(opts) do
+    Enum.reduce_while(opts, :ok, fn
+      {:timeout_ms, t}, :ok when is_integer(t) and t > 0 -> {:cont, :ok}
+      {:max_output_bytes, n}, :ok when is_integer(n) and n > 0 -> {:cont, :ok}
+      {:cd, dir}, :ok when is_binary(dir) -> {:cont, :ok}
+      {:env, env}, :ok when is_map(env) or is_list(env) -> {:cont, :ok}
+      other, :ok -> {:halt, invalid("unknown or invalid command option #{inspect(other)}")}
+    end)
+  end
+
+  defp resolve(exe) do
+    path = if String.contains?(exe, "/"), do: exe, else: System.find_executable(exe)
+
+    cond do
+      path == nil -> invalid("command #{inspect(exe)} not found in PATH")
+      not File.regular?(path) -> invalid("command #{inspect(exe)} does not exist")
+      true -> {:ok, Path.expand(path)}
+    end
+  end
+
+  @doc """
+  Whether the gateway may start `executable`: its name or absolute path must
+  be in the `:command_allowlist` application setting (empty by default).
+  """
+  @spec allowed?(String.t()) :: boolean
+  def allowed?(executable) when is_binary(executable) do
+    allow = Application.get_env(:swarm_service, :command_allowlist, [])
+    resolved = System.find_executable(executable)
+    executable in allow or (resolved != nil and resolved in allow)
+  end
+
+  @doc false
+  # Runs one attempt in the calling (worker) process. Returns {:ok, stdout},
+  # {:error, reason} or {:timeout, reason}. Honours {:cancel, reason} messages.
+  def run([exe | args], opts, input, task_timeout) do
+    timeout = Keyword.get(opts, :timeout_ms, task_timeout)
+    max_out = Keyword.get(opts, :max_output_bytes, @default_max_output)
+    dir = Path.join(System.tmp_dir!(), "ruv_swarm_exec")
+    File.mkdir_p!(dir)
+    base = Path.join(dir, "#{System.os_time()}-#{:erlang.unique_integer([:positive])}")
+    stdin_path = base <> ".in"
+    stderr_path = base <> ".err"
+    File.write!(stdin_path, stdin_bytes(input))
+
+    env =
+      [{"RUV_SWARM_STDIN", stdin_path}, {"RUV_SWARM_STDERR", stderr_path}] ++
+        Enum.map(Keyword.get(opts, :env, []), fn {k, v} -> {to_string(k), to_string(v)} end)
+
+    port_opts =
+      [
+        :binary,
+        :exit_status,
+        :use_stdio,
+        :hide,
+        args: ["-c", @launcher, "ruv_swarm_exec", exe | args],
+        env: Enum.map(env, fn {k, v} -> {String.to_charlist(k), String.to_charlist(v)} end)
+      ] ++ if(cd = opts[:cd], do: [cd: cd], else: [])
+
+    try do
+      port = Port.open({:spawn_executable, "/bin/sh"}, port_opts)
+      {:os_pid, os_pid} = Port.info(port, :os_pid)
+      deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
+
+      result = collect(port, os_pid, [], 0, max_out, deadline, timeout)
+      finish(result, stderr_path)
+    after
+      File.rm(stdin_path)
+      File.rm(stderr_path)
+    end
+  end
+
+  defp collect(port, os_pid, acc, size, max_out, deadline, timeout) do
+    wait =
+      if deadline, do: max(deadline - System.monotonic_time(:millisecond), 0), else: :infinity
+
+    receive do
+      {^port, {:data, chunk}} ->
+        size = size + byte_size(chunk)
+
+        if size > max_out do
+          kill_tree(port, os_pid)
+          {:error, "output exceeded #{max_out} bytes; command killed"}
+        else
+          collect(port, os_pid, [acc | chunk], size, max_out, deadline, timeout)
+        end
+
+      {^port, {:exit_status, 0}} ->
+        {:ok, IO.iodata_to_binary(acc)}
+
+      {^port, {:exit_status, status}} ->
+        {:exit, status}
+
+      {:cancel, reason} ->
+        kill_tree(port, os_pid)
+        {:error, "cancelled: #{reason}"}
+
+      {:EXIT, _from, reason} ->
+        # Our agent is gone: take the command down with us.
+        kill_tree(port, os_pid)
+        exit(reason)
+    after
+      wait ->
+        kill_tree(port, os_pid)
+        {:timeout, "command timed out after #{timeout} ms and was killed"}
+    end
+  end
+
+  defp finish({:exit, status}, stderr_path) do
+    {:error, "exit status #{status}: " <> stderr_tail(stderr_path)}
+  end
+
+  defp finish(other, _), do: other
+
+  defp stderr_tail(path) do
+    case File.read(path) do
+      {:ok, ""} ->
+        "(no stderr)"
+
+      {:ok, text} when byte_size(text) > 2_000 ->
+        "..." <> binary_part(text, byte_size(text), -2_000)
+
+      {:ok, text} ->
+        String.trim(text)
+
+      {:error, _} ->
+        "(no stderr)"
+    end
+  end
+
+  defp stdin_bytes(input) when is_binary(input), do: input
+  defp stdin_bytes(nil), do: ""
+
+  defp stdin_bytes(input) do
+    :jiffy.encode(input, [:use_nil])
+  catch
+    _, _ -> inspect(input, limit: :infinity, printable_limit: :infinity)
+  end
+
+  # Kills the command and every descendant (found through /proc), so a
+  # timed-out `claude -p` leaves no children behind.
+  defp kill_tree(port, os_pid) do
+    pids = [os_pid | descendants(os_pid)]
+
+    Enum.each(pids, fn pid ->
+      System.cmd("kill", ["-KILL", Integer.to_string(pid)], stderr_to_stdout: true)
+    end)
+
+    try do
+      Port.close(port)
+    catch
+      _, _ -> :ok
+    end
+
+    :ok
+  end
+
+  defp descendants(root) do
+    children =
+      Path.wildcard("/proc/[0-9]*/stat")
+      |> Enum.flat_map(fn stat ->
+        with {:ok, text} <- File.read(stat),
+             [_, rest] <- String.split(text, ") ", parts: 2),
+             [_state, ppid | _] <- String.split(rest, " ", parts: 3) do
+          [{String.to_integer(Path.basename(Path.dirname(stat))), String.to_integer(ppid)}]
+        else
+          _ -> []
+        end
+      end)
+
+    walk([root], children, [])
+  end
+
+  defp walk([], _all, found), do: found
+
+  defp walk([p | rest], all, found) do
+    kids = for {pid, ^p} <- all, do: pid
+    walk(kids ++ rest, all, kids ++ found)
+  end
+
+  defp invalid(msg), do: {:error, {:invalid_argument, msg}}
+end

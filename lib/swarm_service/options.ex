@@ -1,0 +1,53 @@
+defmodule SwarmService.Options do
+  @moduledoc false
+  # Option validation at the public API's edge: maps or keyword lists with
+  # a known set of atom keys. Anything else is an {:invalid_argument, msg}.
+
+  @max_payload_bytes 1_048_576
+
+  @doc "The options as a map, if every key is allowed."
+  def normalize(opts, allowed) when is_map(opts) do
+    case Enum.reject(Map.keys(opts), &(&1 in allowed)) do
+      [] -> {:ok, opts}
+      unknown -> unknown_keys(unknown, allowed)
+    end
+  end
+
+  def normalize(opts, allowed) when is_list(opts) do
+    if Keyword.keyword?(opts) do
+      normalize(Map.new(opts), allowed)
+    else
+      invalid("options must be a map or a keyword list")
+    end
+  end
+
+  def normalize(_other, _allowed), do: invalid("options must be a map or a keyword list")
+
+  defp unknown_keys(unknown, allowed) do
+    invalid(
+      "unknown option(s) #{Enum.map_join(unknown, ", ", &inspect(&1, limit: 3, printable_limit: 50))}; " <>
+        "allowed: #{Enum.map_join(allowed, ", ", &inspect/1)}"
+    )
+  end
+
+  @doc "An integer option within bounds, or its default."
+  def count(opts, key, default, min, max) do
+    case Map.get(opts, key, default) do
+      n when is_integer(n) and n >= min and n <= max -> {:ok, n}
+      _ -> invalid("#{key} must be an integer between #{min} and #{max}")
+    end
+  end
+
+  @doc "Rejects terms whose encoded size exceeds the payload limit."
+  def check_payload(term, what) do
+    size = :erlang.external_size(term)
+
+    if size > @max_payload_bytes,
+      do: {:error, {:too_large, what, size, @max_payload_bytes}},
+      else: :ok
+  end
+
+  def max_payload_bytes, do: @max_payload_bytes
+
+  def invalid(msg), do: {:error, {:invalid_argument, msg}}
+end

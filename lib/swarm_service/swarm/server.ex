@@ -1,0 +1,97 @@
+defmodule SwarmService.Swarm.Server do
+  @moduledoc false
+  # Runs a swarm's timers (attempt deadlines, leases, retry backoff, memory
+  # TTL) by ticking the engine when something is due, and watches agent
+  # processes so a crashed agent's work is retried at once. The engine
+  # wakes this process with {:swarm_wakeup, id} when a new deadline is
+  # earlier than the next tick.
+  use GenServer
+  require Logger
+
+  alias SwarmService.Native
+
+  # Upper bound between ticks even when nothing seems due.
+  @idle_tick_ms 1_000
+
+  def start_link({swarm_id, opts}) do
+    GenServer.start_link(__MODULE__, {swarm_id, opts},
+      name: SwarmService.Swarm.via({:server, swarm_id})
+    )
+  end
+
+  @doc "Default executor for agents spawned without one."
+  def default_executor(swarm_id) do
+    GenServer.call(SwarmService.Swarm.via({:server, swarm_id}), :default_executor)
+  catch
+    :exit, _ -> :external
+  end
+
+  @doc "Watch an agent process; its exit takes it offline in the engine."
+  def watch(swarm_id, agent_id, pid) do
+    GenServer.cast(SwarmService.Swarm.via({:server, swarm_id}), {:watch, agent_id, pid})
+  end
+
+  @impl true
+  def init({swarm_id, opts}) do
+    case Native.swarm_set_owner(swarm_id, self()) do
+      :ok ->
+        state = %{
+          id: swarm_id,
+          executor: Keyword.get(opts, :executor, :external),
+          timer: nil,
+          monitors: %{}
+        }
+
+        {:ok, schedule(state, 0)}
+
+      {:error, reason} ->
+        {:stop, reason}
+    end
+  end
+
+  @impl true
+  def handle_call(:default_executor, _from, state), do: {:reply, state.executor, state}
+
+  @impl true
+  def handle_cast({:watch, agent_id, pid}, state) do
+    ref = Process.monitor(pid)
+    {:noreply, put_in(state.monitors[ref], {agent_id, pid})}
+  end
+
+  @impl true
+  def handle_info(:tick, state), do: {:noreply, tick(%{state | timer: nil})}
+  def handle_info({:swarm_wakeup, _id}, state), do: {:noreply, tick(state)}
+
+  def handle_info({:DOWN, ref, :process, _pid, reason}, state) do
+    case Map.pop(state.monitors, ref) do
+      {{agent_id, pid}, monitors} ->
+        unless reason in [:normal, :shutdown] or match?({:shutdown, _}, reason) do
+          Logger.warning("agent #{agent_id} exited: #{inspect(reason, limit: 10)}")
+        end
+
+        Native.agent_detach(agent_id, pid, "agent process exited: " <> short(reason))
+        {:noreply, %{state | monitors: monitors}}
+
+      {nil, _} ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp tick(state) do
+    case Native.swarm_tick(state.id) do
+      {:ok, nil} -> schedule(state, @idle_tick_ms)
+      {:ok, ms} -> schedule(state, min(ms, @idle_tick_ms))
+      # The swarm was destroyed; our supervisor is being stopped.
+      {:error, _} -> state
+    end
+  end
+
+  defp schedule(state, ms) do
+    if state.timer, do: Process.cancel_timer(state.timer)
+    %{state | timer: Process.send_after(self(), :tick, ms)}
+  end
+
+  defp short(reason), do: inspect(reason, limit: 5, printable_limit: 200)
+end

@@ -1,0 +1,141 @@
+//! Agents: registration, process attachment, listing.
+
+use rustler::{Encoder, Env, LocalPid, Term};
+use ruv_swarm_core::ids::Kind;
+use ruv_swarm_core::limits;
+use ruv_swarm_core::swarm::MAX_CAPACITY;
+use ruv_swarm_core::{AgentSpec, Dispatch, Error};
+
+use crate::registry::{self, ok, ok_atom, with_swarm};
+use crate::{atoms, codec};
+
+fn spec(t: Term) -> ruv_swarm_core::Result<AgentSpec> {
+    if !t.is_map() {
+        return Err(Error::invalid("agent options must be a map"));
+    }
+    let mut spec = AgentSpec::default();
+    if let Some(v) = codec::field(t, atoms::type_()) {
+        spec.agent_type = if v.is_atom() {
+            v.atom_to_string()
+                .map_err(|_| Error::invalid("type must be an atom or a string"))?
+        } else {
+            codec::string(v, "type")?
+        };
+    }
+    if let Some(v) = codec::field(t, atoms::name()) {
+        spec.name = Some(codec::string(v, "name")?);
+    }
+    if let Some(v) = codec::field(t, atoms::capabilities()) {
+        spec.capabilities = codec::strings(v, "capabilities", limits::MAX_LIST_ITEMS)?;
+    }
+    if let Some(v) = codec::field(t, atoms::dispatch()) {
+        spec.dispatch = codec::name_of(v, "dispatch", Dispatch::parse)?;
+    }
+    if let Some(v) = codec::field(t, atoms::capacity()) {
+        spec.capacity = codec::uint(v, "capacity", 1, MAX_CAPACITY as u64)? as u32;
+    }
+    if let Some(v) = codec::field(t, atoms::node()) {
+        spec.node = codec::string(v, "node")?;
+    }
+    Ok(spec)
+}
+
+#[rustler::nif]
+fn agent_add<'a>(env: Env<'a>, swarm_id: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    with_swarm(env, cell, |st, now| {
+        let id = st.swarm.add_agent(spec(opts)?, now)?;
+        ok(env, codec::bin(env, &id))
+    })
+}
+
+/// The agent's process is running: it receives work as messages.
+#[rustler::nif]
+fn agent_attach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, now| {
+        let id = id?;
+        let seq = st.swarm.agent(&id)?.seq;
+        st.agent_pids.insert(seq, pid);
+        st.swarm.attach_agent(&id, now)?;
+        ok_atom(env)
+    })
+}
+
+/// The agent's process `pid` ended. Ignored if the agent has since been
+/// attached to a newer process.
+#[rustler::nif]
+fn agent_detach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid, reason: Term<'a>) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, now| {
+        let (id, reason) = (id?, codec::string(reason, "reason")?);
+        let seq = st.swarm.agent(&id)?.seq;
+        if st.agent_pids.get(&seq) != Some(&pid) {
+            return Ok(atoms::ignored().encode(env));
+        }
+        st.agent_pids.remove(&seq);
+        st.swarm.detach_agent(&id, &reason, now)?;
+        ok_atom(env)
+    })
+}
+
+#[rustler::nif]
+fn agent_remove<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, now| {
+        let id = id?;
+        let seq = st.swarm.agent(&id)?.seq;
+        let pid = st.agent_pids.remove(&seq);
+        st.swarm.remove_agent(&id, now)?;
+        ok(
+            env,
+            pid.map(|p| p.encode(env))
+                .unwrap_or_else(|| atoms::nil().encode(env)),
+        )
+    })
+}
+
+#[rustler::nif]
+fn agent_get<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, _| {
+        let a = st.swarm.agent(&id?)?;
+        ok(env, codec::agent(env, &st.swarm.id, a))
+    })
+}
+
+/// All agents of a swarm in join order (dirty: a swarm may hold 100,000).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
+    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    with_swarm(env, cell, |st, _| {
+        let list: Vec<Term> = st
+            .swarm
+            .agents()
+            .map(|a| codec::agent(env, &st.swarm.id, a))
+            .collect();
+        ok(env, list)
+    })
+}
+
+/// Agent pids of a swarm: `[{agent_id, pid}]`, for the Elixir side to stop them.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn agent_pids<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
+    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    with_swarm(env, cell, |st, _| {
+        let list: Vec<Term> = st
+            .agent_pids
+            .iter()
+            .filter_map(|(seq, pid)| {
+                st.swarm
+                    .agent_by_seq(*seq)
+                    .map(|a| (codec::bin(env, &a.id), *pid).encode(env))
+            })
+            .collect();
+        ok(env, list)
+    })
+}

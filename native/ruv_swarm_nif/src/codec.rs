@@ -1,0 +1,504 @@
+//! Decoding caller terms (with errors that say what was wrong) and encoding
+//! engine records as maps with atom keys.
+
+use rustler::{Atom, Binary, Encoder, Env, Term};
+use ruv_swarm_core::discovery::Discovery;
+use ruv_swarm_core::events::{Event, EventRecord};
+use ruv_swarm_core::memory::Entry;
+use ruv_swarm_core::swarm::{Agent, WorkItem};
+use ruv_swarm_core::task::{Task, TaskResult};
+use ruv_swarm_core::{Error, Result, Swarm};
+
+use crate::atoms;
+
+// ---- decoding ---------------------------------------------------------------
+
+fn invalid(what: &str, expected: &str) -> Error {
+    Error::invalid(format!("{what} must be {expected}"))
+}
+
+pub fn is_nil(t: Term) -> bool {
+    t == atoms::nil().to_term(t.get_env())
+}
+
+pub fn string(t: Term, what: &str) -> Result<String> {
+    let bin = Binary::from_term(t).map_err(|_| invalid(what, "a string"))?;
+    std::str::from_utf8(bin.as_slice())
+        .map(str::to_owned)
+        .map_err(|_| invalid(what, "valid UTF-8"))
+}
+
+pub fn opt_string(t: Term, what: &str) -> Result<Option<String>> {
+    if is_nil(t) {
+        Ok(None)
+    } else {
+        string(t, what).map(Some)
+    }
+}
+
+/// A list of strings, refusing to walk lists longer than `max`.
+pub fn strings(t: Term, what: &str, max: usize) -> Result<Vec<String>> {
+    let len = t
+        .list_length()
+        .map_err(|_| invalid(what, "a list of strings"))?;
+    if len > max {
+        return Err(Error::TooLarge {
+            what: "list",
+            size: len,
+            limit: max,
+        });
+    }
+    let iter = t
+        .into_list_iterator()
+        .map_err(|_| invalid(what, "a list of strings"))?;
+    iter.map(|item| string(item, what)).collect()
+}
+
+pub fn uint(t: Term, what: &str, min: u64, max: u64) -> Result<u64> {
+    match t.decode::<i64>() {
+        Ok(n) if n >= min as i64 && (n as u64) <= max => Ok(n as u64),
+        _ => Err(Error::invalid(format!(
+            "{what} must be an integer between {min} and {max}"
+        ))),
+    }
+}
+
+pub fn number(t: Term, what: &str) -> Result<f64> {
+    if let Ok(f) = t.decode::<f64>() {
+        if f.is_finite() {
+            return Ok(f);
+        }
+    }
+    t.decode::<i64>()
+        .map(|i| i as f64)
+        .map_err(|_| invalid(what, "a number"))
+}
+
+pub fn boolean(t: Term, what: &str) -> Result<bool> {
+    t.decode::<bool>()
+        .map_err(|_| invalid(what, "true or false"))
+}
+
+/// An enum given as an atom (or a string) from its fixed set of names.
+/// Reading an atom's text never creates an atom.
+pub fn name_of<T>(t: Term, what: &str, parse: fn(&str) -> Result<T>) -> Result<T> {
+    let text = if t.is_atom() {
+        t.atom_to_string().map_err(|_| invalid(what, "an atom"))?
+    } else {
+        string(t, what)?
+    };
+    parse(&text).map_err(|e| Error::invalid(format!("{what}: {e}")))
+}
+
+/// Optional field of a map argument.
+pub fn field<'a>(map: Term<'a>, key: Atom) -> Option<Term<'a>> {
+    map.map_get(key).ok().filter(|v| !is_nil(*v))
+}
+
+/// Any term, stored in external term format.
+pub fn payload(t: Term) -> Vec<u8> {
+    t.to_binary().as_slice().to_vec()
+}
+
+pub fn term_of<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    if bytes.is_empty() {
+        return atoms::nil().encode(env);
+    }
+    match env.binary_to_term(bytes) {
+        Some((t, _)) => t,
+        None => atoms::nil().encode(env),
+    }
+}
+
+pub fn bin<'a>(env: Env<'a>, s: &str) -> Term<'a> {
+    s.encode(env)
+}
+
+// ---- encoding ---------------------------------------------------------------
+
+/// A map with atom keys, built in one call.
+pub fn map<'a, const N: usize>(env: Env<'a>, pairs: [(Atom, Term<'a>); N]) -> Term<'a> {
+    let keys: [Term<'a>; N] = pairs.map(|(k, _)| k.encode(env));
+    let values: Vec<Term<'a>> = pairs.iter().map(|(_, v)| *v).collect();
+    Term::map_from_term_arrays(env, &keys, &values).expect("distinct keys")
+}
+
+fn atom_of<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+    // Only engine-defined names reach here (enum `as_str`), never input.
+    Atom::from_str(env, name).expect("atom").encode(env)
+}
+
+fn opt<'a, T: Encoder>(env: Env<'a>, v: Option<T>) -> Term<'a> {
+    match v {
+        Some(v) => v.encode(env),
+        None => atoms::nil().encode(env),
+    }
+}
+
+fn opt_str<'a>(env: Env<'a>, v: Option<&str>) -> Term<'a> {
+    match v {
+        Some(s) => bin(env, s),
+        None => atoms::nil().encode(env),
+    }
+}
+
+fn strs<'a>(env: Env<'a>, v: &[String]) -> Term<'a> {
+    v.iter()
+        .map(|s| bin(env, s))
+        .collect::<Vec<_>>()
+        .encode(env)
+}
+
+pub fn swarm_summary<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
+    map(
+        env,
+        [
+            (atoms::id(), bin(env, &s.id)),
+            (atoms::name(), bin(env, &s.name)),
+            (atoms::topology(), atom_of(env, s.topology.as_str())),
+            (atoms::strategy(), atom_of(env, s.strategy.as_str())),
+            (atoms::max_agents(), s.max_agents.encode(env)),
+            (atoms::agents(), (s.agent_count() as u64).encode(env)),
+            (atoms::created_at(), s.created_at.encode(env)),
+        ],
+    )
+}
+
+pub fn swarm_status<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
+    let st = s.status();
+    let [idle, busy, offline] = st.agents;
+    let agents = map(
+        env,
+        [
+            (atoms::total(), (idle + busy + offline).encode(env)),
+            (atoms::idle(), idle.encode(env)),
+            (atoms::busy(), busy.encode(env)),
+            (atoms::offline(), offline.encode(env)),
+        ],
+    );
+    let t = st.tasks;
+    let tasks = map(
+        env,
+        [
+            (atoms::pending(), t[0].encode(env)),
+            (atoms::assigned(), t[1].encode(env)),
+            (atoms::running(), t[2].encode(env)),
+            (atoms::completed(), t[3].encode(env)),
+            (atoms::failed(), t[4].encode(env)),
+            (atoms::cancelled(), t[5].encode(env)),
+            (atoms::timed_out(), t[6].encode(env)),
+        ],
+    );
+    let c = st.counters;
+    let counters = map(
+        env,
+        [
+            (atoms::tasks_submitted(), c.tasks_submitted.encode(env)),
+            (atoms::units_dispatched(), c.units_dispatched.encode(env)),
+            (atoms::units_completed(), c.units_completed.encode(env)),
+            (atoms::units_failed(), c.units_failed.encode(env)),
+            (atoms::retries(), c.retries.encode(env)),
+            (atoms::coordination_hops(), c.coordination_hops.encode(env)),
+            (atoms::memory_writes(), c.memory_writes.encode(env)),
+            (
+                atoms::discoveries_shared(),
+                c.discoveries_shared.encode(env),
+            ),
+            (atoms::events(), c.events.encode(env)),
+        ],
+    );
+    map(
+        env,
+        [
+            (atoms::id(), bin(env, &s.id)),
+            (atoms::name(), bin(env, &s.name)),
+            (atoms::topology(), atom_of(env, s.topology.as_str())),
+            (atoms::strategy(), atom_of(env, s.strategy.as_str())),
+            (atoms::max_agents(), s.max_agents.encode(env)),
+            (atoms::created_at(), s.created_at.encode(env)),
+            (atoms::agents(), agents),
+            (atoms::tasks(), tasks),
+            (atoms::queued_units(), (st.queued_units as u64).encode(env)),
+            (
+                atoms::memory_entries(),
+                (st.memory_entries as u64).encode(env),
+            ),
+            (atoms::memory_bytes(), (st.memory_bytes as u64).encode(env)),
+            (atoms::discoveries(), (st.discoveries as u64).encode(env)),
+            (atoms::counters(), counters),
+        ],
+    )
+}
+
+pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
+    let m = a.metrics;
+    let metrics = map(
+        env,
+        [
+            (atoms::completed(), m.completed.encode(env)),
+            (atoms::failed(), m.failed.encode(env)),
+            (atoms::latency_ms(), m.ewma_latency_ms.encode(env)),
+            (atoms::success_rate(), m.ewma_success.encode(env)),
+        ],
+    );
+    map(
+        env,
+        [
+            (atoms::id(), bin(env, &a.id)),
+            (atoms::swarm_id(), bin(env, swarm_id)),
+            (atoms::name(), bin(env, &a.name)),
+            (atoms::type_(), bin(env, &a.agent_type)),
+            (atoms::capabilities(), strs(env, &a.capabilities)),
+            (atoms::status(), atom_of(env, a.status().as_str())),
+            (atoms::dispatch(), atom_of(env, a.dispatch.as_str())),
+            (atoms::capacity(), a.capacity.encode(env)),
+            (atoms::running_units(), a.running.encode(env)),
+            (atoms::load(), a.load().encode(env)),
+            (atoms::node(), bin(env, &a.node)),
+            (atoms::joined_at(), a.joined_at.encode(env)),
+            (atoms::metrics(), metrics),
+        ],
+    )
+}
+
+fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
+    match r {
+        None => atoms::nil().encode(env),
+        Some(TaskResult::Single(p)) => term_of(env, p),
+        Some(TaskResult::List(ps)) => ps
+            .iter()
+            .map(|p| term_of(env, p))
+            .collect::<Vec<_>>()
+            .encode(env),
+        Some(TaskResult::Named(named)) => {
+            let keys: Vec<Term> = named.iter().map(|(n, _)| bin(env, n)).collect();
+            let values: Vec<Term> = named.iter().map(|(_, p)| term_of(env, p)).collect();
+            Term::map_from_term_arrays(env, &keys, &values).expect("distinct names")
+        }
+    }
+}
+
+/// Task status; with `results`, each unit's result and the aggregate too.
+pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a> {
+    let agent_id = |seq: Option<u64>| {
+        seq.and_then(|s| swarm.agent_by_seq(s))
+            .map(|a| a.id.as_str())
+    };
+    let units: Vec<Term> = t
+        .units
+        .iter()
+        .map(|u| {
+            let base = [
+                (atoms::name(), bin(env, &u.name)),
+                (atoms::status(), atom_of(env, u.state.as_str())),
+                (atoms::agent_id(), opt_str(env, agent_id(u.agent))),
+                (atoms::attempts(), u.attempts.encode(env)),
+                (atoms::error_message(), opt_str(env, u.error.as_deref())),
+            ];
+            let m = map(env, base);
+            if results {
+                let r = u
+                    .result
+                    .as_ref()
+                    .map(|p| term_of(env, p))
+                    .unwrap_or_else(|| atoms::nil().encode(env));
+                m.map_put(atoms::result(), r).expect("map")
+            } else {
+                m
+            }
+        })
+        .collect();
+    let m = map(
+        env,
+        [
+            (atoms::id(), bin(env, &t.id)),
+            (atoms::swarm_id(), bin(env, &swarm.id)),
+            (atoms::status(), atom_of(env, t.status.as_str())),
+            (atoms::priority(), atom_of(env, t.priority.as_str())),
+            (atoms::strategy(), atom_of(env, t.mode.as_str())),
+            (atoms::description(), bin(env, &t.description)),
+            (atoms::created_at(), t.created_at.encode(env)),
+            (atoms::started_at(), opt(env, t.started_at)),
+            (atoms::finished_at(), opt(env, t.finished_at)),
+            (atoms::attempts(), t.attempts().encode(env)),
+            (atoms::error_message(), opt_str(env, t.error.as_deref())),
+            (atoms::units(), units.encode(env)),
+        ],
+    );
+    if results {
+        m.map_put(atoms::result(), result_term(env, t.result.as_ref()))
+            .expect("map")
+    } else {
+        m
+    }
+}
+
+pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> Term<'a> {
+    let context: Vec<Term> = w
+        .context
+        .iter()
+        .map(|(name, p)| (bin(env, name), term_of(env, p)).encode(env))
+        .collect();
+    let keys: Vec<Term> = w.context.iter().map(|(n, _)| bin(env, n)).collect();
+    let values: Vec<Term> = w.context.iter().map(|(_, p)| term_of(env, p)).collect();
+    let context_map = Term::map_from_term_arrays(env, &keys, &values).unwrap_or_else(|_| {
+        // Names are unique per task, but never fail a dispatch over it.
+        context.encode(env)
+    });
+    map(
+        env,
+        [
+            (atoms::work_id(), bin(env, &w.work_id)),
+            (atoms::task_id(), bin(env, &w.task_id)),
+            (atoms::swarm_id(), bin(env, swarm_id)),
+            (atoms::agent_id(), bin(env, agent_id)),
+            (atoms::unit(), bin(env, &w.unit)),
+            (atoms::attempt(), w.attempt.encode(env)),
+            (atoms::description(), bin(env, &w.description)),
+            (atoms::input(), term_of(env, &w.input)),
+            (atoms::context(), context_map),
+            (atoms::timeout_ms(), opt(env, w.timeout_ms)),
+            (atoms::priority(), atom_of(env, w.priority.as_str())),
+            (atoms::route(), strs(env, &w.route)),
+        ],
+    )
+}
+
+pub fn entry<'a>(env: Env<'a>, namespace: &str, key: &str, e: &Entry) -> Term<'a> {
+    map(
+        env,
+        [
+            (atoms::namespace(), bin(env, namespace)),
+            (atoms::key(), bin(env, key)),
+            (atoms::value(), term_of(env, &e.value)),
+            (atoms::version(), e.version.encode(env)),
+            (atoms::tags(), strs(env, &e.tags)),
+            (atoms::created_at(), e.created_at.encode(env)),
+            (atoms::updated_at(), e.updated_at.encode(env)),
+            (atoms::expires_at(), opt(env, e.expires_at)),
+        ],
+    )
+}
+
+pub fn discovery<'a>(env: Env<'a>, d: &Discovery) -> Term<'a> {
+    map(
+        env,
+        [
+            (atoms::id(), bin(env, &d.id)),
+            (atoms::agent_id(), opt_str(env, d.agent_id.as_deref())),
+            (atoms::type_(), bin(env, &d.kind)),
+            (atoms::content(), term_of(env, &d.content)),
+            (atoms::confidence(), d.confidence.encode(env)),
+            (atoms::tags(), strs(env, &d.tags)),
+            (atoms::at(), d.at.encode(env)),
+        ],
+    )
+}
+
+pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
+    let base = map(
+        env,
+        [
+            (atoms::type_(), atom_of(env, r.event.name())),
+            (atoms::seq(), r.seq.encode(env)),
+            (atoms::at(), r.at.encode(env)),
+        ],
+    );
+    let put = |m: Term<'a>, k: Atom, v: Term<'a>| m.map_put(k, v).expect("map");
+    match &r.event {
+        Event::AgentJoined {
+            agent_id,
+            agent_type,
+        } => put(
+            put(base, atoms::agent_id(), bin(env, agent_id)),
+            atoms::agent_type(),
+            bin(env, agent_type),
+        ),
+        Event::AgentLeft { agent_id } => put(base, atoms::agent_id(), bin(env, agent_id)),
+        Event::AgentStatusChanged { agent_id, status } => put(
+            put(base, atoms::agent_id(), bin(env, agent_id)),
+            atoms::status(),
+            atom_of(env, status.as_str()),
+        ),
+        Event::TaskSubmitted { task_id } => put(base, atoms::task_id(), bin(env, task_id)),
+        Event::TaskAssigned {
+            task_id,
+            unit,
+            agent_id,
+            attempt,
+        } => {
+            let m = put(base, atoms::task_id(), bin(env, task_id));
+            let m = put(m, atoms::unit(), bin(env, unit));
+            let m = put(m, atoms::agent_id(), bin(env, agent_id));
+            put(m, atoms::attempt(), attempt.encode(env))
+        }
+        Event::TaskStarted {
+            task_id,
+            unit,
+            agent_id,
+        } => {
+            let m = put(base, atoms::task_id(), bin(env, task_id));
+            let m = put(m, atoms::unit(), bin(env, unit));
+            put(m, atoms::agent_id(), bin(env, agent_id))
+        }
+        Event::TaskProgress {
+            task_id,
+            unit,
+            agent_id,
+            progress,
+        } => {
+            let m = put(base, atoms::task_id(), bin(env, task_id));
+            let m = put(m, atoms::unit(), bin(env, unit));
+            let m = put(m, atoms::agent_id(), bin(env, agent_id));
+            put(m, atoms::progress(), progress.encode(env))
+        }
+        Event::TaskRetried {
+            task_id,
+            unit,
+            attempt,
+            delay_ms,
+            reason,
+        } => {
+            let m = put(base, atoms::task_id(), bin(env, task_id));
+            let m = put(m, atoms::unit(), bin(env, unit));
+            let m = put(m, atoms::attempt(), attempt.encode(env));
+            let m = put(m, atoms::delay_ms(), delay_ms.encode(env));
+            put(m, atoms::reason(), bin(env, reason))
+        }
+        Event::TaskFinished {
+            task_id,
+            status,
+            error,
+        } => {
+            let m = put(base, atoms::task_id(), bin(env, task_id));
+            let m = put(m, atoms::status(), atom_of(env, status.as_str()));
+            put(m, atoms::error_message(), opt_str(env, error.as_deref()))
+        }
+        Event::MemoryStored {
+            namespace,
+            key,
+            version,
+        } => {
+            let m = put(base, atoms::namespace(), bin(env, namespace));
+            let m = put(m, atoms::key(), bin(env, key));
+            put(m, atoms::version(), version.encode(env))
+        }
+        Event::MemoryDeleted { namespace, key } | Event::MemoryExpired { namespace, key } => {
+            let m = put(base, atoms::namespace(), bin(env, namespace));
+            put(m, atoms::key(), bin(env, key))
+        }
+        Event::DiscoveryShared {
+            discovery_id,
+            agent_id,
+            kind,
+        } => {
+            let m = put(base, atoms::id(), bin(env, discovery_id));
+            let m = put(m, atoms::agent_id(), opt_str(env, agent_id.as_deref()));
+            put(m, atoms::discovery_type(), bin(env, kind))
+        }
+        Event::Coordinated { from, deliveries } => {
+            let m = put(base, atoms::from(), opt_str(env, from.as_deref()));
+            put(m, atoms::deliveries(), (*deliveries as u64).encode(env))
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Discoveries: sharing, filtered subscriptions, recent history.
+
+use rustler::{Encoder, Env, LocalPid, Term};
+use ruv_swarm_core::discovery::Filter;
+use ruv_swarm_core::limits;
+use ruv_swarm_core::Error;
+
+use crate::registry::{self, ok, ok_atom, with_swarm};
+use crate::{atoms, codec};
+
+fn cell(swarm_id: Term) -> ruv_swarm_core::Result<std::sync::Arc<registry::Cell>> {
+    codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id))
+}
+
+fn filter(t: Term) -> ruv_swarm_core::Result<Filter> {
+    if !t.is_map() {
+        return Err(Error::invalid("discovery filters must be a map"));
+    }
+    Ok(Filter {
+        kind: codec::field(t, atoms::type_())
+            .map(|v| codec::string(v, "type"))
+            .transpose()?,
+        agent_id: codec::field(t, atoms::agent_id())
+            .map(|v| codec::string(v, "agent_id"))
+            .transpose()?,
+        min_confidence: match codec::field(t, atoms::min_confidence()) {
+            Some(v) => codec::number(v, "min_confidence")?,
+            None => 0.0,
+        },
+    })
+}
+
+/// `d` is a map: type, content, confidence, tags, agent_id (optional).
+/// Delivers `{:swarm_discovery, swarm_id, discovery}` to matching subscribers.
+#[rustler::nif]
+fn discovery_share<'a>(env: Env<'a>, swarm_id: Term<'a>, d: Term<'a>) -> Term<'a> {
+    with_swarm(env, cell(swarm_id), |st, now| {
+        if !d.is_map() {
+            return Err(Error::invalid("a discovery must be a map"));
+        }
+        let kind = codec::field(d, atoms::type_())
+            .ok_or_else(|| Error::invalid("a discovery needs a type"))?;
+        let kind = codec::string(kind, "type")?;
+        let content = codec::field(d, atoms::content())
+            .map(codec::payload)
+            .unwrap_or_default();
+        let confidence = match codec::field(d, atoms::confidence()) {
+            Some(v) => codec::number(v, "confidence")?,
+            None => 1.0,
+        };
+        let tags = match codec::field(d, atoms::tags()) {
+            Some(v) => codec::strings(v, "tags", limits::MAX_LIST_ITEMS)?,
+            None => Vec::new(),
+        };
+        let agent = codec::field(d, atoms::agent_id())
+            .map(|v| codec::string(v, "agent_id"))
+            .transpose()?;
+        let found =
+            st.swarm
+                .share_discovery(agent.as_deref(), &kind, content, confidence, tags, now)?;
+        if !st.discovery_subscribers.is_empty() {
+            let msg = (
+                atoms::swarm_discovery(),
+                codec::bin(env, &st.swarm.id),
+                codec::discovery(env, &found),
+            )
+                .encode(env);
+            st.discovery_subscribers
+                .retain(|(pid, f)| !f.matches(&found) || env.send(pid, msg).is_ok());
+        }
+        ok(env, codec::bin(env, &found.id))
+    })
+}
+
+#[rustler::nif]
+fn discovery_subscribe<'a>(
+    env: Env<'a>,
+    swarm_id: Term<'a>,
+    pid: LocalPid,
+    f: Term<'a>,
+) -> Term<'a> {
+    with_swarm(env, cell(swarm_id), |st, _| {
+        let f = filter(f)?;
+        st.discovery_subscribers.retain(|(p, _)| *p != pid);
+        st.discovery_subscribers.push((pid, f));
+        ok_atom(env)
+    })
+}
+
+#[rustler::nif]
+fn discovery_recent<'a>(
+    env: Env<'a>,
+    swarm_id: Term<'a>,
+    f: Term<'a>,
+    limit: Term<'a>,
+) -> Term<'a> {
+    with_swarm(env, cell(swarm_id), |st, _| {
+        let f = filter(f)?;
+        let limit = codec::uint(limit, "limit", 1, limits::DEFAULT_DISCOVERY_LOG as u64)? as usize;
+        let list: Vec<Term> = st
+            .swarm
+            .recent_discoveries(&f, limit)
+            .into_iter()
+            .map(|d| codec::discovery(env, d))
+            .collect();
+        ok(env, list)
+    })
+}

@@ -1,0 +1,215 @@
+//! The process-wide registry of swarms and the delivery of each command's
+//! effects (work, cancellations, completions, events) as messages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rustler::{Encoder, Env, LocalPid, Term};
+use ruv_swarm_core::discovery::Filter;
+use ruv_swarm_core::ids::{self, Kind};
+use ruv_swarm_core::{Error, Result, Swarm};
+
+use crate::{atoms, codec};
+
+/// One swarm and the pids that listen to it.
+pub struct State {
+    pub swarm: Swarm,
+    /// Processes of push agents, by agent sequence number.
+    pub agent_pids: HashMap<u64, LocalPid>,
+    pub subscribers: Vec<LocalPid>,
+    pub discovery_subscribers: Vec<(LocalPid, Filter)>,
+    /// Processes awaiting a task's end, by task id.
+    pub waiters: HashMap<String, Vec<LocalPid>>,
+    /// The swarm's Elixir server, which runs its timers.
+    pub owner: Option<LocalPid>,
+    /// When the owner will tick next (ms, engine clock).
+    pub wake_at: u64,
+}
+
+pub struct Cell(Mutex<State>);
+
+impl Cell {
+    /// Locks the swarm. A panic in an earlier command cannot leave the
+    /// state half-written in a way later commands rely on, so a poisoned
+    /// lock is recovered rather than wedging the swarm forever.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+static SWARMS: LazyLock<RwLock<HashMap<String, Arc<Cell>>>> = LazyLock::new(Default::default);
+
+static CLOCK: LazyLock<(Instant, u64)> = LazyLock::new(|| {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    (Instant::now(), wall)
+});
+
+/// Milliseconds since the Unix epoch, but monotonic: taken from the wall
+/// clock once, then advanced by a steady clock, so timeouts never jump.
+pub fn now_ms() -> u64 {
+    let (start, wall) = *CLOCK;
+    wall + start.elapsed().as_millis() as u64
+}
+
+pub fn insert(swarm: Swarm) {
+    let id = swarm.id.clone();
+    let state = State {
+        swarm,
+        agent_pids: HashMap::new(),
+        subscribers: Vec::new(),
+        discovery_subscribers: Vec::new(),
+        waiters: HashMap::new(),
+        owner: None,
+        wake_at: u64::MAX,
+    };
+    SWARMS
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, Arc::new(Cell(Mutex::new(state))));
+}
+
+pub fn remove(id: &str) -> Option<Arc<Cell>> {
+    SWARMS.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+}
+
+pub fn get(id: &str) -> Result<Arc<Cell>> {
+    SWARMS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .cloned()
+        .ok_or(Error::SwarmNotFound)
+}
+
+/// The swarm an agent, task or discovery id belongs to.
+pub fn owning(id: &str, kind: Kind) -> Result<Arc<Cell>> {
+    let not_found = match kind {
+        Kind::Agent => Error::AgentNotFound,
+        Kind::Task => Error::TaskNotFound,
+        Kind::Discovery => Error::KeyNotFound,
+    };
+    let (swarm, _) = ids::parse_child_id(id, kind).ok_or(not_found.clone())?;
+    get(swarm).map_err(|_| not_found)
+}
+
+/// The swarm of a work id (`<task id>/<unit>/<attempt>`).
+pub fn owning_work(work_id: &str) -> Result<Arc<Cell>> {
+    let task_id = work_id.split('/').next().unwrap_or("");
+    owning(task_id, Kind::Task).map_err(|_| Error::invalid(format!("unknown work id {work_id:?}")))
+}
+
+pub fn all() -> Vec<Arc<Cell>> {
+    SWARMS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect()
+}
+
+/// Sends the effects of the commands just applied, then tells the owner if
+/// a timer is now due earlier than its next tick.
+pub fn deliver(env: Env, st: &mut State) {
+    loop {
+        let out = st.swarm.drain();
+        if out.is_empty() {
+            break;
+        }
+        let mut dead_agents = Vec::new();
+        for d in &out.dispatches {
+            let sent = st.agent_pids.get(&d.agent_seq).is_some_and(|pid| {
+                let msg = (
+                    atoms::swarm_work(),
+                    codec::work(env, &st.swarm.id, &d.agent_id, &d.work),
+                );
+                env.send(pid, msg).is_ok()
+            });
+            if !sent {
+                dead_agents.push(d.agent_id.clone());
+            }
+        }
+        for c in &out.cancels {
+            if let Some(pid) = st.agent_pids.get(&c.agent_seq) {
+                let msg = (
+                    atoms::swarm_cancel(),
+                    codec::bin(env, &c.work_id),
+                    codec::bin(env, &c.reason),
+                );
+                let _ = env.send(pid, msg);
+            }
+        }
+        for task_id in &out.finished {
+            if let Some(pids) = st.waiters.remove(task_id) {
+                let msg = (atoms::swarm_task_done(), codec::bin(env, task_id)).encode(env);
+                for pid in pids {
+                    let _ = env.send(&pid, msg);
+                }
+            }
+        }
+        if !out.events.is_empty() {
+            let swarm_id = codec::bin(env, &st.swarm.id);
+            let mut alive = vec![true; st.subscribers.len()];
+            for e in &out.events {
+                let msg = (atoms::swarm_event(), swarm_id, codec::event(env, e)).encode(env);
+                for (i, pid) in st.subscribers.iter().enumerate() {
+                    if alive[i] && env.send(pid, msg).is_err() {
+                        alive[i] = false;
+                    }
+                }
+            }
+            let mut i = 0;
+            st.subscribers.retain(|_| {
+                i += 1;
+                alive[i - 1]
+            });
+        }
+        // A push agent whose process is gone cannot run what it was given:
+        // take it offline so the work is retried elsewhere.
+        let now = now_ms();
+        for agent_id in dead_agents {
+            if let Ok(a) = st.swarm.agent(&agent_id) {
+                let seq = a.seq;
+                st.agent_pids.remove(&seq);
+                let _ = st
+                    .swarm
+                    .detach_agent(&agent_id, "agent process is not alive", now);
+            }
+        }
+    }
+    st.swarm.outbox.record_events = !st.subscribers.is_empty();
+    if let (Some(next), Some(owner)) = (st.swarm.next_deadline(), st.owner) {
+        if next < st.wake_at {
+            st.wake_at = next;
+            let msg = (atoms::swarm_wakeup(), codec::bin(env, &st.swarm.id));
+            let _ = env.send(&owner, msg);
+        }
+    }
+}
+
+/// Runs a command on the swarm `id`, delivers its effects and replies.
+pub fn with_swarm<'a>(
+    env: Env<'a>,
+    cell: Result<Arc<Cell>>,
+    f: impl FnOnce(&mut State, u64) -> Result<Term<'a>>,
+) -> Term<'a> {
+    let result = cell.and_then(|cell| {
+        let mut st = cell.lock();
+        let r = f(&mut st, now_ms());
+        deliver(env, &mut st);
+        r
+    });
+    crate::error::reply(env, result)
+}
+
+/// `{:ok, term}`
+pub fn ok<'a>(env: Env<'a>, t: impl Encoder) -> Result<Term<'a>> {
+    Ok((atoms::ok(), t).encode(env))
+}
+
+pub fn ok_atom(env: Env) -> Result<Term> {
+    Ok(atoms::ok().encode(env))
+}

@@ -1,0 +1,231 @@
+//! Tasks: submission, status and results, cancellation, and the reports
+//! agents make about their work.
+
+use rustler::{Encoder, Env, LocalPid, Term};
+use ruv_swarm_core::ids::Kind;
+use ruv_swarm_core::limits;
+use ruv_swarm_core::{Error, ExecMode, Priority, RetryPolicy, SubtaskSpec, TaskSpec};
+
+use crate::registry::{self, ok, ok_atom, with_swarm};
+use crate::{atoms, codec};
+
+fn subtask(t: Term) -> ruv_swarm_core::Result<SubtaskSpec> {
+    if !t.is_map() {
+        return Err(Error::invalid("each subtask must be a map"));
+    }
+    let name = codec::field(t, atoms::name())
+        .ok_or_else(|| Error::invalid("each subtask needs a name"))?;
+    Ok(SubtaskSpec {
+        name: codec::string(name, "subtask name")?,
+        input: codec::field(t, atoms::input())
+            .map(codec::payload)
+            .unwrap_or_default(),
+        depends_on: match codec::field(t, atoms::depends_on()) {
+            Some(v) => codec::strings(v, "depends_on", limits::MAX_SUBTASKS)?,
+            None => Vec::new(),
+        },
+        capabilities: match codec::field(t, atoms::capabilities()) {
+            Some(v) => codec::strings(v, "capabilities", limits::MAX_LIST_ITEMS)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
+    if !t.is_map() {
+        return Err(Error::invalid("a task must be a map"));
+    }
+    let mut s = TaskSpec::default();
+    if let Some(v) = codec::field(t, atoms::description()) {
+        s.description = codec::string(v, "description")?;
+    }
+    if let Some(v) = codec::field(t, atoms::input()) {
+        s.input = codec::payload(v);
+    }
+    if let Some(v) = codec::field(t, atoms::priority()) {
+        s.priority = codec::name_of(v, "priority", Priority::parse)?;
+    }
+    if let Some(v) = codec::field(t, atoms::capabilities()) {
+        s.capabilities = codec::strings(v, "capabilities", limits::MAX_LIST_ITEMS)?;
+    }
+    if let Some(v) = codec::field(t, atoms::strategy()) {
+        s.mode = codec::name_of(v, "strategy", ExecMode::parse)?;
+    }
+    if let Some(v) = codec::field(t, atoms::max_agents()) {
+        s.max_agents = codec::uint(v, "max_agents", 1, limits::MAX_TASK_AGENTS as u64)? as u32;
+    }
+    s.timeout_ms = match codec::field(t, atoms::timeout_ms()) {
+        Some(v) => Some(codec::uint(v, "timeout_ms", 1, limits::MAX_TIMEOUT_MS)?),
+        None => None,
+    };
+    let mut retry = RetryPolicy::default();
+    if let Some(v) = codec::field(t, atoms::retries()) {
+        retry.max_attempts = codec::uint(v, "retries", 1, limits::MAX_ATTEMPTS as u64)? as u32;
+    }
+    if let Some(v) = codec::field(t, atoms::backoff_ms()) {
+        retry.base_backoff_ms = codec::uint(v, "backoff_ms", 0, limits::MAX_TIMEOUT_MS)?;
+        retry.max_backoff_ms = retry.max_backoff_ms.max(retry.base_backoff_ms);
+    }
+    if let Some(v) = codec::field(t, atoms::max_backoff_ms()) {
+        retry.max_backoff_ms = codec::uint(v, "max_backoff_ms", 0, limits::MAX_TIMEOUT_MS)?;
+    }
+    s.retry = retry;
+    if let Some(v) = codec::field(t, atoms::subtasks()) {
+        let len = v
+            .list_length()
+            .map_err(|_| Error::invalid("subtasks must be a list"))?;
+        if len > limits::MAX_SUBTASKS {
+            return Err(Error::TooLarge {
+                what: "subtasks",
+                size: len,
+                limit: limits::MAX_SUBTASKS,
+            });
+        }
+        let iter = v
+            .into_list_iterator()
+            .map_err(|_| Error::invalid("subtasks must be a list"))?;
+        s.subtasks = iter.map(subtask).collect::<Result<_, _>>()?;
+    }
+    Ok(s)
+}
+
+#[rustler::nif]
+fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>) -> Term<'a> {
+    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    with_swarm(env, cell, |st, now| {
+        let id = st.swarm.submit(spec(task)?, now)?;
+        ok(env, codec::bin(env, &id))
+    })
+}
+
+/// Status of a task; with `results = true`, its results too.
+#[rustler::nif]
+fn task_get<'a>(env: Env<'a>, task_id: Term<'a>, results: Term<'a>) -> Term<'a> {
+    let id = codec::string(task_id, "task id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
+    with_swarm(env, cell, |st, _| {
+        let results = codec::boolean(results, "results")?;
+        let t = st.swarm.task(&id?)?;
+        ok(env, codec::task(env, &st.swarm, t, results))
+    })
+}
+
+#[rustler::nif]
+fn task_cancel<'a>(env: Env<'a>, task_id: Term<'a>) -> Term<'a> {
+    let id = codec::string(task_id, "task id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
+    with_swarm(env, cell, |st, now| {
+        st.swarm.cancel(&id?, now)?;
+        ok_atom(env)
+    })
+}
+
+/// Asks for `{:swarm_task_done, task_id}` when the task finishes. Replies
+/// `:done` if it already has, `:watching` otherwise.
+#[rustler::nif]
+fn task_watch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> {
+    let id = codec::string(task_id, "task id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
+    with_swarm(env, cell, |st, _| {
+        let id = id?;
+        if st.swarm.task(&id)?.status.is_terminal() {
+            return Ok(atoms::done().encode(env));
+        }
+        st.waiters.entry(id).or_default().push(pid);
+        Ok(atoms::watching().encode(env))
+    })
+}
+
+fn work_cell(
+    work_id: &ruv_swarm_core::Result<String>,
+) -> ruv_swarm_core::Result<std::sync::Arc<registry::Cell>> {
+    work_id.clone().and_then(|w| registry::owning_work(&w))
+}
+
+fn accepted(env: Env, applied: bool) -> ruv_swarm_core::Result<Term> {
+    Ok(if applied {
+        atoms::ok()
+    } else {
+        atoms::ignored()
+    }
+    .encode(env))
+}
+
+#[rustler::nif]
+fn work_start<'a>(env: Env<'a>, work_id: Term<'a>, agent_id: Term<'a>) -> Term<'a> {
+    let w = codec::string(work_id, "work id");
+    with_swarm(env, work_cell(&w), |st, now| {
+        let applied = st
+            .swarm
+            .start_work(&w?, &codec::string(agent_id, "agent id")?, now)?;
+        accepted(env, applied)
+    })
+}
+
+#[rustler::nif]
+fn work_progress<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    progress: Term<'a>,
+) -> Term<'a> {
+    let w = codec::string(work_id, "work id");
+    with_swarm(env, work_cell(&w), |st, now| {
+        let p = codec::number(progress, "progress")?;
+        let applied =
+            st.swarm
+                .report_progress(&w?, &codec::string(agent_id, "agent id")?, p, now)?;
+        accepted(env, applied)
+    })
+}
+
+/// Records a result. Replies `:ok`, or `:ignored` for a late duplicate.
+#[rustler::nif]
+fn work_complete<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    result: Term<'a>,
+) -> Term<'a> {
+    let w = codec::string(work_id, "work id");
+    with_swarm(env, work_cell(&w), |st, now| {
+        let agent = codec::string(agent_id, "agent id")?;
+        let applied = st
+            .swarm
+            .complete_work(&w?, &agent, codec::payload(result), now)?;
+        accepted(env, applied)
+    })
+}
+
+#[rustler::nif]
+fn work_fail<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    reason: Term<'a>,
+    timed_out: Term<'a>,
+) -> Term<'a> {
+    let w = codec::string(work_id, "work id");
+    with_swarm(env, work_cell(&w), |st, now| {
+        let agent = codec::string(agent_id, "agent id")?;
+        let reason = codec::string(reason, "reason")?;
+        let timed_out = codec::boolean(timed_out, "timed_out")?;
+        let applied = st.swarm.fail_work(&w?, &agent, &reason, timed_out, now)?;
+        accepted(env, applied)
+    })
+}
+
+/// A pull agent claims work: `{:ok, work}` or `{:error, :no_task}`.
+#[rustler::nif]
+fn work_claim<'a>(env: Env<'a>, agent_id: Term<'a>, lease_ms: Term<'a>) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, now| {
+        let id = id?;
+        let lease = codec::uint(lease_ms, "lease_ms", 1, limits::MAX_TIMEOUT_MS)?;
+        match st.swarm.claim(&id, lease, now)? {
+            Some(w) => ok(env, codec::work(env, &st.swarm.id, &id, &w)),
+            None => Ok((atoms::error(), atoms::no_task()).encode(env)),
+        }
+    })
+}
