@@ -15,7 +15,8 @@ defmodule SwarmService.Application do
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
-      SwarmService.HealthEndpoint
+      SwarmService.HealthEndpoint,
+      InterfaceService
     ]
 
     Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)

@@ -1,0 +1,142 @@
+defmodule InterfaceService.Metrics do
+  @moduledoc false
+  # Counters and latency histograms in one ETS table, updated with a single
+  # update_counter per request; /metrics renders Prometheus text from it and
+  # asks the engine for swarm, agent and task gauges at scrape time.
+
+  # Upper bounds in microseconds; the last bucket is +Inf.
+  @buckets_us [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000]
+  @nb length(@buckets_us)
+
+  @doc "Creates the metrics table."
+  @spec new_table() :: :ets.tid()
+  def new_table, do: :ets.new(:gateway_metrics, [:set, :public, write_concurrency: true])
+
+  @doc "Records one answered request. `route` and `tool` come from fixed vocabularies."
+  @spec observe(:ets.tid(), String.t(), String.t(), non_neg_integer(), non_neg_integer()) :: :ok
+  def observe(tab, route, tool, status, duration_us) do
+    :ets.update_counter(tab, {:requests, route, tool, status}, {2, 1}, {nil, 0})
+    pos = bucket_pos(duration_us, @buckets_us, 4)
+    key = {:latency, route, tool}
+
+    :ets.update_counter(
+      tab,
+      key,
+      [{2, duration_us}, {3, 1}, {pos, 1}],
+      List.to_tuple([key, 0, 0 | List.duplicate(0, @nb + 1)])
+    )
+
+    :ok
+  end
+
+  @doc "Counts a rejected request by reason (auth, origin, host, rate_limited, too_large, ...)."
+  @spec reject(:ets.tid(), atom()) :: :ok
+  def reject(tab, reason) do
+    :ets.update_counter(tab, {:rejected, reason}, {2, 1}, {nil, 0})
+    :ok
+  end
+
+  defp bucket_pos(_us, [], pos), do: pos
+  defp bucket_pos(us, [b | _], pos) when us <= b, do: pos
+  defp bucket_pos(us, [_ | rest], pos), do: bucket_pos(us, rest, pos + 1)
+
+  @doc "Renders every metric in the Prometheus text exposition format."
+  @spec render(InterfaceService.Config.t()) :: iodata()
+  def render(config) do
+    rows = :ets.tab2list(config.tabs.metrics)
+
+    requests =
+      for {{:requests, route, tool, status}, n} <- rows,
+          do: ["ruv_swarm_gateway_requests_total{route=\"", route, "\",tool=\"", tool, "\",status=\"", Integer.to_string(status), "\"} ", Integer.to_string(n), "\n"]
+
+    latency =
+      for row <- rows, {:latency, route, tool} <- [elem(row, 0)] do
+        sum = elem(row, 1)
+        count = elem(row, 2)
+        labels = ["route=\"", route, "\",tool=\"", tool, "\""]
+        counts = for i <- 0..@nb, do: elem(row, 3 + i)
+        cumulative = Enum.scan(counts, &+/2)
+        bounds = Enum.map(@buckets_us, &format_seconds/1) ++ ["+Inf"]
+
+        [
+          Enum.zip_with(bounds, cumulative, fn le, c ->
+            ["ruv_swarm_gateway_request_duration_seconds_bucket{", labels, ",le=\"", le, "\"} ", Integer.to_string(c), "\n"]
+          end),
+          ["ruv_swarm_gateway_request_duration_seconds_sum{", labels, "} ", format_seconds(sum), "\n"],
+          ["ruv_swarm_gateway_request_duration_seconds_count{", labels, "} ", Integer.to_string(count), "\n"]
+        ]
+      end
+
+    rejected =
+      for {{:rejected, reason}, n} <- rows,
+          do: ["ruv_swarm_gateway_rejected_total{reason=\"", Atom.to_string(reason), "\"} ", Integer.to_string(n), "\n"]
+
+    [
+      "# HELP ruv_swarm_gateway_requests_total Requests answered, by route, tool and HTTP status.\n",
+      "# TYPE ruv_swarm_gateway_requests_total counter\n",
+      requests,
+      "# HELP ruv_swarm_gateway_request_duration_seconds Time to answer a request.\n",
+      "# TYPE ruv_swarm_gateway_request_duration_seconds histogram\n",
+      latency,
+      "# HELP ruv_swarm_gateway_rejected_total Requests refused before reaching a handler, by reason.\n",
+      "# TYPE ruv_swarm_gateway_rejected_total counter\n",
+      rejected,
+      "# HELP ruv_swarm_gateway_sessions Open MCP sessions.\n",
+      "# TYPE ruv_swarm_gateway_sessions gauge\n",
+      "ruv_swarm_gateway_sessions ",
+      Integer.to_string(:ets.info(config.tabs.sessions, :size)),
+      "\n",
+      "# HELP ruv_swarm_gateway_sse_streams Open discovery streams.\n",
+      "# TYPE ruv_swarm_gateway_sse_streams gauge\n",
+      "ruv_swarm_gateway_sse_streams ",
+      Integer.to_string(:atomics.get(config.tabs.sse, 1)),
+      "\n",
+      engine_gauges(config.api)
+    ]
+  end
+
+  defp format_seconds(us), do: :erlang.float_to_binary(us / 1_000_000, [:compact, decimals: 6])
+
+  @agent_states [:idle, :busy, :offline]
+  @task_states [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out]
+  @max_swarms_scraped 1000
+
+  # The engine may be absent or busy; a scrape must still answer.
+  defp engine_gauges(api) do
+    with {:ok, swarms} <- safe(fn -> api.list_swarms() end) do
+      statuses =
+        swarms
+        |> Enum.take(@max_swarms_scraped)
+        |> Enum.flat_map(fn s ->
+          case safe(fn -> api.swarm_status(s.id) end) do
+            {:ok, status} -> [status]
+            _ -> []
+          end
+        end)
+
+      sum = fn field, state ->
+        Enum.reduce(statuses, 0, fn st, acc -> acc + (get_in(st, [field, state]) || 0) end)
+      end
+
+      [
+        "# HELP ruv_swarm_swarms Swarms in this node.\n# TYPE ruv_swarm_swarms gauge\n",
+        "ruv_swarm_swarms ",
+        Integer.to_string(length(swarms)),
+        "\n# HELP ruv_swarm_agents Agents by status.\n# TYPE ruv_swarm_agents gauge\n",
+        for(s <- @agent_states, do: ["ruv_swarm_agents{status=\"", Atom.to_string(s), "\"} ", Integer.to_string(sum.(:agents, s)), "\n"]),
+        "# HELP ruv_swarm_tasks Tasks by status.\n# TYPE ruv_swarm_tasks gauge\n",
+        for(s <- @task_states, do: ["ruv_swarm_tasks{status=\"", Atom.to_string(s), "\"} ", Integer.to_string(sum.(:tasks, s)), "\n"])
+      ]
+    else
+      _ -> ["# engine unavailable: swarm, agent and task gauges omitted\n"]
+    end
+  end
+
+  defp safe(fun) do
+    fun.()
+  rescue
+    _ -> {:error, :unavailable}
+  catch
+    :exit, _ -> {:error, :unavailable}
+  end
+end

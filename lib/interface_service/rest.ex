@@ -1,0 +1,86 @@
+defmodule InterfaceService.Rest do
+  @moduledoc false
+  # /api/mcp/<tool>: the MCP tools as plain JSON. POST a JSON object (or
+  # nothing), get {"success": true, ...result} or {"success": false,
+  # "error": "..."} with an HTTP status that fits the error.
+  # swarm_spawn and coordinate_task are aliases of swarm_init and
+  # task_orchestrate.
+
+  alias InterfaceService.{HttpServer, Json, Tools, Worker}
+
+  def handle(%{method: :GET} = conn, path) when path in ["", "/"] do
+    tools = Enum.map(Tools.definitions(), &Map.take(&1, [:name, :description]))
+    HttpServer.send_json(conn, 200, %{success: true, tools: tools})
+  end
+
+  def handle(conn, path) when path in ["", "/"], do: HttpServer.method_not_allowed(conn, "GET")
+
+  def handle(%{method: :POST} = conn, "/" <> name) do
+    name = Tools.resolve_alias(name)
+
+    if Tools.known?(name) do
+      Process.put(:gateway_tool, name)
+      call(conn, name)
+    else
+      HttpServer.send_json(conn, 404, %{success: false, error: "unknown tool #{inspect(String.slice(name, 0, 100))}"})
+    end
+  end
+
+  def handle(conn, "/" <> _name), do: HttpServer.method_not_allowed(conn, "POST")
+  def handle(conn, _path), do: HttpServer.send_json(conn, 404, %{success: false, error: "not found"})
+
+  defp call(conn, name) do
+    with {:ok, body} <- read(conn),
+         {:ok, args} <- decode(conn, body) do
+      config = conn.config
+
+      ctx = %{
+        api: config.api,
+        allowlist: config.command_allowlist,
+        base_url: config.public_url || host_url(conn),
+        progress: nil
+      }
+
+      case Worker.run(fn -> Tools.call(name, args, ctx) end, config.request_timeout_ms) do
+        {:ok, result} ->
+          HttpServer.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
+
+        {:error, reason} ->
+          HttpServer.send_json(conn, Tools.http_status(reason), %{
+            success: false,
+            error: Tools.error_message(reason, config.api),
+            code: Tools.error_code(reason)
+          })
+
+        {:crashed, _} ->
+          HttpServer.send_json(conn, 500, %{success: false, error: "internal error while running #{name}"})
+      end
+    end
+  end
+
+  defp read(conn) do
+    case HttpServer.read_body(conn) do
+      {:ok, body} -> {:ok, body}
+      {:error, reason} -> HttpServer.body_error(conn, reason)
+    end
+  end
+
+  defp decode(conn, body) do
+    if String.trim(body) == "" do
+      {:ok, %{}}
+    else
+      case Json.decode(body) do
+        {:ok, args} when is_map(args) -> {:ok, args}
+        {:ok, _} -> HttpServer.send_json(conn, 400, %{success: false, error: "the body must be a JSON object"})
+        {:error, _} -> HttpServer.send_json(conn, 400, %{success: false, error: "the body is not valid JSON"})
+      end
+    end
+  end
+
+  defp host_url(conn) do
+    case HttpServer.header(conn, "host") do
+      nil -> HttpServer.base_url(conn.config)
+      host -> "http://" <> host
+    end
+  end
+end

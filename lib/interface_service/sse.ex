@@ -1,0 +1,100 @@
+defmodule InterfaceService.Sse do
+  @moduledoc false
+  # GET /sse/discoveries?swarm_id=..[&type=..&agent_id=..&min_confidence=..]
+  # Streams the swarm's discoveries as server-sent events, with keep-alive
+  # comments. The number of open streams is capped (503 above the cap).
+
+  alias InterfaceService.{HttpServer, Json, Tools}
+
+  def discoveries(%{method: :GET} = conn) do
+    params = HttpServer.query_params(conn)
+
+    with {:ok, swarm_id, filters} <- parse(conn, params) do
+      counter = conn.config.tabs.sse
+
+      if :atomics.add_get(counter, 1, 1) > conn.config.max_sse_streams do
+        :atomics.sub(counter, 1, 1)
+        InterfaceService.Metrics.reject(conn.config.tabs.metrics, :sse_cap)
+        HttpServer.send_json(conn, 503, %{error: "too many open streams"}, [{"Retry-After", "5"}])
+      else
+        try do
+          stream(conn, swarm_id, filters)
+        after
+          :atomics.sub(counter, 1, 1)
+        end
+      end
+    end
+  end
+
+  def discoveries(conn), do: HttpServer.method_not_allowed(conn, "GET")
+
+  defp parse(conn, params) do
+    with {:ok, swarm_id} <- required(conn, params, "swarm_id"),
+         {:ok, confidence} <- confidence(conn, params["min_confidence"]) do
+      filters =
+        [type: params["type"], agent_id: params["agent_id"], min_confidence: confidence]
+        |> Enum.reject(fn {_k, v} -> is_nil(v) or v == "" end)
+
+      {:ok, swarm_id, filters}
+    end
+  end
+
+  defp required(conn, params, key) do
+    case params[key] do
+      v when is_binary(v) and v != "" -> {:ok, v}
+      _ -> HttpServer.send_json(conn, 400, %{error: "query parameter #{key} is required"})
+    end
+  end
+
+  defp confidence(_conn, nil), do: {:ok, nil}
+
+  defp confidence(conn, value) do
+    case Float.parse(value) do
+      {f, ""} when f >= 0 and f <= 1 -> {:ok, f}
+      _ -> HttpServer.send_json(conn, 400, %{error: "min_confidence must be a number in 0..1"})
+    end
+  end
+
+  defp stream(conn, swarm_id, filters) do
+    api = conn.config.api
+
+    case subscribe(api, swarm_id, filters) do
+      :ok ->
+        resp =
+          :mochiweb_request.respond(
+            {200,
+             [{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}] ++
+               conn.cors, :chunked},
+            conn.req
+          )
+
+        :mochiweb_response.write_chunk(["retry: 3000\n: subscribed to ", swarm_id, "\n\n"], resp)
+        loop(resp, swarm_id, conn.config.sse_keepalive_ms)
+        %{conn | status: 200}
+
+      {:error, reason} ->
+        HttpServer.send_json(conn, Tools.http_status(reason), %{error: Tools.error_message(reason, api)})
+    end
+  end
+
+  defp subscribe(api, swarm_id, filters) do
+    api.subscribe_discoveries(swarm_id, filters)
+  rescue
+    e in UndefinedFunctionError -> if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
+  end
+
+  # Ends only when a write fails (mochiweb exits the connection process).
+  defp loop(resp, swarm_id, keepalive_ms) do
+    receive do
+      {:swarm_discovery, ^swarm_id, discovery} ->
+        id = Map.get(discovery, :id)
+        id_line = if id, do: ["id: ", to_string(id), "\n"], else: []
+        :mochiweb_response.write_chunk(["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"], resp)
+        loop(resp, swarm_id, keepalive_ms)
+    after
+      keepalive_ms ->
+        :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
+        loop(resp, swarm_id, keepalive_ms)
+    end
+  end
+end

@@ -1,0 +1,117 @@
+defmodule InterfaceService.Tools.Schema do
+  @moduledoc false
+  # The subset of JSON Schema (2020-12) the tool schemas use: type (one or a
+  # list), enum, minimum/maximum, minLength/maxLength, minItems/maxItems,
+  # items, properties, required and additionalProperties: false. Messages
+  # name the offending path so a model can correct its call.
+
+  @doc "Validates `value` against `schema`; returns `:ok` or `{:error, message}`."
+  @spec validate(term(), map()) :: :ok | {:error, String.t()}
+  def validate(value, schema) do
+    case check(value, schema, "arguments") do
+      [] -> :ok
+      errors -> {:error, errors |> Enum.reverse() |> Enum.take(5) |> Enum.join("; ")}
+    end
+  end
+
+  defp check(value, schema, path) do
+    with [] <- check_type(value, schema, path),
+         [] <- check_enum(value, schema, path) do
+      check_range(value, schema, path) ++ check_nested(value, schema, path)
+    end
+  end
+
+  defp check_type(value, %{type: types}, path) do
+    types = List.wrap(types)
+
+    if Enum.any?(types, &type?(value, &1)),
+      do: [],
+      else: ["#{path} must be #{Enum.join(types, " or ")}, got #{describe(value)}"]
+  end
+
+  defp check_type(_value, _schema, _path), do: []
+
+  defp type?(v, "string"), do: is_binary(v)
+  defp type?(v, "integer"), do: is_integer(v)
+  defp type?(v, "number"), do: is_number(v)
+  defp type?(v, "boolean"), do: is_boolean(v)
+  defp type?(v, "object"), do: is_map(v)
+  defp type?(v, "array"), do: is_list(v)
+  defp type?(v, "null"), do: is_nil(v)
+
+  defp describe(v) when is_binary(v), do: "a string"
+  defp describe(v) when is_integer(v), do: "an integer"
+  defp describe(v) when is_float(v), do: "a number"
+  defp describe(v) when is_boolean(v), do: "a boolean"
+  defp describe(v) when is_map(v), do: "an object"
+  defp describe(v) when is_list(v), do: "an array"
+  defp describe(nil), do: "null"
+
+  defp check_enum(value, %{enum: allowed}, path) do
+    if value in allowed, do: [], else: ["#{path} must be one of #{Enum.join(allowed, ", ")}"]
+  end
+
+  defp check_enum(_value, _schema, _path), do: []
+
+  defp check_range(value, schema, path) when is_number(value) do
+    bound(value >= Map.get(schema, :minimum, value), "#{path} must be >= #{schema[:minimum]}") ++
+      bound(value <= Map.get(schema, :maximum, value), "#{path} must be <= #{schema[:maximum]}")
+  end
+
+  defp check_range(value, schema, path) when is_binary(value) do
+    len = String.length(value)
+
+    bound(len >= Map.get(schema, :minLength, 0), "#{path} must have at least #{schema[:minLength]} characters") ++
+      bound(len <= Map.get(schema, :maxLength, len), "#{path} must have at most #{schema[:maxLength]} characters")
+  end
+
+  defp check_range(value, schema, path) when is_list(value) do
+    len = length(value)
+
+    bound(len >= Map.get(schema, :minItems, 0), "#{path} must have at least #{schema[:minItems]} items") ++
+      bound(len <= Map.get(schema, :maxItems, len), "#{path} must have at most #{schema[:maxItems]} items")
+  end
+
+  defp check_range(_value, _schema, _path), do: []
+
+  defp bound(true, _msg), do: []
+  defp bound(false, msg), do: [msg]
+
+  defp check_nested(value, %{items: item_schema}, path) when is_list(value) do
+    value
+    |> Enum.with_index()
+    |> Enum.flat_map(fn {item, i} -> check(item, item_schema, "#{path}[#{i}]") end)
+  end
+
+  defp check_nested(value, schema, path) when is_map(value) do
+    props = Map.get(schema, :properties, %{})
+
+    missing =
+      for key <- Map.get(schema, :required, []), not Map.has_key?(value, key) do
+        "#{path}.#{key} is required"
+      end
+
+    extra =
+      if Map.get(schema, :additionalProperties, true) == false do
+        known = Map.keys(props) |> Enum.map(&to_string/1)
+
+        for key <- Map.keys(value), key not in known do
+          "#{path} has unknown property #{inspect(key)} (allowed: #{Enum.join(Enum.sort(known), ", ")})"
+        end
+      else
+        []
+      end
+
+    nested =
+      Enum.flat_map(props, fn {key, sub} ->
+        case Map.fetch(value, to_string(key)) do
+          {:ok, v} -> check(v, sub, "#{path}.#{key}")
+          :error -> []
+        end
+      end)
+
+    missing ++ Enum.take(extra, 2) ++ nested
+  end
+
+  defp check_nested(_value, _schema, _path), do: []
+end

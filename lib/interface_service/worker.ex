@@ -1,0 +1,76 @@
+defmodule InterfaceService.Worker do
+  @moduledoc false
+  # Runs one tool call in its own process, so the connection process can
+  # time it out, cancel it and survive its crash. Progress reports from the
+  # tool arrive as {:mcp_progress, ref, done, total, message}; the ref is in
+  # the worker's dictionary under :gateway_call_ref.
+
+  require Logger
+
+  @type outcome :: term() | :cancelled | {:crashed, term()} | {:error, {:timeout_after, pos_integer()}}
+
+  @doc """
+  Runs `fun` (0-arity) in a new process and waits up to `timeout_ms`.
+  `on_start` gets the worker pid (to register it for cancellation);
+  `on_progress` is called in the caller for each progress report.
+  A `{:mcp_cancelled, worker}` message ends the wait with `:cancelled`.
+  """
+  @spec run((-> term()), pos_integer(), (pid() -> any()), (number(), number() | nil, term() -> any()) | nil) ::
+          outcome()
+  def run(fun, timeout_ms, on_start \\ fn _ -> :ok end, on_progress \\ nil) do
+    parent = self()
+    ref = make_ref()
+
+    {worker, mref} =
+      spawn_monitor(fn ->
+        Process.put(:gateway_call_ref, ref)
+        send(parent, {ref, fun.()})
+      end)
+
+    on_start.(worker)
+    deadline = System.monotonic_time(:millisecond) + timeout_ms
+
+    try do
+      await(ref, mref, worker, deadline, on_progress, timeout_ms)
+    catch
+      # The client went away while progress was being written: stop the work.
+      :exit, reason ->
+        Process.exit(worker, :kill)
+        exit(reason)
+    end
+  end
+
+  @doc "Sends a progress report from inside a worker to the waiting connection."
+  @spec report(pid(), number(), number() | nil, term()) :: :ok
+  def report(parent, done, total, message) do
+    send(parent, {:mcp_progress, Process.get(:gateway_call_ref), done, total, message})
+    :ok
+  end
+
+  defp await(ref, mref, worker, deadline, on_progress, timeout_ms) do
+    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {^ref, outcome} ->
+        Process.demonitor(mref, [:flush])
+        outcome
+
+      {:mcp_progress, ^ref, done, total, message} ->
+        if on_progress, do: on_progress.(done, total, message)
+        await(ref, mref, worker, deadline, on_progress, timeout_ms)
+
+      {:mcp_cancelled, ^worker} ->
+        Process.demonitor(mref, [:flush])
+        :cancelled
+
+      {:DOWN, ^mref, :process, _, reason} ->
+        Logger.error("gateway: tool call crashed: #{inspect(reason, limit: 30)}")
+        {:crashed, reason}
+    after
+      remaining ->
+        Process.exit(worker, :kill)
+        Process.demonitor(mref, [:flush])
+        {:error, {:timeout_after, timeout_ms}}
+    end
+  end
+end
