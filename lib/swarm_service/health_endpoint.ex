@@ -133,13 +133,26 @@ defmodule SwarmService.HealthEndpoint do
     }
   end
 
-  @doc "Gateway port from `RUV_SWARM_PORT` or application config, if any."
+  @doc """
+  The gateway's port: the bound port of the running `InterfaceService`, else
+  the configured one (`config :swarm_service, InterfaceService, port: ...`,
+  default 4102), or `nil` when the gateway is disabled.
+  """
   @spec gateway_port() :: :inet.port_number() | nil
   def gateway_port do
-    case System.get_env("RUV_SWARM_PORT") do
-      nil -> Application.get_env(:swarm_service, :gateway_port)
-      text -> parse_port(text)
-    end
+    InterfaceService.port()
+  rescue
+    # Not started (yet): fall back to what it will bind.
+    _ -> configured_gateway_port()
+  catch
+    _, _ -> configured_gateway_port()
+  end
+
+  defp configured_gateway_port do
+    config = Application.get_env(:swarm_service, InterfaceService, [])
+
+    if Keyword.get(config, :enabled, true) != false,
+      do: Keyword.get(config, :port, InterfaceService.Config.defaults()[:port])
   end
 
   defp gateway do

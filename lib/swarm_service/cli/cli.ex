@@ -242,6 +242,9 @@ defmodule SwarmService.CLI do
     [
       {"RUV_SWARM_HOME", home},
       {"RUV_SWARM_MANAGED", "1"},
+      # A node started from the command line always serves the gateway
+      # (test config turns it off for ExUnit's own node).
+      {"RUV_SWARM_GATEWAY", "on"},
       {"RUV_SWARM_PORT", Integer.to_string(settings.port)},
       {"RUV_SWARM_HEALTH_PORT", Integer.to_string(settings.health_port)},
       {"RUV_SWARM_NODE", settings.name}
@@ -285,6 +288,11 @@ defmodule SwarmService.CLI do
 
   defp start_foreground(home, settings) do
     Enum.each(node_env(home, settings), fn {k, v} -> System.put_env(k, v) end)
+    # config/runtime.exs has already read the environment in this VM, so the
+    # gateway settings also go straight into the application environment.
+    gateway = Application.get_env(:swarm_service, InterfaceService, [])
+    gateway = Keyword.merge(gateway, enabled: true, port: settings.port)
+    Application.put_env(:swarm_service, InterfaceService, gateway)
 
     case Application.ensure_all_started(:swarm_service, :permanent) do
       {:ok, _} ->

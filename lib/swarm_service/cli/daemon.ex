@@ -60,7 +60,9 @@ defmodule SwarmService.CLI.Daemon do
 
       true ->
         with {:ok, %{"pid" => ^pid}} <- PidFile.read(pid_file),
-             {:ok, _code, %{"pid" => ^pid} = report} <- HealthClient.get(health_port, 1_000) do
+             # "ok" means the gateway accepts connections too.
+             {:ok, 200, %{"pid" => ^pid, "status" => "ok"} = report} <-
+               HealthClient.get(health_port, 1_000) do
           {:ok, report}
         else
           _ ->
