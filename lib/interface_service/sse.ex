@@ -63,11 +63,7 @@ defmodule InterfaceService.Sse do
         resp =
           :mochiweb_request.respond(
             {200,
-             [
-               {"Content-Type", "text/event-stream"},
-               {"Cache-Control", "no-cache"},
-               {"X-Accel-Buffering", "no"}
-             ] ++
+             [{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}] ++
                conn.cors, :chunked},
             conn.req
           )
@@ -77,17 +73,14 @@ defmodule InterfaceService.Sse do
         %{conn | status: 200}
 
       {:error, reason} ->
-        HttpServer.send_json(conn, Tools.http_status(reason), %{
-          error: Tools.error_message(reason, api)
-        })
+        HttpServer.send_json(conn, Tools.http_status(reason), %{error: Tools.error_message(reason, api)})
     end
   end
 
   defp subscribe(api, swarm_id, filters) do
     api.subscribe_discoveries(swarm_id, filters)
   rescue
-    e in UndefinedFunctionError ->
-      if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
+    e in UndefinedFunctionError -> if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
   end
 
   # Ends only when a write fails (mochiweb exits the connection process).
@@ -96,12 +89,7 @@ defmodule InterfaceService.Sse do
       {:swarm_discovery, ^swarm_id, discovery} ->
         id = Map.get(discovery, :id)
         id_line = if id, do: ["id: ", to_string(id), "\n"], else: []
-
-        :mochiweb_response.write_chunk(
-          ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"],
-          resp
-        )
-
+        :mochiweb_response.write_chunk(["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"], resp)
         loop(resp, swarm_id, keepalive_ms)
     after
       keepalive_ms ->
