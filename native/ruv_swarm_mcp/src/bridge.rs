@@ -36,6 +36,9 @@ impl std::error::Error for BridgeError {}
 /// How long to wait for the gateway session to be closed on exit.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long answers are awaited after stdin closes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A message queued for the gateway, with the id of the request it carries
@@ -86,16 +89,35 @@ where
     let mut delivery_failed = false;
     tokio::pin!(shutdown);
 
+    // Once stdin closes, answers still owed are delivered (for a bounded
+    // time) before exiting, so `printf ... | ruv_swarm_mcp` loses nothing.
+    let mut stdin_open = true;
+    let drain_deadline = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(drain_deadline);
+
     let result = loop {
+        if !stdin_open && pending.is_empty() {
+            break if delivery_failed {
+                Err(BridgeError::UpstreamClosed)
+            } else {
+                Ok(())
+            };
+        }
         tokio::select! {
             _ = &mut shutdown => {
                 tracing::info!("shutting down on signal");
                 break Ok(());
             }
-            incoming = client.receive() => {
+            _ = &mut drain_deadline, if !stdin_open => {
+                tracing::warn!(pending = pending.len(), "gave up waiting for answers after stdin closed");
+                break Ok(());
+            }
+            incoming = client.receive(), if stdin_open => {
                 let Some(message) = incoming else {
                     tracing::info!("client closed stdin");
-                    break if delivery_failed { Err(BridgeError::UpstreamClosed) } else { Ok(()) };
+                    stdin_open = false;
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                    continue;
                 };
                 let request_id = request_id(&message);
                 let method = method_name(&message);
