@@ -14,7 +14,8 @@ defmodule SwarmService.CLI.Runtime do
     3. claims the PID file, refusing to start when another live node holds it.
 
   On shutdown (SIGTERM, `System.stop/0`, application stop) it removes the PID
-  file. Nothing happens unless `RUV_SWARM_MANAGED=1`: nodes started from
+  file; when the whole VM is stopping it then halts at once rather than wait
+  for OTP's own teardown (about a second, spent in kernel's `user` process). Nothing happens unless `RUV_SWARM_MANAGED=1`: nodes started from
   `iex -S mix` or tests leave no files behind.
 
   Everything is read from environment variables, so mix and release nodes
@@ -78,6 +79,20 @@ defmodule SwarmService.CLI.Runtime do
   @impl true
   def terminate(_reason, %{path: path, info: info}) do
     PidFile.release(path, info["pid"])
+
+    # On SIGTERM (init:stop) the whole node is going down and, being the
+    # first child, we are the last of this application to stop: the gateway
+    # and the swarms have shut down in order already. What remains is OTP's
+    # own teardown, where kernel's `user` process alone waits a full second.
+    # Flush the logs and halt instead, so `stop` takes milliseconds.
+    if match?({:stopping, _}, :init.get_status()) do
+      Logger.info("ruv-swarm node #{node()} stopped")
+      Logger.flush()
+      _ = :logger_std_h.filesync(@log_handler)
+      :erlang.halt(0, flush: true)
+    end
+
+    :ok
   end
 
   defp claim(path, info) do
