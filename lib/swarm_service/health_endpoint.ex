@@ -20,7 +20,7 @@ defmodule SwarmService.HealthEndpoint do
        "memory_bytes": 41234432}
 
   `status` is `"ok"` (HTTP 200), or `"degraded"` (HTTP 503) when the gateway
-  is configured but not accepting connections. Counts are `null` when the
+  is configured but its listener is not up. Counts are `null` when the
   engine cannot be asked.
   """
   use Supervisor
@@ -140,12 +140,21 @@ defmodule SwarmService.HealthEndpoint do
   """
   @spec gateway_port() :: :inet.port_number() | nil
   def gateway_port do
-    InterfaceService.port()
+    case listening_port() do
+      {:ok, port} -> port
+      :error -> configured_gateway_port()
+    end
+  end
+
+  # Asks the gateway's listener for its bound port: an answer means the
+  # listener process is up with its socket open. (A TCP connect would prove
+  # the same but costs the gateway an accept on every health check.)
+  defp listening_port do
+    {:ok, InterfaceService.port()}
   rescue
-    # Not started (yet): fall back to what it will bind.
-    _ -> configured_gateway_port()
+    _ -> :error
   catch
-    _, _ -> configured_gateway_port()
+    _, _ -> :error
   end
 
   defp configured_gateway_port do
@@ -156,24 +165,15 @@ defmodule SwarmService.HealthEndpoint do
   end
 
   defp gateway do
-    case gateway_port() do
-      nil ->
-        %{url: nil, up: nil}
+    case listening_port() do
+      {:ok, port} ->
+        %{url: "http://127.0.0.1:#{port}/mcp", up: true}
 
-      port ->
-        # A loopback connect costs well under a millisecond and proves the
-        # gateway accepts connections, which a process check would not.
-        up =
-          case :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false], 100) do
-            {:ok, socket} ->
-              :gen_tcp.close(socket)
-              true
-
-            {:error, _} ->
-              false
-          end
-
-        %{url: "http://127.0.0.1:#{port}/mcp", up: up}
+      :error ->
+        case configured_gateway_port() do
+          nil -> %{url: nil, up: nil}
+          port -> %{url: "http://127.0.0.1:#{port}/mcp", up: false}
+        end
     end
   end
 
