@@ -377,3 +377,20 @@ fn help_and_bad_flags() {
     assert!(bad.stdout.is_empty());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown argument: --bogus"));
 }
+
+#[test]
+fn answers_owed_when_stdin_closes_are_still_delivered() {
+    let gateway = start_gateway(None);
+    let mut bridge = Bridge::start(&gateway.url, None);
+    // Write everything and close stdin at once, as `printf ... | bridge` does.
+    bridge.send(initialize(1));
+    bridge.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    bridge.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let (code, rest) = bridge.finish();
+    assert_eq!(code, 0);
+    let ids: Vec<Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(1), json!(2)], "{rest}");
+}
