@@ -291,6 +291,52 @@ defmodule SwarmService.CLI.CommandsTest do
     end
   end
 
+  describe "foreground" do
+    test "mix swarm.server logs to the terminal; stop ends it with status 0 and no PID file" do
+      with_home(fn home ->
+        [port, health] = [free_port(), free_port()]
+        name = "cli_fg_#{System.unique_integer([:positive])}@127.0.0.1"
+
+        server =
+          Port.open({:spawn_executable, System.find_executable("mix")}, [
+            :binary,
+            :exit_status,
+            :stderr_to_stdout,
+            args: ~w(swarm.server --port #{port} --health-port #{health} --name #{name}),
+            env: [{~c"RUV_SWARM_HOME", String.to_charlist(home)}, {~c"MIX_ENV", ~c"test"}]
+          ])
+
+        {:os_pid, mix_pid} = Port.info(server, :os_pid)
+
+        try do
+          wait_until(fn -> match?({:ok, 200, _}, HealthClient.get(health)) end, 1_200)
+          assert {0, out, ""} = cli(["status"])
+          assert out =~ "mode:    foreground"
+          assert out =~ "logs:    terminal"
+          assert {0, out, ""} = cli(["stop"])
+          assert out =~ "stopped"
+
+          output = collect(server, "")
+          assert output =~ "running in the foreground"
+          assert output =~ "ruv-swarm node #{name} stopped"
+          assert output =~ "exit_status=0"
+          refute File.exists?(Path.join(home, "mcp-server.pid"))
+        after
+          kill(mix_pid)
+        end
+      end)
+    end
+  end
+
+  defp collect(port, acc) do
+    receive do
+      {^port, {:data, data}} -> collect(port, acc <> data)
+      {^port, {:exit_status, status}} -> acc <> "exit_status=#{status}"
+    after
+      15_000 -> acc <> "timeout"
+    end
+  end
+
   defp name_registered?(name) do
     {out, _} = System.cmd("epmd", ["-names"])
     out =~ "name #{name} at"

@@ -88,11 +88,19 @@ defmodule SwarmService.CLI.Runtime do
     if match?({:stopping, _}, :init.get_status()) do
       Logger.info("ruv-swarm node #{node()} stopped")
       Logger.flush()
-      _ = :logger_std_h.filesync(@log_handler)
+      filesync()
       :erlang.halt(0, flush: true)
     end
 
     :ok
+  end
+
+  # Only a detached node has the file handler.
+  defp filesync do
+    _ = :logger_std_h.filesync(@log_handler)
+    :ok
+  catch
+    :exit, _ -> :ok
   end
 
   defp claim(path, info) do
