@@ -129,12 +129,16 @@ defmodule SwarmService.CLI.Runtime do
     }
   end
 
-  defp log_to_files(dir) do
+  @doc false
+  # Installs the rotating file handler. Options (for tests): :max_bytes,
+  # :max_files, :console (keep console logging, default false).
+  @spec log_to_files(Path.t(), keyword()) :: :ok | {:error, String.t()}
+  def log_to_files(dir, opts \\ []) do
     config = %{
       config: %{
         file: String.to_charlist(Path.join(dir, "ruv-swarm.log")),
-        max_no_bytes: @max_log_bytes,
-        max_no_files: @max_log_files
+        max_no_bytes: Keyword.get(opts, :max_bytes, @max_log_bytes),
+        max_no_files: Keyword.get(opts, :max_files, @max_log_files)
       },
       # Supervisor progress reports would drown the useful lines.
       filters: [progress: {&:logger_filters.progress/2, :stop}],
@@ -148,7 +152,7 @@ defmodule SwarmService.CLI.Runtime do
     case :logger.add_handler(@log_handler, :logger_std_h, config) do
       :ok ->
         # Detached: stdout is boot.log, which is never rotated.
-        _ = Logger.remove_backend(:console)
+        unless Keyword.get(opts, :console, false), do: Logger.remove_backend(:console)
         :ok
 
       {:error, reason} ->
