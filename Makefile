@@ -4,20 +4,21 @@
 SHELL := /bin/bash
 DEBIAN_PACKAGES := elixir erlang-dev erlang-jiffy erlang-mochiweb erlang-os-mon \
 	erlang-runtime-tools erlang-tools erlang-eunit erlang-xmerl erlang-parsetools \
-	erlang-syntax-tools erlang-crypto erlang-inets erlang-ssl erlang-public-key
+	erlang-syntax-tools erlang-crypto erlang-inets erlang-ssl erlang-public-key \
+	curl procps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export MIX_HOME ?= $(CURDIR)/_build/mix_home
 NODE ?= swarm@127.0.0.1
 COOKIE ?= ruv_swarm
 
-.PHONY: run test deps native check-format lint cargo-test mix-test bench clean
+.PHONY: run test deps native check-format lint cargo-test mix-test mcp-client-test bench clean
 
 run: deps
 	mix compile
 	iex --name $(NODE) --cookie $(COOKIE) -S mix
 
-test: deps lint cargo-test mix-test
+test: deps lint cargo-test mix-test mcp-client-test
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -42,8 +43,13 @@ cargo-test:
 mix-test:
 	mix test
 
+# An independent MCP client (the official Python SDK) against a live gateway.
+mcp-client-test:
+	test/mcp_client/run.sh
+
 bench: deps
-	MIX_ENV=prod mix run bench/native_latency.exs
+	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs
+	RUV_SWARM_GATEWAY=off mix run bench/throughput.exs
 
 clean:
 	rm -rf _build target priv/native

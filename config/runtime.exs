@@ -27,7 +27,10 @@ end
 default_enabled = if config_env() == :test, do: "off", else: "on"
 
 gateway =
-  [enabled: parse_bool.("RUV_SWARM_GATEWAY", System.get_env("RUV_SWARM_GATEWAY", default_enabled))] ++
+  [
+    enabled:
+      parse_bool.("RUV_SWARM_GATEWAY", System.get_env("RUV_SWARM_GATEWAY", default_enabled))
+  ] ++
     Enum.flat_map(
       [
         {"RUV_SWARM_IP", :ip, :string},

@@ -76,7 +76,8 @@ defmodule InterfaceService do
     # Tables are created here so the supervisor owns them: a crash of any
     # child keeps sessions, buckets and counters intact.
     tabs = %{
-      sessions: :ets.new(:mcp_sessions, [:set, :public, read_concurrency: true, write_concurrency: true]),
+      sessions:
+        :ets.new(:mcp_sessions, [:set, :public, read_concurrency: true, write_concurrency: true]),
       inflight: :ets.new(:mcp_inflight, [:set, :public, write_concurrency: true]),
       rate: RateLimiter.new_table(),
       metrics: Metrics.new_table(),

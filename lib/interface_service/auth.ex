@@ -7,7 +7,8 @@ defmodule InterfaceService.Auth do
   alias InterfaceService.Config
 
   @doc "Checks the Authorization header against the configured tokens."
-  @spec check_token(Config.t(), String.t() | nil) :: {:ok, String.t()} | {:error, :missing | :invalid}
+  @spec check_token(Config.t(), String.t() | nil) ::
+          {:ok, String.t()} | {:error, :missing | :invalid}
   def check_token(%Config{tokens: []}, _header), do: {:ok, "anonymous"}
 
   def check_token(%Config{tokens: tokens}, header) do
@@ -78,7 +79,9 @@ defmodule InterfaceService.Auth do
   def check_origin(%Config{allowed_origins: :loopback}, origin) do
     case URI.parse(String.trim(origin)) do
       %URI{scheme: scheme, host: host} when scheme in ["http", "https"] ->
-        if String.downcase(host || "") in Config.loopback_hosts(), do: :ok, else: {:error, :origin}
+        if String.downcase(host || "") in Config.loopback_hosts(),
+          do: :ok,
+          else: {:error, :origin}
 
       _ ->
         {:error, :origin}

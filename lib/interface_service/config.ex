@@ -115,7 +115,9 @@ defmodule InterfaceService.Config do
       public_url: public_url!(opts[:public_url]),
       api: module!(:api, opts[:api]),
       command_allowlist:
-        allowlist!(opts[:command_allowlist] || Application.get_env(:swarm_service, :command_allowlist, [])),
+        allowlist!(
+          opts[:command_allowlist] || Application.get_env(:swarm_service, :command_allowlist, [])
+        ),
       name: opts[:name]
     }
   end

@@ -83,7 +83,11 @@ defmodule InterfaceService.HttpServer do
         pipeline(conn)
       rescue
         e ->
-          Logger.error("gateway: #{conn.route} request failed: " <> Exception.format(:error, e, __STACKTRACE__))
+          Logger.error(
+            "gateway: #{conn.route} request failed: " <>
+              Exception.format(:error, e, __STACKTRACE__)
+          )
+
           internal_error(conn)
       catch
         :throw, reason ->
@@ -92,7 +96,14 @@ defmodule InterfaceService.HttpServer do
       end
 
     tool = Process.delete(:gateway_tool) || conn.tool
-    Metrics.observe(config.tabs.metrics, conn.route, tool, conn.status || 0, System.monotonic_time(:microsecond) - t0)
+
+    Metrics.observe(
+      config.tabs.metrics,
+      conn.route,
+      tool,
+      conn.status || 0,
+      System.monotonic_time(:microsecond) - t0
+    )
   end
 
   defp internal_error(%{status: nil} = conn),
@@ -104,8 +115,20 @@ defmodule InterfaceService.HttpServer do
   defp pipeline(conn) do
     config = conn.config
 
-    with :ok <- check(conn, Auth.check_host(config, header(conn, "host")), 403, "Host header not allowed"),
-         :ok <- check(conn, Auth.check_origin(config, header(conn, "origin")), 403, "Origin not allowed") do
+    with :ok <-
+           check(
+             conn,
+             Auth.check_host(config, header(conn, "host")),
+             403,
+             "Host header not allowed"
+           ),
+         :ok <-
+           check(
+             conn,
+             Auth.check_origin(config, header(conn, "origin")),
+             403,
+             "Origin not allowed"
+           ) do
       conn = cors(conn)
 
       cond do
@@ -131,7 +154,10 @@ defmodule InterfaceService.HttpServer do
           {:error, retry_ms} ->
             Metrics.reject(config.tabs.metrics, :rate_limited)
             retry_s = Integer.to_string(div(retry_ms + 999, 1000))
-            reject(conn, 429, "rate limit exceeded, retry in #{retry_s} s", [{"Retry-After", retry_s}])
+
+            reject(conn, 429, "rate limit exceeded, retry in #{retry_s} s", [
+              {"Retry-After", retry_s}
+            ])
         end
 
       {:error, kind} ->
@@ -208,7 +234,8 @@ defmodule InterfaceService.HttpServer do
           | cors: [
               {"Access-Control-Allow-Origin", origin},
               {"Vary", "Origin"},
-              {"Access-Control-Expose-Headers", "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After"}
+              {"Access-Control-Expose-Headers",
+               "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After"}
             ]
         }
     end
@@ -248,6 +275,10 @@ defmodule InterfaceService.HttpServer do
   end
 
   @doc false
+  # For streams: deliver {:tcp_closed, socket} as soon as the client hangs up.
+  def watch_close(socket), do: :mochiweb_socket.setopts(socket, active: :once)
+
+  @doc false
   def query_params(%{query: ""}), do: %{}
 
   def query_params(%{query: query}) do
@@ -275,7 +306,12 @@ defmodule InterfaceService.HttpServer do
   # A refusal before any handler ran, shaped for the route's clients.
   @doc false
   def reject(%{route: "mcp"} = conn, status, msg, headers) do
-    send_json(conn, status, %{jsonrpc: "2.0", id: nil, error: %{code: -32_000, message: msg}}, headers)
+    send_json(
+      conn,
+      status,
+      %{jsonrpc: "2.0", id: nil, error: %{code: -32_000, message: msg}},
+      headers
+    )
   end
 
   def reject(%{route: "rest"} = conn, status, msg, headers),
@@ -354,7 +390,10 @@ defmodule InterfaceService.HttpServer do
   """
   def body_error(conn, :too_large) do
     Metrics.reject(conn.config.tabs.metrics, :too_large)
-    conn |> close() |> reject(413, "request body larger than #{conn.config.max_body_bytes} bytes", [])
+
+    conn
+    |> close()
+    |> reject(413, "request body larger than #{conn.config.max_body_bytes} bytes", [])
   end
 
   def body_error(conn, :bad_length) do

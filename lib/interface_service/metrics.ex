@@ -5,7 +5,20 @@ defmodule InterfaceService.Metrics do
   # asks the engine for swarm, agent and task gauges at scrape time.
 
   # Upper bounds in microseconds; the last bucket is +Inf.
-  @buckets_us [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000]
+  @buckets_us [
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    50_000,
+    100_000,
+    500_000,
+    1_000_000,
+    5_000_000
+  ]
   @nb length(@buckets_us)
 
   @doc "Creates the metrics table."
@@ -47,7 +60,17 @@ defmodule InterfaceService.Metrics do
 
     requests =
       for {{:requests, route, tool, status}, n} <- rows,
-          do: ["ruv_swarm_gateway_requests_total{route=\"", route, "\",tool=\"", tool, "\",status=\"", Integer.to_string(status), "\"} ", Integer.to_string(n), "\n"]
+          do: [
+            "ruv_swarm_gateway_requests_total{route=\"",
+            route,
+            "\",tool=\"",
+            tool,
+            "\",status=\"",
+            Integer.to_string(status),
+            "\"} ",
+            Integer.to_string(n),
+            "\n"
+          ]
 
     latency =
       for row <- rows, {:latency, route, tool} <- [elem(row, 0)] do
@@ -60,16 +83,42 @@ defmodule InterfaceService.Metrics do
 
         [
           Enum.zip_with(bounds, cumulative, fn le, c ->
-            ["ruv_swarm_gateway_request_duration_seconds_bucket{", labels, ",le=\"", le, "\"} ", Integer.to_string(c), "\n"]
+            [
+              "ruv_swarm_gateway_request_duration_seconds_bucket{",
+              labels,
+              ",le=\"",
+              le,
+              "\"} ",
+              Integer.to_string(c),
+              "\n"
+            ]
           end),
-          ["ruv_swarm_gateway_request_duration_seconds_sum{", labels, "} ", format_seconds(sum), "\n"],
-          ["ruv_swarm_gateway_request_duration_seconds_count{", labels, "} ", Integer.to_string(count), "\n"]
+          [
+            "ruv_swarm_gateway_request_duration_seconds_sum{",
+            labels,
+            "} ",
+            format_seconds(sum),
+            "\n"
+          ],
+          [
+            "ruv_swarm_gateway_request_duration_seconds_count{",
+            labels,
+            "} ",
+            Integer.to_string(count),
+            "\n"
+          ]
         ]
       end
 
     rejected =
       for {{:rejected, reason}, n} <- rows,
-          do: ["ruv_swarm_gateway_rejected_total{reason=\"", Atom.to_string(reason), "\"} ", Integer.to_string(n), "\n"]
+          do: [
+            "ruv_swarm_gateway_rejected_total{reason=\"",
+            Atom.to_string(reason),
+            "\"} ",
+            Integer.to_string(n),
+            "\n"
+          ]
 
     [
       "# HELP ruv_swarm_gateway_requests_total Requests answered, by route, tool and HTTP status.\n",
@@ -123,9 +172,27 @@ defmodule InterfaceService.Metrics do
         "ruv_swarm_swarms ",
         Integer.to_string(length(swarms)),
         "\n# HELP ruv_swarm_agents Agents by status.\n# TYPE ruv_swarm_agents gauge\n",
-        for(s <- @agent_states, do: ["ruv_swarm_agents{status=\"", Atom.to_string(s), "\"} ", Integer.to_string(sum.(:agents, s)), "\n"]),
+        for(
+          s <- @agent_states,
+          do: [
+            "ruv_swarm_agents{status=\"",
+            Atom.to_string(s),
+            "\"} ",
+            Integer.to_string(sum.(:agents, s)),
+            "\n"
+          ]
+        ),
         "# HELP ruv_swarm_tasks Tasks by status.\n# TYPE ruv_swarm_tasks gauge\n",
-        for(s <- @task_states, do: ["ruv_swarm_tasks{status=\"", Atom.to_string(s), "\"} ", Integer.to_string(sum.(:tasks, s)), "\n"])
+        for(
+          s <- @task_states,
+          do: [
+            "ruv_swarm_tasks{status=\"",
+            Atom.to_string(s),
+            "\"} ",
+            Integer.to_string(sum.(:tasks, s)),
+            "\n"
+          ]
+        )
       ]
     else
       _ -> ["# engine unavailable: swarm, agent and task gauges omitted\n"]

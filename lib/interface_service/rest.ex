@@ -22,12 +22,17 @@ defmodule InterfaceService.Rest do
       Process.put(:gateway_tool, name)
       call(conn, name)
     else
-      HttpServer.send_json(conn, 404, %{success: false, error: "unknown tool #{inspect(String.slice(name, 0, 100))}"})
+      HttpServer.send_json(conn, 404, %{
+        success: false,
+        error: "unknown tool #{inspect(String.slice(name, 0, 100))}"
+      })
     end
   end
 
   def handle(conn, "/" <> _name), do: HttpServer.method_not_allowed(conn, "POST")
-  def handle(conn, _path), do: HttpServer.send_json(conn, 404, %{success: false, error: "not found"})
+
+  def handle(conn, _path),
+    do: HttpServer.send_json(conn, 404, %{success: false, error: "not found"})
 
   defp call(conn, name) do
     with {:ok, body} <- read(conn),
@@ -53,7 +58,10 @@ defmodule InterfaceService.Rest do
           })
 
         {:crashed, _} ->
-          HttpServer.send_json(conn, 500, %{success: false, error: "internal error while running #{name}"})
+          HttpServer.send_json(conn, 500, %{
+            success: false,
+            error: "internal error while running #{name}"
+          })
       end
     end
   end
@@ -70,9 +78,17 @@ defmodule InterfaceService.Rest do
       {:ok, %{}}
     else
       case Json.decode(body) do
-        {:ok, args} when is_map(args) -> {:ok, args}
-        {:ok, _} -> HttpServer.send_json(conn, 400, %{success: false, error: "the body must be a JSON object"})
-        {:error, _} -> HttpServer.send_json(conn, 400, %{success: false, error: "the body is not valid JSON"})
+        {:ok, args} when is_map(args) ->
+          {:ok, args}
+
+        {:ok, _} ->
+          HttpServer.send_json(conn, 400, %{
+            success: false,
+            error: "the body must be a JSON object"
+          })
+
+        {:error, _} ->
+          HttpServer.send_json(conn, 400, %{success: false, error: "the body is not valid JSON"})
       end
     end
   end

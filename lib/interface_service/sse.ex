@@ -63,38 +63,60 @@ defmodule InterfaceService.Sse do
         resp =
           :mochiweb_request.respond(
             {200,
-             [{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}] ++
+             [
+               {"Content-Type", "text/event-stream"},
+               {"Cache-Control", "no-cache"},
+               {"X-Accel-Buffering", "no"}
+             ] ++
                conn.cors, :chunked},
             conn.req
           )
 
         :mochiweb_response.write_chunk(["retry: 3000\n: subscribed to ", swarm_id, "\n\n"], resp)
-        loop(resp, swarm_id, conn.config.sse_keepalive_ms)
+        socket = :mochiweb_request.get(:socket, conn.req)
+        HttpServer.watch_close(socket)
+        loop(resp, socket, swarm_id, conn.config.sse_keepalive_ms)
         %{conn | status: 200}
 
       {:error, reason} ->
-        HttpServer.send_json(conn, Tools.http_status(reason), %{error: Tools.error_message(reason, api)})
+        HttpServer.send_json(conn, Tools.http_status(reason), %{
+          error: Tools.error_message(reason, api)
+        })
     end
   end
 
   defp subscribe(api, swarm_id, filters) do
     api.subscribe_discoveries(swarm_id, filters)
   rescue
-    e in UndefinedFunctionError -> if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
+    e in UndefinedFunctionError ->
+      if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
   end
 
-  # Ends only when a write fails (mochiweb exits the connection process).
-  defp loop(resp, swarm_id, keepalive_ms) do
+  # Ends when the client disconnects (noticed at once through the socket
+  # watch, so the stream stops counting against the cap) or a write fails.
+  defp loop(resp, socket, swarm_id, keepalive_ms) do
     receive do
+      {:tcp_closed, ^socket} ->
+        exit(:normal)
+
+      {:tcp, ^socket, _data} ->
+        HttpServer.watch_close(socket)
+        loop(resp, socket, swarm_id, keepalive_ms)
+
       {:swarm_discovery, ^swarm_id, discovery} ->
         id = Map.get(discovery, :id)
         id_line = if id, do: ["id: ", to_string(id), "\n"], else: []
-        :mochiweb_response.write_chunk(["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"], resp)
-        loop(resp, swarm_id, keepalive_ms)
+
+        :mochiweb_response.write_chunk(
+          ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"],
+          resp
+        )
+
+        loop(resp, socket, swarm_id, keepalive_ms)
     after
       keepalive_ms ->
         :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
-        loop(resp, swarm_id, keepalive_ms)
+        loop(resp, socket, swarm_id, keepalive_ms)
     end
   end
 end

@@ -23,12 +23,22 @@ defmodule InterfaceService.Tools do
           optional(:progress) => (number(), number() | nil, String.t() | nil -> any()) | nil,
           optional(:request_timeout_ms) => pos_integer()
         }
-  @type result :: {:ok, map()} | {:error, {:invalid_arguments, String.t()} | :unknown_tool | term()}
+  @type result ::
+          {:ok, map()} | {:error, {:invalid_arguments, String.t()} | :unknown_tool | term()}
 
-  @topologies %{"mesh" => :mesh, "hierarchical" => :hierarchical, "ring" => :ring, "star" => :star}
+  @topologies %{
+    "mesh" => :mesh,
+    "hierarchical" => :hierarchical,
+    "ring" => :ring,
+    "star" => :star
+  }
   @strategies %{"balanced" => :balanced, "specialized" => :specialized, "adaptive" => :adaptive}
   @priorities %{"low" => :low, "medium" => :medium, "high" => :high, "critical" => :critical}
-  @task_strategies %{"parallel" => :parallel, "sequential" => :sequential, "adaptive" => :adaptive}
+  @task_strategies %{
+    "parallel" => :parallel,
+    "sequential" => :sequential,
+    "adaptive" => :adaptive
+  }
 
   @id %{type: "string", minLength: 1, maxLength: 200}
   @name %{type: "string", minLength: 1, maxLength: 200}
@@ -59,12 +69,14 @@ defmodule InterfaceService.Tools do
          agent_type: @name,
          capabilities: @strings
        })},
-      {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.", obj(%{swarm_id: @id}, ["swarm_id"])},
+      {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
+       obj(%{swarm_id: @id}, ["swarm_id"])},
       {"swarm_list", "List the swarms in this node.", obj(%{})},
       {"swarm_destroy", "Stop a swarm and its agents.", obj(%{swarm_id: @id}, ["swarm_id"])},
       {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
        obj(%{swarm_id: @id, duration_ms: int(0, 60_000), max_events: int(1, 1000)}, ["swarm_id"])},
-      {"agent_spawn", "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
+      {"agent_spawn",
+       "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
        obj(
          %{
            swarm_id: @id,
@@ -72,15 +84,22 @@ defmodule InterfaceService.Tools do
            name: @name,
            capabilities: @strings,
            capacity: int(1, 1000),
-           command: %{type: "array", items: %{type: "string", maxLength: 4096}, minItems: 1, maxItems: 64},
+           command: %{
+             type: "array",
+             items: %{type: "string", maxLength: 4096},
+             minItems: 1,
+             maxItems: 64
+           },
            timeout_ms: int(1, 3_600_000)
          },
          ["swarm_id"]
        )},
-      {"agent_list", "List a swarm's agents with status and load.", obj(%{swarm_id: @id}, ["swarm_id"])},
+      {"agent_list", "List a swarm's agents with status and load.",
+       obj(%{swarm_id: @id}, ["swarm_id"])},
       {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
        obj(%{agent_id: @id}, ["agent_id"])},
-      {"task_orchestrate", "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
+      {"task_orchestrate",
+       "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
        obj(
          %{
            swarm_id: @id,
@@ -97,9 +116,17 @@ defmodule InterfaceService.Tools do
              type: "array",
              maxItems: 1000,
              items:
-               obj(%{name: @name, description: %{type: "string", maxLength: 100_000}, input: @any, depends_on: @strings}, [
-                 "name"
-               ])
+               obj(
+                 %{
+                   name: @name,
+                   description: %{type: "string", maxLength: 100_000},
+                   input: @any,
+                   depends_on: @strings
+                 },
+                 [
+                   "name"
+                 ]
+               )
            }
          },
          ["swarm_id", "description"]
@@ -110,10 +137,18 @@ defmodule InterfaceService.Tools do
       {"task_claim", "Pull the next task for an external agent (work is null when none).",
        obj(%{agent_id: @id, lease_ms: int(100, 3_600_000)}, ["agent_id"])},
       {"task_complete", "Report a claimed task's result, or its failure with error.",
-       obj(%{work_id: @id, agent_id: @id, result: @any, error: %{type: "string", maxLength: 10_000}}, [
-         "work_id",
-         "agent_id"
-       ])},
+       obj(
+         %{
+           work_id: @id,
+           agent_id: @id,
+           result: @any,
+           error: %{type: "string", maxLength: 10_000}
+         },
+         [
+           "work_id",
+           "agent_id"
+         ]
+       )},
       {"memory_store", "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
        obj(
          %{
@@ -127,10 +162,17 @@ defmodule InterfaceService.Tools do
          ["swarm_id", "key", "value"]
        )},
       {"memory_get", "Read a value from swarm memory.",
-       obj(%{swarm_id: @id, key: %{type: "string", minLength: 1, maxLength: 1024}, namespace: @name}, [
-         "swarm_id",
-         "key"
-       ])},
+       obj(
+         %{
+           swarm_id: @id,
+           key: %{type: "string", minLength: 1, maxLength: 1024},
+           namespace: @name
+         },
+         [
+           "swarm_id",
+           "key"
+         ]
+       )},
       {"memory_search", "Search swarm memory by key prefix, tags or text.",
        obj(
          %{
@@ -157,16 +199,26 @@ defmodule InterfaceService.Tools do
          ["swarm_id", "type", "content"]
        )},
       {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
-       obj(%{swarm_id: @id, type: @name, agent_id: @id, min_confidence: %{type: "number", minimum: 0, maximum: 1}}, [
-         "swarm_id"
-       ])},
+       obj(
+         %{
+           swarm_id: @id,
+           type: @name,
+           agent_id: @id,
+           min_confidence: %{type: "number", minimum: 0, maximum: 1}
+         },
+         [
+           "swarm_id"
+         ]
+       )},
       {"coordinate", "Send a coordination message through the swarm's topology.",
        obj(%{swarm_id: @id, message: @any}, ["swarm_id", "message"])},
       {"features_detect", "Runtime features: engine, OTP, cores, protocols.", obj(%{})},
       {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
        obj(%{iterations: int(1, 100_000)})}
     ]
-    |> Enum.map(fn {name, description, schema} -> %{name: name, description: description, inputSchema: schema} end)
+    |> Enum.map(fn {name, description, schema} ->
+      %{name: name, description: description, inputSchema: schema}
+    end)
   end
 
   @aliases %{"swarm_spawn" => "swarm_init", "coordinate_task" => "task_orchestrate"}
@@ -210,7 +262,9 @@ defmodule InterfaceService.Tools do
         run(name, args, ctx)
       rescue
         e in UndefinedFunctionError ->
-          if e.module == ctx.api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
+          if e.module == ctx.api,
+            do: {:error, :engine_unavailable},
+            else: reraise(e, __STACKTRACE__)
       end
     end
   end
@@ -309,7 +363,8 @@ defmodule InterfaceService.Tools do
   end
 
   defp run("agent_list", %{"swarm_id" => id}, %{api: api}) do
-    with {:ok, agents} <- api.list_agents(id), do: {:ok, %{swarm_id: id, agents: agents, count: length(agents)}}
+    with {:ok, agents} <- api.list_agents(id),
+         do: {:ok, %{swarm_id: id, agents: agents, count: length(agents)}}
   end
 
   defp run("agent_metrics", %{"agent_id" => id}, %{api: api}) do
@@ -407,7 +462,12 @@ defmodule InterfaceService.Tools do
       {:ok,
        %{
          engine: usage,
-         beam: %{total: beam[:total], processes: beam[:processes], binary: beam[:binary], ets: beam[:ets]}
+         beam: %{
+           total: beam[:total],
+           processes: beam[:processes],
+           binary: beam[:binary],
+           ets: beam[:ets]
+         }
        }}
     end
   end
@@ -430,11 +490,22 @@ defmodule InterfaceService.Tools do
   defp run("subscribe_discoveries", %{"swarm_id" => id} = args, %{api: api} = ctx) do
     with {:ok, _} <- api.swarm_status(id) do
       query =
-        [swarm_id: id, type: args["type"], agent_id: args["agent_id"], min_confidence: args["min_confidence"]]
+        [
+          swarm_id: id,
+          type: args["type"],
+          agent_id: args["agent_id"],
+          min_confidence: args["min_confidence"]
+        ]
         |> Enum.reject(fn {_k, v} -> is_nil(v) end)
 
       base = Map.get(ctx, :base_url, "")
-      {:ok, %{swarm_id: id, url: base <> "/sse/discoveries?" <> URI.encode_query(query), format: "text/event-stream"}}
+
+      {:ok,
+       %{
+         swarm_id: id,
+         url: base <> "/sse/discoveries?" <> URI.encode_query(query),
+         format: "text/event-stream"
+       }}
     end
   end
 
@@ -552,11 +623,16 @@ defmodule InterfaceService.Tools do
 
     case outcome do
       {:ok, result} ->
-        {:ok, Map.merge(Map.new(results), %{task_id: task_id, swarm_id: swarm_id, result: result})}
+        {:ok,
+         Map.merge(Map.new(results), %{task_id: task_id, swarm_id: swarm_id, result: result})}
 
       {:error, reason} ->
         {:ok,
-         Map.merge(Map.new(results), %{task_id: task_id, swarm_id: swarm_id, wait_error: error_message(reason, api)})}
+         Map.merge(Map.new(results), %{
+           task_id: task_id,
+           swarm_id: swarm_id,
+           wait_error: error_message(reason, api)
+         })}
     end
   end
 
@@ -609,7 +685,10 @@ defmodule InterfaceService.Tools do
   defp fallback_message(:task_not_found), do: "task not found"
   defp fallback_message(:not_found), do: "not found"
   defp fallback_message(:no_task), do: "no task available"
-  defp fallback_message({:invalid_argument, msg}) when is_binary(msg), do: "invalid argument: " <> msg
+
+  defp fallback_message({:invalid_argument, msg}) when is_binary(msg),
+    do: "invalid argument: " <> msg
+
   defp fallback_message({:swarm_full, max}), do: "swarm is full (max #{max} agents)"
   defp fallback_message(reason), do: "error: " <> inspect(reason, limit: 20, printable_limit: 200)
 
@@ -622,7 +701,10 @@ defmodule InterfaceService.Tools do
 
   @doc "The HTTP status that fits an error reason (used by the REST form)."
   @spec http_status(term()) :: pos_integer()
-  def http_status(reason) when reason in [:swarm_not_found, :agent_not_found, :task_not_found, :not_found], do: 404
+  def http_status(reason)
+      when reason in [:swarm_not_found, :agent_not_found, :task_not_found, :not_found],
+      do: 404
+
   def http_status(:unknown_tool), do: 404
   def http_status({:invalid_arguments, _}), do: 400
   def http_status({:invalid_argument, _}), do: 400

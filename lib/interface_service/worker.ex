@@ -7,7 +7,8 @@ defmodule InterfaceService.Worker do
 
   require Logger
 
-  @type outcome :: term() | :cancelled | {:crashed, term()} | {:error, {:timeout_after, pos_integer()}}
+  @type outcome ::
+          term() | :cancelled | {:crashed, term()} | {:error, {:timeout_after, pos_integer()}}
 
   @doc """
   Runs `fun` (0-arity) in a new process and waits up to `timeout_ms`.
@@ -15,7 +16,12 @@ defmodule InterfaceService.Worker do
   `on_progress` is called in the caller for each progress report.
   A `{:mcp_cancelled, worker}` message ends the wait with `:cancelled`.
   """
-  @spec run((-> term()), pos_integer(), (pid() -> any()), (number(), number() | nil, term() -> any()) | nil) ::
+  @spec run(
+          (() -> term()),
+          pos_integer(),
+          (pid() -> any()),
+          (number(), number() | nil, term() -> any()) | nil
+        ) ::
           outcome()
   def run(fun, timeout_ms, on_start \\ fn _ -> :ok end, on_progress \\ nil) do
     parent = self()

@@ -4,7 +4,9 @@ defmodule SwarmService.Agent do
   # {:swarm_work, work} messages, and runs each attempt in a linked worker
   # process, so a crashing executor fails one attempt and a dying agent
   # takes its workers (and their OS commands) with it. Work held when the
-  # agent dies is retried elsewhere by the engine.
+  # agent dies is retried elsewhere by the engine. Workers are kept and
+  # reused (one per slot of capacity) rather than spawned per attempt; a
+  # cancelled module worker is killed and replaced.
   use GenServer, restart: :permanent
   require Logger
 
@@ -30,7 +32,9 @@ defmodule SwarmService.Agent do
            swarm_id: swarm_id,
            agent_id: agent_id,
            executor: executor,
+           # worker pid => work id it runs, or nil when idle
            workers: %{},
+           idle: [],
            inbox: :queue.new()
          }}
 
@@ -44,23 +48,37 @@ defmodule SwarmService.Agent do
 
   @impl true
   def handle_info({:swarm_work, work}, state) do
-    pid = start_worker(work, state)
+    {pid, state} = take_worker(state)
+    send(pid, {:run, work})
     {:noreply, put_in(state.workers[pid], work.work_id)}
   end
 
-  def handle_info({:swarm_cancel, work_id, reason}, state) do
-    for {pid, ^work_id} <- state.workers do
-      case state.executor do
-        {:command, _, _} ->
-          send(pid, {:cancel, reason})
-
-        _ ->
-          Process.unlink(pid)
-          Process.exit(pid, :kill)
-      end
+  def handle_info({:worker_idle, pid}, state) do
+    if Map.has_key?(state.workers, pid) do
+      {:noreply, %{state | workers: Map.put(state.workers, pid, nil), idle: [pid | state.idle]}}
+    else
+      {:noreply, state}
     end
+  end
 
-    {:noreply, %{state | workers: Map.reject(state.workers, fn {_, w} -> w == work_id end)}}
+  def handle_info({:swarm_cancel, work_id, reason}, state) do
+    case Enum.find(state.workers, fn {_, w} -> w == work_id end) do
+      {pid, _} ->
+        case state.executor do
+          {:command, _, _} ->
+            # The command worker kills its process tree and reports idle.
+            send(pid, {:cancel, work_id, reason})
+            {:noreply, state}
+
+          _ ->
+            Process.unlink(pid)
+            Process.exit(pid, :kill)
+            {:noreply, %{state | workers: Map.delete(state.workers, pid)}}
+        end
+
+      nil ->
+        {:noreply, state}
+    end
   end
 
   def handle_info({:swarm_coordination, delivery}, state) do
@@ -77,20 +95,39 @@ defmodule SwarmService.Agent do
         {:stop, reason, state}
 
       {work_id, workers} ->
-        if reason != :normal do
+        if work_id != nil and reason != :normal do
           msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
           Native.work_fail(work_id, state.agent_id, msg, false)
         end
 
-        {:noreply, %{state | workers: workers}}
+        {:noreply, %{state | workers: workers, idle: List.delete(state.idle, pid)}}
     end
   end
 
   def handle_info(_other, state), do: {:noreply, state}
 
-  defp start_worker(work, state) do
+  defp take_worker(%{idle: [pid | rest]} = state), do: {pid, %{state | idle: rest}}
+
+  defp take_worker(state) do
     %{agent_id: agent_id, swarm_id: swarm_id, executor: executor} = state
-    spawn_link(fn -> run(executor, work, agent_id, swarm_id) end)
+    agent = self()
+    {spawn_link(fn -> worker_loop(agent, executor, agent_id, swarm_id) end), state}
+  end
+
+  defp worker_loop(agent, executor, agent_id, swarm_id) do
+    receive do
+      {:run, work} ->
+        run(executor, work, agent_id, swarm_id)
+        send(agent, {:worker_idle, self()})
+        worker_loop(agent, executor, agent_id, swarm_id)
+
+      {:EXIT, ^agent, reason} ->
+        exit(reason)
+
+      _stale ->
+        # A cancel for work that already finished.
+        worker_loop(agent, executor, agent_id, swarm_id)
+    end
   end
 
   defp run(executor, work, agent_id, swarm_id) do
@@ -139,7 +176,7 @@ defmodule SwarmService.Agent do
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
 
-    case Executor.Command.run(argv, opts, work.input, work.timeout_ms) do
+    case Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work) do
       {:timeout, reason} -> {:timeout, reason}
       other -> other
     end

@@ -37,6 +37,7 @@ defmodule SwarmService.Native do
   def swarm_coordinate(_id, _origin), do: nif()
   def agent_neighbours(_agent_id), do: nif()
   def engine_memory, do: nif()
+  def engine_measure_cpu(_on), do: nif()
 
   def agent_add(_swarm_id, _opts), do: nif()
   def agent_attach(_agent_id, _pid), do: nif()
@@ -44,7 +45,7 @@ defmodule SwarmService.Native do
   def agent_remove(_agent_id), do: nif()
   def agent_get(_agent_id), do: nif()
   def agent_list(_swarm_id), do: nif()
-  def agent_pids(_swarm_id), do: nif()
+  def agent_processes(_swarm_id), do: nif()
 
   def task_submit(_swarm_id, _task), do: nif()
   def task_get(_task_id, _with_results), do: nif()

@@ -201,6 +201,7 @@ defmodule SwarmService.RuvSwarm do
         |> Map.take([:type, :name, :capabilities, :capacity])
         |> Map.put(:dispatch, if(executor == :external, do: :pull, else: :push))
         |> Map.put(:node, Atom.to_string(node()))
+        |> Map.put(:executor, executor)
 
       with {:ok, agent_id} <- Native.agent_add(swarm_id, native) do
         start_agent_process(swarm_id, agent_id, executor)
@@ -225,11 +226,14 @@ defmodule SwarmService.RuvSwarm do
   defp start_agent_process(_swarm_id, agent_id, :external), do: {:ok, agent_id}
 
   defp start_agent_process(swarm_id, agent_id, executor) do
-    args = %{swarm_id: swarm_id, agent_id: agent_id, executor: executor}
-
     result =
       try do
-        DynamicSupervisor.start_child(Swarm.via({:agents, swarm_id}), {SwarmService.Agent, args})
+        Swarm.AgentSupervisor.start_agent(
+          Swarm.via({:agents, swarm_id}),
+          swarm_id,
+          agent_id,
+          executor
+        )
       catch
         :exit, reason -> {:error, reason}
       end

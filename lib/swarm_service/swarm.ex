@@ -34,20 +34,7 @@ defmodule SwarmService.Swarm do
   def init({swarm_id, opts}) do
     children = [
       {Server, {swarm_id, opts}},
-      %{
-        id: :agents,
-        start:
-          {DynamicSupervisor, :start_link,
-           [
-             [
-               name: via({:agents, swarm_id}),
-               strategy: :one_for_one,
-               max_restarts: 1_000,
-               max_seconds: 5
-             ]
-           ]},
-        type: :supervisor
-      }
+      {SwarmService.Swarm.AgentSupervisor, swarm_id}
     ]
 
     Supervisor.init(children, strategy: :rest_for_one)

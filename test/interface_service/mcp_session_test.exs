@@ -9,7 +9,12 @@ defmodule InterfaceService.McpSessionTest do
 
   test "initialize opens a session with a random visible-ASCII id", %{url: url} do
     {200, headers, body} =
-      mcp(url, %{jsonrpc: "2.0", id: 1, method: "initialize", params: %{protocolVersion: "2025-11-25", capabilities: %{}}})
+      mcp(url, %{
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: %{protocolVersion: "2025-11-25", capabilities: %{}}
+      })
 
     sid = headers["mcp-session-id"]
     assert sid =~ ~r/^[\x21-\x7E]{32,}$/
@@ -24,7 +29,12 @@ defmodule InterfaceService.McpSessionTest do
     for v <- ["2025-06-18", "2025-03-26"], do: assert(is_binary(open_session(url, v)))
 
     {200, _, body} =
-      mcp(url, %{jsonrpc: "2.0", id: 1, method: "initialize", params: %{protocolVersion: "1999-01-01", capabilities: %{}}})
+      mcp(url, %{
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: %{protocolVersion: "1999-01-01", capabilities: %{}}
+      })
 
     assert json(body)["result"]["protocolVersion"] == "2025-11-25"
   end
@@ -50,7 +60,13 @@ defmodule InterfaceService.McpSessionTest do
 
   test "an unsupported MCP-Protocol-Version is 400", %{url: url} do
     sid = open_session(url)
-    {400, _, body} = mcp(url, %{jsonrpc: "2.0", id: 1, method: "ping"}, [{"mcp-session-id", sid}, {"mcp-protocol-version", "2024-01-01"}])
+
+    {400, _, body} =
+      mcp(url, %{jsonrpc: "2.0", id: 1, method: "ping"}, [
+        {"mcp-session-id", sid},
+        {"mcp-protocol-version", "2024-01-01"}
+      ])
+
     assert json(body)["error"]["code"] == -32022
     # A missing header means 2025-03-26 and is accepted.
     {200, _, _} = mcp(url, %{jsonrpc: "2.0", id: 1, method: "ping"}, [{"mcp-session-id", sid}])
@@ -68,15 +84,25 @@ defmodule InterfaceService.McpSessionTest do
     assert json(body)["error"]["code"] == -32600
 
     assert {200, %{"error" => %{"code" => -32601}}} = rpc(url, sid, "prompts/list")
-    assert {200, %{"error" => %{"code" => -32602}}} = rpc(url, sid, "tools/call", %{name: "no_such_tool"})
-    assert {200, %{"error" => %{"code" => -32602}}} = rpc(url, sid, "tools/call", %{arguments: %{}})
-    assert {200, %{"error" => %{"code" => -32602}}} = rpc(url, sid, "logging/setLevel", %{level: "loud"})
+
+    assert {200, %{"error" => %{"code" => -32602}}} =
+             rpc(url, sid, "tools/call", %{name: "no_such_tool"})
+
+    assert {200, %{"error" => %{"code" => -32602}}} =
+             rpc(url, sid, "tools/call", %{arguments: %{}})
+
+    assert {200, %{"error" => %{"code" => -32602}}} =
+             rpc(url, sid, "logging/setLevel", %{level: "loud"})
+
     assert {200, %{"result" => %{}}} = rpc(url, sid, "logging/setLevel", %{level: "debug"})
   end
 
   test "notifications and responses are answered 202 with no body", %{url: url} do
     sid = open_session(url)
-    assert {202, _, ""} = mcp(url, %{jsonrpc: "2.0", method: "notifications/roots/list_changed"}, session(sid))
+
+    assert {202, _, ""} =
+             mcp(url, %{jsonrpc: "2.0", method: "notifications/roots/list_changed"}, session(sid))
+
     assert {202, _, ""} = mcp(url, %{jsonrpc: "2.0", id: 5, result: %{}}, session(sid))
   end
 
@@ -95,7 +121,8 @@ defmodule InterfaceService.McpSessionTest do
     assert names == Enum.map(InterfaceService.Tools.definitions(), & &1.name)
 
     for bad <- ["garbage", Base.url_encode64("tools:999", padding: false), 42] do
-      assert {200, %{"error" => %{"code" => -32602}}} = rpc(url, sid, "tools/list", %{cursor: bad})
+      assert {200, %{"error" => %{"code" => -32602}}} =
+               rpc(url, sid, "tools/list", %{cursor: bad})
     end
   end
 
@@ -139,43 +166,70 @@ defmodule InterfaceService.McpSessionTest do
     assert json(body)["error"]["code"] == -32600
   end
 
-  test "a call with a progressToken is answered as an SSE stream of progress then the result", %{url: url} do
+  test "a call with a progressToken is answered as an SSE stream of progress then the result", %{
+    url: url
+  } do
     sid = open_session(url)
 
     msg = %{
       jsonrpc: "2.0",
       id: 9,
       method: "tools/call",
-      params: %{name: "benchmark_run", arguments: %{iterations: 20}, _meta: %{progressToken: "p1"}}
+      params: %{
+        name: "benchmark_run",
+        arguments: %{iterations: 20},
+        _meta: %{progressToken: "p1"}
+      }
     }
 
     {200, headers, body} = mcp(url, msg, session(sid))
     assert headers["content-type"] =~ "text/event-stream"
 
-    events =
-      for "data: " <> data <- String.split(body, "\n"), do: json(data)
+    events = for "data: " <> data <- String.split(body, "\n"), do: json(data)
 
     progress = Enum.filter(events, &(&1["method"] == "notifications/progress"))
     assert length(progress) == 3
     assert Enum.map(progress, & &1["params"]["progress"]) == [1, 2, 3]
     assert Enum.all?(progress, &(&1["params"]["progressToken"] == "p1"))
-    assert %{"id" => 9, "result" => %{"isError" => false, "structuredContent" => sc}} = List.last(events)
+
+    assert %{"id" => 9, "result" => %{"isError" => false, "structuredContent" => sc}} =
+             List.last(events)
+
     assert length(sc["results"]) == 3
   end
 
   test "notifications/cancelled stops a running call", %{url: url} do
     sid = open_session(url)
-    {:ok, swarm} = Map.fetch(call_tool(url, sid, "swarm_init", %{})["structuredContent"], "swarm_id")
+
+    {:ok, swarm} =
+      Map.fetch(call_tool(url, sid, "swarm_init", %{})["structuredContent"], "swarm_id")
+
     parent = self()
 
     spawn_link(fn ->
       started = System.monotonic_time(:millisecond)
-      result = rpc(url, sid, "tools/call", %{name: "swarm_monitor", arguments: %{swarm_id: swarm, duration_ms: 10_000}}, "long")
+
+      result =
+        rpc(
+          url,
+          sid,
+          "tools/call",
+          %{name: "swarm_monitor", arguments: %{swarm_id: swarm, duration_ms: 10_000}},
+          "long"
+        )
+
       send(parent, {:done, result, System.monotonic_time(:millisecond) - started})
     end)
 
     Process.sleep(300)
-    {202, _, _} = mcp(url, %{jsonrpc: "2.0", method: "notifications/cancelled", params: %{requestId: "long"}}, session(sid))
+
+    {202, _, _} =
+      mcp(
+        url,
+        %{jsonrpc: "2.0", method: "notifications/cancelled", params: %{requestId: "long"}},
+        session(sid)
+      )
+
     assert_receive {:done, {200, %{"error" => %{"code" => -32800}}}, elapsed}, 5000
     assert elapsed < 5000
   end
@@ -193,7 +247,9 @@ defmodule InterfaceService.McpSessionTest do
     sid = open_session(url)
     {405, _, _} = http(:get, url <> "/mcp", session(sid) ++ [{"accept", "application/json"}])
 
-    sock = stream_open(gw.port, "/mcp", [{"accept", "text/event-stream"}, {"mcp-session-id", sid}])
+    sock =
+      stream_open(gw.port, "/mcp", [{"accept", "text/event-stream"}, {"mcp-session-id", sid}])
+
     assert stream_read(sock, "stream open") =~ "text/event-stream"
     # A tool error is logged to the stream as notifications/message.
     {200, %{"result" => %{"isError" => true}}} =

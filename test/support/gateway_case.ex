@@ -11,17 +11,8 @@ defmodule InterfaceService.GatewayCase do
     end
   end
 
-  @doc "The API module under test: the real engine when it is built, else the in-memory stand-in."
-  def engine_api do
-    real = SwarmService.RuvSwarm
-
-    if Code.ensure_loaded?(real) and function_exported?(real, :spawn_swarm, 1) do
-      real
-    else
-      {:ok, _} = InterfaceService.Test.FakeRuvSwarm.start()
-      InterfaceService.Test.FakeRuvSwarm
-    end
-  end
+  @doc "The API the gateway under test calls: always the real engine."
+  def engine_api, do: SwarmService.RuvSwarm
 
   @doc "Starts a gateway under the test supervisor; returns its base URL and name."
   def start_gateway(opts \\ []) do
@@ -42,7 +33,13 @@ defmodule InterfaceService.GatewayCase do
         else: {to_charlist(url), headers, ct || ~c"application/json", body}
 
     {:ok, {{_, status, _}, resp_headers, resp_body}} =
-      :httpc.request(method, request, [timeout: 15_000, autoredirect: false], [body_format: :binary], profile())
+      :httpc.request(
+        method,
+        request,
+        [timeout: 15_000, autoredirect: false],
+        [body_format: :binary],
+        profile()
+      )
 
     {status, Map.new(resp_headers, fn {k, v} -> {to_string(k), to_string(v)} end), resp_body}
   end
@@ -52,7 +49,13 @@ defmodule InterfaceService.GatewayCase do
   defp profile do
     case Process.get(:httpc_profile) do
       nil ->
-        {:ok, pid} = :inets.start(:httpc, [profile: :"httpc_#{System.unique_integer([:positive])}"], :stand_alone)
+        {:ok, pid} =
+          :inets.start(
+            :httpc,
+            [profile: :"httpc_#{System.unique_integer([:positive])}"],
+            :stand_alone
+          )
+
         Process.put(:httpc_profile, pid)
         pid
 
@@ -75,8 +78,11 @@ defmodule InterfaceService.GatewayCase do
       acc
     else
       case :gen_tcp.recv(sock, 0, timeout) do
-        {:ok, data} -> stream_read(sock, needle, timeout, acc <> data)
-        {:error, reason} -> flunk("stream ended (#{inspect(reason)}) before #{inspect(needle)}; got: #{acc}")
+        {:ok, data} ->
+          stream_read(sock, needle, timeout, acc <> data)
+
+        {:error, reason} ->
+          flunk("stream ended (#{inspect(reason)}) before #{inspect(needle)}; got: #{acc}")
       end
     end
   end
@@ -105,12 +111,19 @@ defmodule InterfaceService.GatewayCase do
         jsonrpc: "2.0",
         id: 0,
         method: "initialize",
-        params: %{protocolVersion: version, capabilities: %{}, clientInfo: %{name: "exunit", version: "1"}}
+        params: %{
+          protocolVersion: version,
+          capabilities: %{},
+          clientInfo: %{name: "exunit", version: "1"}
+        }
       })
 
     %{"result" => %{"protocolVersion" => ^version}} = json(body)
     sid = Map.fetch!(headers, "mcp-session-id")
-    {202, _, _} = mcp(url, %{jsonrpc: "2.0", method: "notifications/initialized"}, session(sid, version))
+
+    {202, _, _} =
+      mcp(url, %{jsonrpc: "2.0", method: "notifications/initialized"}, session(sid, version))
+
     sid
   end
 
@@ -119,7 +132,9 @@ defmodule InterfaceService.GatewayCase do
 
   @doc "A request in an open session; returns the decoded JSON-RPC response."
   def rpc(url, sid, method, params \\ %{}, id \\ 1) do
-    {status, _headers, body} = mcp(url, %{jsonrpc: "2.0", id: id, method: method, params: params}, session(sid))
+    {status, _headers, body} =
+      mcp(url, %{jsonrpc: "2.0", id: id, method: method, params: params}, session(sid))
+
     {status, json(body)}
   end
 
@@ -144,9 +159,15 @@ defmodule InterfaceService.GatewayCase do
       end
 
     headers = [{"mcp-protocol-version", "2026-07-28"}, {"mcp-method", method}] ++ name_header
-    headers = Enum.reduce(extra_headers, headers, fn {k, v}, acc -> List.keystore(acc, k, 0, {k, v}) end)
+
+    headers =
+      Enum.reduce(extra_headers, headers, fn {k, v}, acc -> List.keystore(acc, k, 0, {k, v}) end)
+
     headers = Enum.reject(headers, fn {_k, v} -> v == nil end)
-    {status, resp_headers, body} = mcp(url, %{jsonrpc: "2.0", id: 7, method: method, params: params}, headers)
+
+    {status, resp_headers, body} =
+      mcp(url, %{jsonrpc: "2.0", id: 7, method: method, params: params}, headers)
+
     {status, resp_headers, if(body == "", do: nil, else: json(body))}
   end
 

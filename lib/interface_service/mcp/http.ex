@@ -53,7 +53,12 @@ defmodule InterfaceService.Mcp.Http do
       value ->
         if value && String.starts_with?(String.downcase(value), "application/json"),
           do: :ok,
-          else: reply(conn, 415, Protocol.error(nil, -32_600, "Content-Type must be application/json"))
+          else:
+            reply(
+              conn,
+              415,
+              Protocol.error(nil, -32_600, "Content-Type must be application/json")
+            )
     end
   end
 
@@ -65,9 +70,17 @@ defmodule InterfaceService.Mcp.Http do
       accept ->
         accept = String.downcase(accept)
 
-        if Enum.any?(["application/json", "text/event-stream", "*/*", "application/*"], &String.contains?(accept, &1)),
-          do: :ok,
-          else: reply(conn, 406, Protocol.error(nil, -32_600, "Accept must include application/json"))
+        if Enum.any?(
+             ["application/json", "text/event-stream", "*/*", "application/*"],
+             &String.contains?(accept, &1)
+           ),
+           do: :ok,
+           else:
+             reply(
+               conn,
+               406,
+               Protocol.error(nil, -32_600, "Accept must include application/json")
+             )
     end
   end
 
@@ -80,12 +93,19 @@ defmodule InterfaceService.Mcp.Http do
 
   defp decode(conn, body) do
     case Json.decode(body) do
-      {:ok, msg} -> {:ok, msg}
-      {:error, :invalid_json} -> reply(conn, 400, Protocol.error(nil, -32_700, "Parse error: the body is not valid JSON"))
+      {:ok, msg} ->
+        {:ok, msg}
+
+      {:error, :invalid_json} ->
+        reply(conn, 400, Protocol.error(nil, -32_700, "Parse error: the body is not valid JSON"))
     end
   end
 
-  defp modern_envelope?(%{"params" => %{"_meta" => %{"io.modelcontextprotocol/protocolVersion" => _}}}), do: true
+  defp modern_envelope?(%{
+         "params" => %{"_meta" => %{"io.modelcontextprotocol/protocolVersion" => _}}
+       }),
+       do: true
+
   defp modern_envelope?(_), do: false
 
   defp request_id(%{"id" => id}) when is_binary(id) or is_integer(id), do: id
@@ -96,7 +116,15 @@ defmodule InterfaceService.Mcp.Http do
   defp legacy(conn, batch, version, session_id) when is_list(batch) do
     cond do
       version != "2025-03-26" ->
-        reply(conn, 400, Protocol.error(nil, -32_600, "JSON-RPC batches are not supported in protocol #{version}"))
+        reply(
+          conn,
+          400,
+          Protocol.error(
+            nil,
+            -32_600,
+            "JSON-RPC batches are not supported in protocol #{version}"
+          )
+        )
 
       batch == [] ->
         reply(conn, 400, Protocol.error(nil, -32_600, "empty batch"))
@@ -109,13 +137,18 @@ defmodule InterfaceService.Mcp.Http do
           responses =
             Enum.flat_map(batch, fn msg ->
               case Protocol.classify(msg) do
-                {:request, id, method, params} -> [legacy_request(conn, session, id, method, params, false)]
+                {:request, id, method, params} ->
+                  [legacy_request(conn, session, id, method, params, false)]
+
                 {:notification, method, params} ->
                   legacy_notification(conn, session_id, method, params)
                   []
 
-                :response -> []
-                {:invalid, id, reason} -> [Protocol.error(id, -32_600, "Invalid Request: " <> reason)]
+                :response ->
+                  []
+
+                {:invalid, id, reason} ->
+                  [Protocol.error(id, -32_600, "Invalid Request: " <> reason)]
               end
             end)
 
@@ -174,13 +207,32 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp session(conn, nil) do
-    reply(conn, 400, Protocol.error(nil, -32_600, "Bad Request: Mcp-Session-Id header is required (send initialize first)"))
+    reply(
+      conn,
+      400,
+      Protocol.error(
+        nil,
+        -32_600,
+        "Bad Request: Mcp-Session-Id header is required (send initialize first)"
+      )
+    )
   end
 
   defp session(conn, session_id) do
     case Session.touch(conn.config, session_id) do
-      {:ok, session} -> {:ok, session}
-      :error -> reply(conn, 404, Protocol.error(nil, -32_001, "Session not found: it expired or was deleted; initialize again"))
+      {:ok, session} ->
+        {:ok, session}
+
+      :error ->
+        reply(
+          conn,
+          404,
+          Protocol.error(
+            nil,
+            -32_001,
+            "Session not found: it expired or was deleted; initialize again"
+          )
+        )
     end
   end
 
@@ -203,7 +255,11 @@ defmodule InterfaceService.Mcp.Http do
             Protocol.result(id, %{})
 
           {:error, :invalid_level} ->
-            Protocol.error(id, -32_602, "level must be one of #{Enum.join(Session.log_levels(), ", ")}")
+            Protocol.error(
+              id,
+              -32_602,
+              "level must be one of #{Enum.join(Session.log_levels(), ", ")}"
+            )
         end
 
       "initialize" ->
@@ -226,7 +282,9 @@ defmodule InterfaceService.Mcp.Http do
 
   defp respond_with(id, {:ok, result}), do: Protocol.result(id, result)
   defp respond_with(id, {:error, code, message}), do: Protocol.error(id, code, message)
-  defp respond_with(id, {:error, code, message, data}), do: Protocol.error(id, code, message, data)
+
+  defp respond_with(id, {:error, code, message, data}),
+    do: Protocol.error(id, code, message, data)
 
   # --- the stateless revision ------------------------------------------------------------
 
@@ -255,10 +313,17 @@ defmodule InterfaceService.Mcp.Http do
   defp modern_request(conn, id, method, params) do
     response =
       case method do
-        "server/discover" -> Protocol.result(id, Protocol.discover_result())
-        "tools/list" -> respond_with(id, Protocol.tools_list(params, conn.config.tools_page_size, :modern))
-        "tools/call" -> call_tool(conn, id, params, :modern, nil, true)
-        _ -> Protocol.error(id, -32_601, "Method not found: #{String.slice(method, 0, 100)}")
+        "server/discover" ->
+          Protocol.result(id, Protocol.discover_result())
+
+        "tools/list" ->
+          respond_with(id, Protocol.tools_list(params, conn.config.tools_page_size, :modern))
+
+        "tools/call" ->
+          call_tool(conn, id, params, :modern, nil, true)
+
+        _ ->
+          Protocol.error(id, -32_601, "Method not found: #{String.slice(method, 0, 100)}")
       end
 
     case response do
@@ -286,7 +351,9 @@ defmodule InterfaceService.Mcp.Http do
         if token != nil and may_stream and accepts_sse?(conn) do
           {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
         else
-          outcome = run_worker(conn, id, name, args, Map.put(ctx, :progress, nil), session_id, nil)
+          outcome =
+            run_worker(conn, id, name, args, Map.put(ctx, :progress, nil), session_id, nil)
+
           tool_response(conn, id, name, outcome, era, session_id)
         end
 
@@ -306,7 +373,11 @@ defmodule InterfaceService.Mcp.Http do
       outcome ->
         case Protocol.tool_result(name, outcome, conn.config.api) do
           {:ok, %{isError: true} = result} ->
-            Session.log(conn.config, session_id, "warning", %{tool: name, error: hd(result.content).text})
+            Session.log(conn.config, session_id, "warning", %{
+              tool: name,
+              error: hd(result.content).text
+            })
+
             Protocol.result(id, stamp(result, era))
 
           {:ok, result} ->
@@ -338,7 +409,8 @@ defmodule InterfaceService.Mcp.Http do
       write_event(resp, %{jsonrpc: "2.0", method: "notifications/progress", params: params})
     end
 
-    outcome = run_worker(conn, id, name, args, Map.put(ctx, :progress, progress), session_id, on_progress)
+    outcome =
+      run_worker(conn, id, name, args, Map.put(ctx, :progress, progress), session_id, on_progress)
 
     case tool_response(conn, id, name, outcome, era, session_id) do
       # A cancelled request gets no response; the stream just ends.
@@ -351,17 +423,28 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp run_worker(conn, id, name, args, ctx, session_id, on_progress) do
-    register = fn worker -> if session_id, do: Session.register_call(conn.config, session_id, id, worker) end
+    register = fn worker ->
+      if session_id, do: Session.register_call(conn.config, session_id, id, worker)
+    end
 
     try do
-      Worker.run(fn -> Tools.call(name, args, ctx) end, conn.config.request_timeout_ms, register, on_progress)
+      Worker.run(
+        fn -> Tools.call(name, args, ctx) end,
+        conn.config.request_timeout_ms,
+        register,
+        on_progress
+      )
     after
       if session_id, do: Session.unregister_call(conn.config, session_id, id)
     end
   end
 
   defp sse_headers do
-    [{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}]
+    [
+      {"Content-Type", "text/event-stream"},
+      {"Cache-Control", "no-cache"},
+      {"X-Accel-Buffering", "no"}
+    ]
   end
 
   defp write_event(resp, msg) do
@@ -400,12 +483,17 @@ defmodule InterfaceService.Mcp.Http do
         with {:ok, _session} <- session(conn, session_id) do
           case Session.attach_stream(conn.config, session_id, self()) do
             :ok ->
-              resp = :mochiweb_request.respond({200, sse_headers() ++ conn.cors, :chunked}, conn.req)
+              resp =
+                :mochiweb_request.respond({200, sse_headers() ++ conn.cors, :chunked}, conn.req)
+
               # Flushes the headers at once so clients see the stream open.
               :mochiweb_response.write_chunk(": stream open\n\n", resp)
 
+              socket = :mochiweb_request.get(:socket, conn.req)
+              HttpServer.watch_close(socket)
+
               try do
-                notification_loop(resp, conn.config.sse_keepalive_ms)
+                notification_loop(resp, socket, conn.config.sse_keepalive_ms)
               after
                 Session.detach_stream(conn.config, session_id, self())
               end
@@ -413,24 +501,46 @@ defmodule InterfaceService.Mcp.Http do
               %{conn | status: 200}
 
             {:error, :conflict} ->
-              reply(conn, 409, Protocol.error(nil, -32_600, "this session already has an open GET stream"))
+              reply(
+                conn,
+                409,
+                Protocol.error(nil, -32_600, "this session already has an open GET stream")
+              )
           end
         end
     end
   end
 
-  defp notification_loop(resp, keepalive_ms) do
+  defp notification_loop(resp, socket, keepalive_ms) do
     receive do
       {:mcp_notify, msg} ->
         write_event(resp, msg)
-        notification_loop(resp, keepalive_ms)
+        notification_loop(resp, socket, keepalive_ms)
+
+      {:tcp_closed, ^socket} ->
+        exit(:normal)
+
+      {:tcp, ^socket, _data} ->
+        HttpServer.watch_close(socket)
+        notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
         :mochiweb_response.write_chunk("", resp)
+        # The socket is in active mode; hand it back to mochiweb quietly.
+        :mochiweb_socket.setopts(socket, active: false)
+        flush_socket(socket)
     after
       keepalive_ms ->
         :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
-        notification_loop(resp, keepalive_ms)
+        notification_loop(resp, socket, keepalive_ms)
+    end
+  end
+
+  defp flush_socket(socket) do
+    receive do
+      {:tcp, ^socket, _} -> flush_socket(socket)
+    after
+      0 -> :ok
     end
   end
 
@@ -444,7 +554,11 @@ defmodule InterfaceService.Mcp.Http do
         HttpServer.method_not_allowed(conn, "POST")
 
       session_id == nil ->
-        reply(conn, 400, Protocol.error(nil, -32_600, "Bad Request: Mcp-Session-Id header is required"))
+        reply(
+          conn,
+          400,
+          Protocol.error(nil, -32_600, "Bad Request: Mcp-Session-Id header is required")
+        )
 
       true ->
         case Session.delete(conn.config, session_id) do
@@ -461,9 +575,14 @@ defmodule InterfaceService.Mcp.Http do
   defp accepted(conn), do: HttpServer.send_resp(conn, 202, [], "")
 
   # status nil: pick it from the error code (stateless revision rules).
-  defp error_reply(conn, status, id, {:error, code, message}), do: error_reply(conn, status, id, {:error, code, message, nil})
+  defp error_reply(conn, status, id, {:error, code, message}),
+    do: error_reply(conn, status, id, {:error, code, message, nil})
 
   defp error_reply(conn, status, id, {:error, code, message, data}) do
-    reply(conn, status || Protocol.modern_http_status(code), Protocol.error(id, code, message, data))
+    reply(
+      conn,
+      status || Protocol.modern_http_status(code),
+      Protocol.error(id, code, message, data)
+    )
   end
 end

@@ -125,7 +125,8 @@ defmodule InterfaceService.Mcp.Protocol do
     {:ok, if(v in @handshake, do: v, else: @latest_handshake)}
   end
 
-  def negotiate(_), do: {:error, @invalid_params, "initialize needs params.protocolVersion (a string)"}
+  def negotiate(_),
+    do: {:error, @invalid_params, "initialize needs params.protocolVersion (a string)"}
 
   @doc "The `initialize` result for a negotiated version."
   @spec initialize_result(String.t()) :: map()
@@ -155,22 +156,28 @@ defmodule InterfaceService.Mcp.Protocol do
   headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`), then the
   version. `headers` is a map of lowercase header names to values.
   """
-  @spec check_modern(String.t(), map(), %{optional(String.t()) => String.t() | nil}) :: :ok | error()
+  @spec check_modern(String.t(), map(), %{optional(String.t()) => String.t() | nil}) ::
+          :ok | error()
   def check_modern(method, params, headers) do
     meta = Map.get(params, "_meta")
 
     cond do
-      not is_map(meta) or not Map.has_key?(meta, @version_key) or not Map.has_key?(meta, @capabilities_key) ->
-        {:error, @invalid_params, "params._meta must carry #{@version_key} and #{@capabilities_key}"}
+      not is_map(meta) or not Map.has_key?(meta, @version_key) or
+          not Map.has_key?(meta, @capabilities_key) ->
+        {:error, @invalid_params,
+         "params._meta must carry #{@version_key} and #{@capabilities_key}"}
 
       headers["mcp-protocol-version"] != meta[@version_key] ->
-        {:error, @header_mismatch, "MCP-Protocol-Version header does not match params._meta[#{@version_key}]"}
+        {:error, @header_mismatch,
+         "MCP-Protocol-Version header does not match params._meta[#{@version_key}]"}
 
       headers["mcp-method"] != method ->
-        {:error, @header_mismatch, "Mcp-Method header is missing or does not match the request method"}
+        {:error, @header_mismatch,
+         "Mcp-Method header is missing or does not match the request method"}
 
       name_mismatch?(method, params, headers["mcp-name"]) ->
-        {:error, @header_mismatch, "Mcp-Name header is missing or does not match the request's name"}
+        {:error, @header_mismatch,
+         "Mcp-Name header is missing or does not match the request's name"}
 
       meta[@version_key] != @modern ->
         unsupported(meta[@version_key])
@@ -180,7 +187,8 @@ defmodule InterfaceService.Mcp.Protocol do
     end
   end
 
-  defp name_mismatch?(method, params, header) when method in ["tools/call", "prompts/get", "resources/read"] do
+  defp name_mismatch?(method, params, header)
+       when method in ["tools/call", "prompts/get", "resources/read"] do
     key = if method == "resources/read", do: "uri", else: "name"
 
     case Map.get(params, key) do
@@ -208,7 +216,10 @@ defmodule InterfaceService.Mcp.Protocol do
   @spec unsupported(term()) :: error()
   def unsupported(requested) do
     {:error, @unsupported_version, "unsupported protocol version",
-     %{supported: supported_versions(), requested: if(is_binary(requested), do: requested, else: inspect(requested))}}
+     %{
+       supported: supported_versions(),
+       requested: if(is_binary(requested), do: requested, else: inspect(requested))
+     }}
   end
 
   @doc "The `server/discover` result."
@@ -240,7 +251,11 @@ defmodule InterfaceService.Mcp.Protocol do
       next = offset + page_size
 
       result = %{tools: page}
-      result = if next < length(tools), do: Map.put(result, :nextCursor, encode_cursor(next)), else: result
+
+      result =
+        if next < length(tools),
+          do: Map.put(result, :nextCursor, encode_cursor(next)),
+          else: result
 
       result =
         if era == :modern,
@@ -251,7 +266,8 @@ defmodule InterfaceService.Mcp.Protocol do
     end
   end
 
-  defp encode_cursor(offset), do: Base.url_encode64("tools:" <> Integer.to_string(offset), padding: false)
+  defp encode_cursor(offset),
+    do: Base.url_encode64("tools:" <> Integer.to_string(offset), padding: false)
 
   defp decode_cursor(nil, _total), do: {:ok, 0}
 
@@ -277,7 +293,9 @@ defmodule InterfaceService.Mcp.Protocol do
       {:ok, structured} ->
         structured = Json.to_json(structured)
         text = IO.iodata_to_binary(Json.encode!(structured))
-        {:ok, %{content: [%{type: "text", text: text}], structuredContent: structured, isError: false}}
+
+        {:ok,
+         %{content: [%{type: "text", text: text}], structuredContent: structured, isError: false}}
 
       {:error, :unknown_tool} ->
         {:error, @invalid_params, "Unknown tool: #{String.slice(name, 0, 100)}"}
@@ -301,9 +319,14 @@ defmodule InterfaceService.Mcp.Protocol do
     token = get_in(params, ["_meta", "progressToken"])
 
     cond do
-      not is_map(args) -> {:error, @invalid_params, "arguments must be an object"}
-      not (is_nil(token) or is_binary(token) or is_integer(token)) -> {:error, @invalid_params, "invalid progressToken"}
-      true -> {:ok, name, args, token}
+      not is_map(args) ->
+        {:error, @invalid_params, "arguments must be an object"}
+
+      not (is_nil(token) or is_binary(token) or is_integer(token)) ->
+        {:error, @invalid_params, "invalid progressToken"}
+
+      true ->
+        {:ok, name, args, token}
     end
   end
 
@@ -311,7 +334,9 @@ defmodule InterfaceService.Mcp.Protocol do
 
   @doc "The HTTP status for a JSON-RPC error code on the stateless revision."
   @spec modern_http_status(integer()) :: pos_integer()
-  def modern_http_status(code) when code in [@parse_error, @invalid_request, @invalid_params], do: 400
+  def modern_http_status(code) when code in [@parse_error, @invalid_request, @invalid_params],
+    do: 400
+
   def modern_http_status(code) when code in [@header_mismatch, @unsupported_version], do: 400
   def modern_http_status(@method_not_found), do: 404
   def modern_http_status(@internal_error), do: 500

@@ -121,7 +121,15 @@ defmodule InterfaceService.Mcp.Session do
     case :ets.lookup(tab, id) do
       [{^id, _v, _c, _l, min, stream}] when is_pid(stream) ->
         if rank(level) >= rank(min || "info") do
-          send(stream, {:mcp_notify, %{jsonrpc: "2.0", method: "notifications/message", params: %{level: level, logger: "ruv_swarm", data: data}}})
+          send(
+            stream,
+            {:mcp_notify,
+             %{
+               jsonrpc: "2.0",
+               method: "notifications/message",
+               params: %{level: level, logger: "ruv_swarm", data: data}
+             }}
+          )
         end
 
         :ok
@@ -179,7 +187,12 @@ defmodule InterfaceService.Mcp.Session do
     @impl true
     def handle_info(:sweep, config) do
       cutoff = System.monotonic_time(:millisecond) - config.session_ttl_ms
-      expired = :ets.select(config.tabs.sessions, [{{:"$1", :_, :_, :"$2", :_, :_}, [{:<, :"$2", cutoff}], [:"$1"]}])
+
+      expired =
+        :ets.select(config.tabs.sessions, [
+          {{:"$1", :_, :_, :"$2", :_, :_}, [{:<, :"$2", cutoff}], [:"$1"]}
+        ])
+
       Enum.each(expired, &InterfaceService.Mcp.Session.delete(config, &1))
       InterfaceService.RateLimiter.sweep(config.tabs.rate)
       schedule(config)

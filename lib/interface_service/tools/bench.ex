@@ -50,8 +50,12 @@ defmodule InterfaceService.Tools.Bench do
   end
 
   defp op("swarm_status", api, swarm, _i), do: {:ok, _} = api.swarm_status(swarm)
-  defp op("memory_store", api, swarm, i), do: {:ok, _} = api.memory_store(swarm, "bench:#{rem(i, 64)}", i, [])
-  defp op("memory_get", api, swarm, i), do: {:ok, _} = api.memory_get(swarm, "bench:#{rem(i, 64)}", [])
+
+  defp op("memory_store", api, swarm, i),
+    do: {:ok, _} = api.memory_store(swarm, "bench:#{rem(i, 64)}", i, [])
+
+  defp op("memory_get", api, swarm, i),
+    do: {:ok, _} = api.memory_get(swarm, "bench:#{rem(i, 64)}", [])
 
   defp pct(sorted, n, q) do
     idx = min(n - 1, max(0, ceil(q * n) - 1))

@@ -61,15 +61,27 @@ defmodule InterfaceService.Tools.Schema do
   defp check_range(value, schema, path) when is_binary(value) do
     len = String.length(value)
 
-    bound(len >= Map.get(schema, :minLength, 0), "#{path} must have at least #{schema[:minLength]} characters") ++
-      bound(len <= Map.get(schema, :maxLength, len), "#{path} must have at most #{schema[:maxLength]} characters")
+    bound(
+      len >= Map.get(schema, :minLength, 0),
+      "#{path} must have at least #{schema[:minLength]} characters"
+    ) ++
+      bound(
+        len <= Map.get(schema, :maxLength, len),
+        "#{path} must have at most #{schema[:maxLength]} characters"
+      )
   end
 
   defp check_range(value, schema, path) when is_list(value) do
     len = length(value)
 
-    bound(len >= Map.get(schema, :minItems, 0), "#{path} must have at least #{schema[:minItems]} items") ++
-      bound(len <= Map.get(schema, :maxItems, len), "#{path} must have at most #{schema[:maxItems]} items")
+    bound(
+      len >= Map.get(schema, :minItems, 0),
+      "#{path} must have at least #{schema[:minItems]} items"
+    ) ++
+      bound(
+        len <= Map.get(schema, :maxItems, len),
+        "#{path} must have at most #{schema[:maxItems]} items"
+      )
   end
 
   defp check_range(_value, _schema, _path), do: []

@@ -5,8 +5,9 @@ defmodule SwarmService.Executor.Command do
   * `argv` is a list: the executable (a path, or a name looked up in `PATH`)
     and its arguments. It is never parsed by a shell.
   * The task input goes to the command's stdin (binaries as they are, other
-    terms as JSON when they can be encoded, else `inspect/1`), stdout is the
-    result, stderr is kept for the error message.
+    terms as JSON when they can be encoded, else `inspect/1`), followed by
+    the result of each finished dependency as a `## <name>` section; stdout
+    is the result, stderr is kept for the error message.
   * A non-zero exit status fails the attempt with the status and the end of
     stderr. A timeout (`:timeout_ms`, else the task's timeout) kills the
     command and every process it started.
@@ -74,8 +75,9 @@ defmodule SwarmService.Executor.Command do
 
   @doc false
   # Runs one attempt in the calling (worker) process. Returns {:ok, stdout},
-  # {:error, reason} or {:timeout, reason}. Honours {:cancel, reason} messages.
-  def run([exe | args], opts, input, task_timeout) do
+  # {:error, reason} or {:timeout, reason}. Honours {:cancel, work_id,
+  # reason} messages for this work.
+  def run([exe | args], opts, input, %{work_id: work_id, timeout_ms: task_timeout}) do
     timeout = Keyword.get(opts, :timeout_ms, task_timeout)
     max_out = Keyword.get(opts, :max_output_bytes, @default_max_output)
     dir = Path.join(System.tmp_dir!(), "ruv_swarm_exec")
@@ -83,7 +85,7 @@ defmodule SwarmService.Executor.Command do
     base = Path.join(dir, "#{System.os_time()}-#{:erlang.unique_integer([:positive])}")
     stdin_path = base <> ".in"
     stderr_path = base <> ".err"
-    File.write!(stdin_path, stdin_bytes(input))
+    File.write!(stdin_path, input)
 
     env =
       [{"RUV_SWARM_STDIN", stdin_path}, {"RUV_SWARM_STDERR", stderr_path}] ++
@@ -101,10 +103,11 @@ defmodule SwarmService.Executor.Command do
 
     try do
       port = Port.open({:spawn_executable, "/bin/sh"}, port_opts)
-      {:os_pid, os_pid} = Port.info(port, :os_pid)
+      # nil when the command already exited (and the port closed).
+      os_pid = with {:os_pid, pid} <- Port.info(port, :os_pid), do: pid
       deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
 
-      result = collect(port, os_pid, [], 0, max_out, deadline, timeout)
+      result = collect(port, os_pid, {[], 0, max_out}, {deadline, timeout}, work_id)
       finish(result, stderr_path)
     after
       File.rm(stdin_path)
@@ -112,7 +115,7 @@ defmodule SwarmService.Executor.Command do
     end
   end
 
-  defp collect(port, os_pid, acc, size, max_out, deadline, timeout) do
+  defp collect(port, os_pid, {acc, size, max_out}, {deadline, timeout} = limit, work_id) do
     wait =
       if deadline, do: max(deadline - System.monotonic_time(:millisecond), 0), else: :infinity
 
@@ -124,7 +127,7 @@ defmodule SwarmService.Executor.Command do
           kill_tree(port, os_pid)
           {:error, "output exceeded #{max_out} bytes; command killed"}
         else
-          collect(port, os_pid, [acc | chunk], size, max_out, deadline, timeout)
+          collect(port, os_pid, {[acc | chunk], size, max_out}, limit, work_id)
         end
 
       {^port, {:exit_status, 0}} ->
@@ -133,12 +136,14 @@ defmodule SwarmService.Executor.Command do
       {^port, {:exit_status, status}} ->
         {:exit, status}
 
-      {:cancel, reason} ->
+      {:cancel, ^work_id, reason} ->
         kill_tree(port, os_pid)
         {:error, "cancelled: #{reason}"}
 
-      {:EXIT, _from, reason} ->
-        # Our agent is gone: take the command down with us.
+      {:EXIT, from, reason} when is_pid(from) ->
+        # Our agent is gone (the only process we are linked to): take the
+        # command down with us. Ports of earlier runs also send EXITs; they
+        # are not pids and are ignored.
         kill_tree(port, os_pid)
         exit(reason)
     after
@@ -170,6 +175,17 @@ defmodule SwarmService.Executor.Command do
     end
   end
 
+  @doc false
+  # What the command reads: the input, then each dependency's result.
+  def stdin_of(%{input: input, context: deps}) when map_size(deps) == 0, do: stdin_bytes(input)
+
+  def stdin_of(%{input: input, context: deps}) do
+    sections =
+      for {name, result} <- Enum.sort(deps), do: ["\n\n## ", name, "\n", stdin_bytes(result)]
+
+    IO.iodata_to_binary([stdin_bytes(input) | sections])
+  end
+
   defp stdin_bytes(input) when is_binary(input), do: input
   defp stdin_bytes(nil), do: ""
 
@@ -181,6 +197,8 @@ defmodule SwarmService.Executor.Command do
 
   # Kills the command and every descendant (found through /proc), so a
   # timed-out `claude -p` leaves no children behind.
+  defp kill_tree(port, nil), do: close(port)
+
   defp kill_tree(port, os_pid) do
     pids = [os_pid | descendants(os_pid)]
 
@@ -188,6 +206,10 @@ defmodule SwarmService.Executor.Command do
       System.cmd("kill", ["-KILL", Integer.to_string(pid)], stderr_to_stdout: true)
     end)
 
+    close(port)
+  end
+
+  defp close(port) do
     try do
       Port.close(port)
     catch

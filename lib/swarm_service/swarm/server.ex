@@ -14,16 +14,19 @@ defmodule SwarmService.Swarm.Server do
   @idle_tick_ms 1_000
 
   def start_link({swarm_id, opts}) do
-    GenServer.start_link(__MODULE__, {swarm_id, opts},
-      name: SwarmService.Swarm.via({:server, swarm_id})
-    )
+    # The swarm's default executor rides along as the registry value, so
+    # spawn_agent/2 reads it from ETS without calling this process.
+    executor = Keyword.get(opts, :executor, :external)
+    name = {:via, Registry, {SwarmService.SwarmRegistry, {:server, swarm_id}, executor}}
+    GenServer.start_link(__MODULE__, {swarm_id, opts}, name: name)
   end
 
   @doc "Default executor for agents spawned without one."
   def default_executor(swarm_id) do
-    GenServer.call(SwarmService.Swarm.via({:server, swarm_id}), :default_executor)
-  catch
-    :exit, _ -> :external
+    case Registry.lookup(SwarmService.SwarmRegistry, {:server, swarm_id}) do
+      [{_pid, executor}] -> executor
+      [] -> :external
+    end
   end
 
   @doc "Watch an agent process; its exit takes it offline in the engine."
@@ -32,15 +35,10 @@ defmodule SwarmService.Swarm.Server do
   end
 
   @impl true
-  def init({swarm_id, opts}) do
+  def init({swarm_id, _opts}) do
     case Native.swarm_set_owner(swarm_id, self()) do
       :ok ->
-        state = %{
-          id: swarm_id,
-          executor: Keyword.get(opts, :executor, :external),
-          timer: nil,
-          monitors: %{}
-        }
+        state = %{id: swarm_id, timer: nil, monitors: %{}}
 
         {:ok, schedule(state, 0)}
 
@@ -48,9 +46,6 @@ defmodule SwarmService.Swarm.Server do
         {:stop, reason}
     end
   end
-
-  @impl true
-  def handle_call(:default_executor, _from, state), do: {:reply, state.executor, state}
 
   @impl true
   def handle_cast({:watch, agent_id, pid}, state) do

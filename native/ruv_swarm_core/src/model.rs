@@ -134,6 +134,9 @@ pub struct AgentSpec {
     pub capacity: u32,
     /// Node the agent's process runs on (informational for the engine).
     pub node: String,
+    /// Opaque to the engine: what the host needs to restart the agent's
+    /// process (the NIF stores the executor spec here).
+    pub meta: Payload,
 }
 
 impl Default for AgentSpec {
@@ -145,6 +148,7 @@ impl Default for AgentSpec {
             dispatch: Dispatch::Pull,
             capacity: 1,
             node: String::new(),
+            meta: Vec::new(),
         }
     }
 }

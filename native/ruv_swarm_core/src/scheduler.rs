@@ -6,8 +6,7 @@
 //! O(distinct capability sets), not O(queued units). Entries are removed
 //! lazily: an entry whose unit has moved on is skipped when met.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::model::Priority;
 
@@ -21,9 +20,40 @@ pub struct QueueEntry {
     pub attempt: u32,
 }
 
+/// Entries per segment of a [`SegQueue`].
+const SEGMENT: usize = 4096;
+
+/// A FIFO made of bounded segments: growing it never copies more than one
+/// segment, so a push stays cheap at a million entries.
+#[derive(Debug, Default)]
+struct SegQueue {
+    segs: VecDeque<VecDeque<QueueEntry>>,
+}
+
+impl SegQueue {
+    fn push_back(&mut self, e: QueueEntry) {
+        match self.segs.back_mut() {
+            Some(seg) if seg.len() < SEGMENT => seg.push_back(e),
+            _ => self.segs.push_back(VecDeque::from([e])),
+        }
+    }
+
+    /// The oldest segment, empty ones dropped.
+    fn front(&mut self) -> Option<&mut VecDeque<QueueEntry>> {
+        while self.segs.front().is_some_and(|s| s.is_empty()) {
+            self.segs.pop_front();
+        }
+        self.segs.front_mut()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.segs.iter().all(|s| s.is_empty())
+    }
+}
+
 #[derive(Debug, Default)]
 struct CapQueue {
-    by_priority: [VecDeque<QueueEntry>; 4],
+    by_priority: [SegQueue; 4],
 }
 
 #[derive(Debug, Default)]
@@ -93,10 +123,11 @@ impl ReadyQueues {
             if !caps.iter().all(|c| agent_caps.contains(c)) {
                 continue;
             }
-            for (s, dq) in q.by_priority.iter_mut().enumerate() {
+            for (s, sq) in q.by_priority.iter_mut().enumerate() {
                 if best.as_ref().is_some_and(|b| b.0 < s) {
                     break;
                 }
+                let Some(dq) = sq.front() else { continue };
                 // Drop stale heads, then look a few entries deep for one
                 // this agent may take.
                 let mut idx = 0;
@@ -129,7 +160,7 @@ impl ReadyQueues {
         }
         let (s, _, caps, idx) = best?;
         let q = self.queues.get_mut(&caps)?;
-        let entry = q.by_priority[s].remove(idx)?;
+        let entry = q.by_priority[s].front()?.remove(idx)?;
         self.len -= 1;
         if q.by_priority.iter().all(|d| d.is_empty()) {
             self.queues.remove(&caps);
@@ -162,34 +193,36 @@ pub struct Timer {
     pub attempt: u32,
 }
 
-/// Min-heap of timers; cancelled timers are recognised as stale when due.
+/// Timers in deadline order; cancelled timers are recognised as stale when
+/// due. A B-tree rather than a heap: it never reallocates wholesale, so
+/// adding a timer stays cheap with a million pending.
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
+    set: BTreeSet<Timer>,
 }
 
 impl Timers {
     pub fn push(&mut self, t: Timer) {
-        self.heap.push(Reverse(t));
+        self.set.insert(t);
     }
 
     pub fn pop_due(&mut self, now: u64) -> Option<Timer> {
-        match self.heap.peek() {
-            Some(Reverse(t)) if t.at <= now => self.heap.pop().map(|Reverse(t)| t),
+        match self.set.first() {
+            Some(t) if t.at <= now => self.set.pop_first(),
             _ => None,
         }
     }
 
     pub fn next_at(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(t)| t.at)
+        self.set.first().map(|t| t.at)
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.set.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.set.is_empty()
     }
 }
 

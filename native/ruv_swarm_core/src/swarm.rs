@@ -7,7 +7,7 @@
 //! [`Outbox`]: events, work to hand to push agents, work to cancel, and ids
 //! of tasks that finished.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -24,7 +24,7 @@ use crate::task::{self, Task, TaskResult, UnitState};
 use crate::topology;
 
 /// How many free agents the scheduler compares before picking one.
-const CANDIDATES: usize = 32;
+const CANDIDATES: usize = 8;
 /// Most units one agent may run at once.
 pub const MAX_CAPACITY: u32 = 1024;
 
@@ -40,6 +40,7 @@ pub struct Agent {
     pub running: u32,
     pub online: bool,
     pub node: String,
+    pub meta: Payload,
     pub metrics: AgentMetrics,
     pub joined_at: u64,
     /// Position in join order; topology roles derive from it.
@@ -180,7 +181,9 @@ pub struct Swarm {
     pub strategy: Strategy,
     pub max_agents: u32,
     pub created_at: u64,
-    agents: HashMap<u64, Agent>,
+    // B-trees, not hash maps: growth never rehashes 100,000 agents or a
+    // million tasks in one call (the 1 ms rule for normal schedulers).
+    agents: BTreeMap<u64, Agent>,
     /// Agent seqs in join order (index = position).
     order: Vec<u64>,
     /// Online push agents with a free slot.
@@ -191,7 +194,7 @@ pub struct Swarm {
     next_task: u64,
     next_discovery: u64,
     next_event: u64,
-    tasks: HashMap<u64, Task>,
+    tasks: BTreeMap<u64, Task>,
     finished: VecDeque<u64>,
     task_history: usize,
     queues: ReadyQueues,
@@ -242,7 +245,7 @@ impl Swarm {
             strategy: cfg.strategy,
             max_agents: cfg.max_agents,
             created_at: now,
-            agents: HashMap::new(),
+            agents: BTreeMap::new(),
             order: Vec::new(),
             free: Vec::new(),
             free_cursor: 0,
@@ -251,7 +254,7 @@ impl Swarm {
             next_task: 1,
             next_discovery: 1,
             next_event: 1,
-            tasks: HashMap::new(),
+            tasks: BTreeMap::new(),
             finished: VecDeque::new(),
             task_history: cfg.task_history.max(1),
             queues: ReadyQueues::default(),
@@ -363,6 +366,7 @@ impl Swarm {
             check_name("node", &spec.node)?;
         }
         check_list("capability", &spec.capabilities)?;
+        check_payload("agent metadata", &spec.meta)?;
         if spec.capacity == 0 || spec.capacity > MAX_CAPACITY {
             return Err(Error::invalid(format!(
                 "capacity must be between 1 and {MAX_CAPACITY}"
@@ -390,6 +394,7 @@ impl Swarm {
             running: 0,
             online,
             node: spec.node,
+            meta: spec.meta,
             metrics: AgentMetrics::default(),
             joined_at: now,
             pos: self.order.len() as u32,
@@ -586,10 +591,7 @@ impl Swarm {
 
     /// Upper bound of agents able to run work needing `caps`.
     fn capable_workers(&self, caps: &[String]) -> u32 {
-        let n = self.order.len();
-        let workers = (0..n)
-            .filter(|&p| topology::is_worker(self.topology, p, n))
-            .count() as u32;
+        let workers = topology::worker_count(self.topology, self.order.len()) as u32;
         caps.iter()
             .map(|c| self.cap_holders.get(c).copied().unwrap_or(0))
             .fold(workers, u32::min)
@@ -810,7 +812,7 @@ impl Swarm {
         let caps = normalize_caps(spec.capabilities.clone());
         let workers = self.capable_workers(&caps).max(1);
         let fan_out = match spec.mode {
-            _ if !spec.subtasks.is_empty() => 1,
+            _ if !spec.subtasks.is_empty() || spec.max_agents == 1 => 1,
             ExecMode::Parallel | ExecMode::Sequential => spec.max_agents.min(workers),
             // Hedge only while the swarm is failing noticeably.
             ExecMode::Adaptive if self.success_ewma >= 0.95 => 1,

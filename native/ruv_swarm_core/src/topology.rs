@@ -36,6 +36,19 @@ pub fn is_worker(topology: Topology, pos: usize, n: usize) -> bool {
     }
 }
 
+/// How many of `n` agents are workers, in O(1).
+pub fn worker_count(topology: Topology, n: usize) -> usize {
+    if n <= 1 {
+        return n;
+    }
+    match topology {
+        Topology::Mesh | Topology::Ring => n,
+        Topology::Star => n - 1,
+        // Inner nodes are the positions p with p * FANOUT + 1 < n.
+        Topology::Hierarchical => n - (n - 1).div_ceil(TREE_FANOUT),
+    }
+}
+
 /// Positions directly connected to `pos`.
 pub fn neighbours(topology: Topology, pos: usize, n: usize) -> Vec<usize> {
     if pos >= n || n == 1 {
@@ -213,6 +226,13 @@ mod tests {
         fn some_agent_always_works(n in 1usize..300, t in 0usize..4) {
             let topology = Topology::ALL[t];
             prop_assert!((0..n).any(|p| is_worker(topology, p, n)));
+        }
+
+        #[test]
+        fn worker_count_matches_the_roles(n in 0usize..500, t in 0usize..4) {
+            let topology = Topology::ALL[t];
+            let counted = (0..n).filter(|&p| is_worker(topology, p, n)).count();
+            prop_assert_eq!(worker_count(topology, n), counted);
         }
     }
 }

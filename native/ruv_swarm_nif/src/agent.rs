@@ -37,6 +37,9 @@ fn spec(t: Term) -> ruv_swarm_core::Result<AgentSpec> {
     if let Some(v) = codec::field(t, atoms::node()) {
         spec.node = codec::string(v, "node")?;
     }
+    if let Some(v) = codec::field(t, atoms::executor()) {
+        spec.meta = codec::payload(v);
+    }
     Ok(spec)
 }
 
@@ -122,18 +125,23 @@ fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
     })
 }
 
-/// Agent pids of a swarm: `[{agent_id, pid}]`, for the Elixir side to stop them.
+/// Push agents of a swarm with their process (if attached) and executor:
+/// `[{agent_id, pid | nil, executor}]`, so their processes can be rebuilt.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn agent_pids<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
+fn agent_processes<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
     let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
     with_swarm(env, cell, |st, _| {
         let list: Vec<Term> = st
-            .agent_pids
-            .iter()
-            .filter_map(|(seq, pid)| {
-                st.swarm
-                    .agent_by_seq(*seq)
-                    .map(|a| (codec::bin(env, &a.id), *pid).encode(env))
+            .swarm
+            .agents()
+            .filter(|a| a.dispatch == Dispatch::Push)
+            .map(|a| {
+                let pid = st
+                    .agent_pids
+                    .get(&a.seq)
+                    .map(|p| p.encode(env))
+                    .unwrap_or_else(|| atoms::nil().encode(env));
+                (codec::bin(env, &a.id), pid, codec::term_of(env, &a.meta)).encode(env)
             })
             .collect();
         ok(env, list)

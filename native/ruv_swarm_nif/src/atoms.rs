@@ -34,5 +34,5 @@ rustler::atoms! {
     progress, delay_ms, reason, from, deliveries,
     allocated_bytes, swarms, agent_type, discovery_type,
     depends_on, backoff_ms, max_backoff_ms, subtasks, prefix, text, limit, ttl_ms,
-    if_version, min_confidence,
+    if_version, min_confidence, executor, longest_call_ns, longest_call_cpu_ns,
 }

@@ -161,9 +161,18 @@ fn agent_neighbours<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     })
 }
 
-/// Engine-wide memory: live bytes allocated by Rust, and swarm count.
+/// Turns on CPU-time measurement of every swarm command (for benchmarks).
+#[rustler::nif]
+fn engine_measure_cpu(on: bool) -> rustler::Atom {
+    registry::measure_cpu(on);
+    atoms::ok()
+}
+
+/// Engine-wide numbers: live bytes allocated by Rust, swarm count, and the
+/// longest swarm command since the last call (then reset).
 #[rustler::nif]
 fn engine_memory(env: Env) -> Term {
+    let (wall, cpu) = registry::take_longest_call_ns();
     codec::map(
         env,
         [
@@ -172,6 +181,8 @@ fn engine_memory(env: Env) -> Term {
                 (crate::alloc::live_bytes() as u64).encode(env),
             ),
             (atoms::swarms(), (registry::all().len() as u64).encode(env)),
+            (atoms::longest_call_ns(), wall.encode(env)),
+            (atoms::longest_call_cpu_ns(), cpu.encode(env)),
         ],
     )
 }

@@ -1,0 +1,300 @@
+# Gateway benchmark: `mix run bench/gateway.exs` (MIX_ENV=prod for release-like numbers).
+#
+# Measures, in one run:
+#   * tools/call swarm_status over MCP (2025-11-25 session, JSON responses) at
+#     1, 16 and 64 concurrent keep-alive clients: requests/s, p50, p99;
+#   * GET /health at 1 client: p50, p99;
+#   * the same swarm_status as a native call, and the MCP/native ratio.
+# The client is a small raw :gen_tcp keep-alive HTTP/1.1 client, so the
+# numbers are the gateway's and not an HTTP library's. Prints a table and one
+# JSON line per measurement. Ratios and percentiles only: nothing is asserted.
+
+defmodule GatewayBench.StubEngine do
+  @moduledoc false
+  # Used only when the real engine (SwarmService.RuvSwarm) is not in the build.
+  def spawn_swarm(_), do: {:ok, "bench-swarm"}
+  def list_swarms, do: {:ok, []}
+
+  def swarm_status(id) do
+    {:ok,
+     %{
+       id: id,
+       name: "bench",
+       topology: :mesh,
+       strategy: :balanced,
+       max_agents: 100,
+       created_at: 0,
+       agents: %{total: 0, idle: 0, busy: 0, offline: 0},
+       tasks: %{
+         pending: 0,
+         assigned: 0,
+         running: 0,
+         completed: 0,
+         failed: 0,
+         cancelled: 0,
+         timed_out: 0
+       },
+       memory_entries: 0,
+       discoveries: 0,
+       events: 0
+     }}
+  end
+
+  def format_error(r), do: inspect(r)
+end
+
+defmodule GatewayBench.Client do
+  @moduledoc false
+  # Minimal keep-alive HTTP/1.1 client: one socket, one request at a time.
+
+  def connect(port) do
+    {:ok, sock} = :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false, nodelay: true])
+    sock
+  end
+
+  def request(sock, method, path, headers, body) do
+    req = [
+      method,
+      " ",
+      path,
+      " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+      Enum.map(headers, fn {k, v} -> [k, ": ", v, "\r\n"] end),
+      "Content-Length: ",
+      Integer.to_string(byte_size(body)),
+      "\r\n\r\n",
+      body
+    ]
+
+    :ok = :gen_tcp.send(sock, req)
+    read_response(sock, "")
+  end
+
+  defp read_response(sock, buf) do
+    case :binary.match(buf, "\r\n\r\n") do
+      {pos, 4} ->
+        head = binary_part(buf, 0, pos)
+        rest = binary_part(buf, pos + 4, byte_size(buf) - pos - 4)
+        len = content_length(head)
+        body = read_body(sock, rest, len)
+        <<"HTTP/1.1 ", status::binary-size(3), _::binary>> = head
+        {String.to_integer(status), head, body}
+
+      :nomatch ->
+        {:ok, more} = :gen_tcp.recv(sock, 0, 10_000)
+        read_response(sock, buf <> more)
+    end
+  end
+
+  defp content_length(head) do
+    case :binary.match(head, "Content-Length: ") do
+      {pos, len} ->
+        tail = binary_part(head, pos + len, byte_size(head) - pos - len)
+        [n | _] = String.split(tail, "\r\n", parts: 2)
+        String.to_integer(n)
+    end
+  end
+
+  defp read_body(_sock, buf, len) when byte_size(buf) >= len, do: buf
+
+  defp read_body(sock, buf, len) do
+    {:ok, more} = :gen_tcp.recv(sock, len - byte_size(buf), 10_000)
+    read_body(sock, buf <> more, len)
+  end
+end
+
+defmodule GatewayBench do
+  @moduledoc false
+  alias GatewayBench.Client
+
+  @duration_ms String.to_integer(System.get_env("BENCH_DURATION_MS", "3000"))
+
+  def run do
+    {:ok, _} = Application.ensure_all_started(:inets)
+    {:ok, _} = Application.ensure_all_started(:mochiweb)
+    {:ok, _} = Application.ensure_all_started(:jiffy)
+
+    real = SwarmService.RuvSwarm
+
+    api =
+      if Code.ensure_loaded?(real) and function_exported?(real, :spawn_swarm, 1) do
+        {:ok, _} = Application.ensure_all_started(:swarm_service)
+        real
+      else
+        GatewayBench.StubEngine
+      end
+
+    {:ok, _} =
+      InterfaceService.start_link(
+        name: GatewayBench,
+        port: 0,
+        enabled: true,
+        api: api,
+        rate_limit: 0,
+        max_sessions: 1000
+      )
+
+    port = InterfaceService.port(GatewayBench)
+    {:ok, swarm} = api.spawn_swarm(%{topology: :mesh, agents: 4})
+
+    IO.puts(
+      "engine: #{inspect(api)}  schedulers: #{System.schedulers_online()}  duration/level: #{@duration_ms} ms\n"
+    )
+
+    native = native(api, swarm)
+    sid = open_session(port)
+
+    body =
+      IO.iodata_to_binary(
+        :jiffy.encode(%{
+          jsonrpc: "2.0",
+          id: 1,
+          method: "tools/call",
+          params: %{name: "swarm_status", arguments: %{swarm_id: swarm}}
+        })
+      )
+
+    headers = [
+      {"Content-Type", "application/json"},
+      {"Accept", "application/json, text/event-stream"},
+      {"Mcp-Session-Id", sid},
+      {"MCP-Protocol-Version", "2025-11-25"}
+    ]
+
+    # Sanity: the call must really succeed before it is timed.
+    sock = Client.connect(port)
+    {200, _, resp} = Client.request(sock, "POST", "/mcp", headers, body)
+    false = :jiffy.decode(resp, [:return_maps])["result"]["isError"]
+    :gen_tcp.close(sock)
+
+    mcp =
+      for clients <- [1, 16, 64] do
+        load("tools/call swarm_status", clients, port, fn s ->
+          Client.request(s, "POST", "/mcp", headers, body)
+        end)
+      end
+
+    health = load("GET /health", 1, port, fn s -> Client.request(s, "GET", "/health", [], "") end)
+
+    rows = [native | mcp] ++ [health]
+    print_table(rows)
+    ratio = Enum.at(mcp, 0).p50_us / native.p50_us
+    IO.puts("\nMCP/native p50 ratio (1 client): #{Float.round(ratio, 1)}x\n")
+
+    for row <- rows, do: IO.puts(:jiffy.encode(Map.put(row, :bench, "gateway")))
+
+    IO.puts(
+      :jiffy.encode(%{
+        bench: "gateway",
+        name: "mcp_over_native_p50_ratio",
+        value: Float.round(ratio, 2)
+      })
+    )
+  end
+
+  defp native(api, swarm) do
+    n = 50_000
+    for _ <- 1..1000, do: api.swarm_status(swarm)
+
+    samples =
+      for _ <- 1..n do
+        t0 = System.monotonic_time(:nanosecond)
+        {:ok, _} = api.swarm_status(swarm)
+        System.monotonic_time(:nanosecond) - t0
+      end
+
+    stats("native swarm_status", 1, samples, Enum.sum(samples) / 1.0e9)
+  end
+
+  defp open_session(port) do
+    sock = Client.connect(port)
+
+    init =
+      IO.iodata_to_binary(
+        :jiffy.encode(%{
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: %{
+            protocolVersion: "2025-11-25",
+            capabilities: %{},
+            clientInfo: %{name: "bench", version: "1"}
+          }
+        })
+      )
+
+    {200, head, _} =
+      Client.request(sock, "POST", "/mcp", [{"Content-Type", "application/json"}], init)
+
+    [_, rest] = String.split(head, "Mcp-Session-Id: ", parts: 2)
+    [sid | _] = String.split(rest, "\r\n", parts: 2)
+    :gen_tcp.close(sock)
+    sid
+  end
+
+  defp load(name, clients, port, fun) do
+    parent = self()
+    start = System.monotonic_time(:millisecond)
+    deadline = start + @duration_ms
+
+    pids =
+      for _ <- 1..clients do
+        spawn_link(fn ->
+          sock = Client.connect(port)
+          # Warm the connection up.
+          fun.(sock)
+          send(parent, {:samples, self(), loop(sock, fun, deadline, [])})
+          :gen_tcp.close(sock)
+        end)
+      end
+
+    samples = Enum.flat_map(pids, fn pid -> receive do: ({:samples, ^pid, s} -> s) end)
+    elapsed_s = (System.monotonic_time(:millisecond) - start) / 1000
+    stats(name, clients, samples, elapsed_s)
+  end
+
+  defp loop(sock, fun, deadline, acc) do
+    if System.monotonic_time(:millisecond) >= deadline do
+      acc
+    else
+      t0 = System.monotonic_time(:nanosecond)
+      {200, _, _} = fun.(sock)
+      loop(sock, fun, deadline, [System.monotonic_time(:nanosecond) - t0 | acc])
+    end
+  end
+
+  defp stats(name, clients, samples, elapsed_s) do
+    sorted = Enum.sort(samples)
+    n = length(sorted)
+    pct = fn q -> Enum.at(sorted, min(n - 1, max(0, ceil(q * n) - 1))) / 1000 end
+
+    %{
+      name: name,
+      clients: clients,
+      requests: n,
+      rps: round(n / elapsed_s),
+      p50_us: Float.round(pct.(0.5), 1),
+      p99_us: Float.round(pct.(0.99), 1)
+    }
+  end
+
+  defp print_table(rows) do
+    IO.puts(
+      String.pad_trailing("measurement", 28) <>
+        String.pad_leading("clients", 8) <>
+        String.pad_leading("req/s", 10) <>
+        String.pad_leading("p50 µs", 10) <> String.pad_leading("p99 µs", 10)
+    )
+
+    for r <- rows do
+      IO.puts(
+        String.pad_trailing(r.name, 28) <>
+          String.pad_leading(Integer.to_string(r.clients), 8) <>
+          String.pad_leading(Integer.to_string(r.rps), 10) <>
+          String.pad_leading(:erlang.float_to_binary(r.p50_us, decimals: 1), 10) <>
+          String.pad_leading(:erlang.float_to_binary(r.p99_us, decimals: 1), 10)
+      )
+    end
+  end
+end
+
+GatewayBench.run()

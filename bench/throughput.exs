@@ -1,0 +1,206 @@
+# End-to-end task throughput and latency with a trivial module executor,
+# and how fast command agents start.
+#
+#     mix run bench/throughput.exs
+#     QUICK=1 mix run bench/throughput.exs
+#
+# Goals (issue 3, one node): >= 100,000 trivial tasks/s end to end;
+# p99 submit-to-result <= 1 ms at half that rate.
+
+alias SwarmService.{Native, RuvSwarm}
+
+defmodule Bench.Trivial do
+  @behaviour SwarmService.Executor
+  def run(_task, _ctx), do: {:ok, :done}
+end
+
+defmodule Bench.Throughput do
+  # Each submitter keeps up to `window` tasks in flight and records its own
+  # submit-to-result latencies, so no single harness process sits between
+  # the swarm and its callers.
+  def submitter(swarm, n, window) do
+    loop(swarm, n, window, %{}, [])
+  end
+
+  defp loop(_swarm, 0, _window, open, lat) when map_size(open) == 0, do: lat
+
+  defp loop(swarm, left, window, open, lat) when left > 0 and map_size(open) < window do
+    t0 = System.monotonic_time(:nanosecond)
+    {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
+
+    case Native.task_watch(id, self()) do
+      :watching ->
+        loop(swarm, left - 1, window, Map.put(open, id, t0), lat)
+
+      :done ->
+        loop(swarm, left - 1, window, open, [System.monotonic_time(:nanosecond) - t0 | lat])
+    end
+  end
+
+  defp loop(swarm, left, window, open, lat) do
+    receive do
+      {:swarm_task_done, id} ->
+        {t0, open} = Map.pop(open, id)
+        loop(swarm, left, window, open, [System.monotonic_time(:nanosecond) - t0 | lat])
+    end
+  end
+
+  # As fast as `submitters` processes with `window` tasks in flight each can go.
+  def saturate(swarm, total, submitters, window \\ 64) do
+    t0 = System.monotonic_time(:nanosecond)
+
+    lat =
+      1..submitters
+      |> Enum.map(fn _ ->
+        Task.async(fn -> submitter(swarm, div(total, submitters), window) end)
+      end)
+      |> Enum.flat_map(&Task.await(&1, :infinity))
+
+    {length(lat) / ((System.monotonic_time(:nanosecond) - t0) / 1.0e9), Enum.sort(lat)}
+  end
+
+  # Open loop at a fixed rate, in 1 ms batches, from one pacing process.
+  def paced(swarm, rate, seconds) do
+    per_ms = max(1, div(rate, 1000))
+    batches = trunc(seconds * 1000)
+    start = System.monotonic_time(:millisecond)
+
+    open =
+      Enum.reduce(0..(batches - 1), %{}, fn batch, open ->
+        wait = start + batch - System.monotonic_time(:millisecond)
+        if wait > 0, do: Process.sleep(wait)
+
+        Enum.reduce(1..per_ms, open, fn _, open ->
+          t0 = System.monotonic_time(:nanosecond)
+          {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping})
+
+          case Native.task_watch(id, self()) do
+            :watching ->
+              Map.put(open, id, t0)
+
+            :done ->
+              Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+              open
+          end
+        end)
+        |> drain()
+      end)
+
+    finish(open, [])
+  end
+
+  # Takes completions already waiting, without blocking the pace.
+  defp drain(open) do
+    receive do
+      {:swarm_task_done, id} ->
+        {t0, open} = Map.pop(open, id)
+        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+        drain(open)
+    after
+      0 -> open
+    end
+  end
+
+  defp finish(open, _) when map_size(open) == 0, do: Enum.sort(Process.delete(:lat) || [])
+
+  defp finish(open, acc) do
+    receive do
+      {:swarm_task_done, id} ->
+        {t0, open} = Map.pop(open, id)
+        Process.put(:lat, [System.monotonic_time(:nanosecond) - t0 | Process.get(:lat, [])])
+        finish(open, acc)
+    end
+  end
+
+  def pct(sorted, p),
+    do: Enum.at(sorted, min(length(sorted) - 1, trunc(p * length(sorted)))) / 1000
+end
+
+quick = System.get_env("QUICK") in ["1", "true"]
+total = if quick, do: 20_000, else: 100_000
+submitters = System.schedulers_online() * 2
+
+IO.puts("\n== end-to-end trivial tasks (module executor) ==")
+
+IO.puts(
+  "agents     tasks/s    p50 us    p99 us   (saturated, #{submitters} callers x 64 in flight)"
+)
+
+rows =
+  for agents <- [1, 100, 10_000] do
+    {:ok, s} =
+      RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
+
+    # Warm up: every agent gets its worker process before measuring.
+    Bench.Throughput.saturate(s, max(2_000, 2 * agents), submitters)
+    {rate, lat} = Bench.Throughput.saturate(s, total, submitters)
+    p50 = Bench.Throughput.pct(lat, 0.5)
+    p99 = Bench.Throughput.pct(lat, 0.99)
+
+    IO.puts(
+      String.pad_leading("#{agents}", 6) <>
+        String.pad_leading("#{round(rate)}", 12) <>
+        String.pad_leading(:erlang.float_to_binary(p50, decimals: 1), 10) <>
+        String.pad_leading(:erlang.float_to_binary(p99, decimals: 1), 10)
+    )
+
+    RuvSwarm.destroy_swarm(s)
+    %{bench: "throughput", agents: agents, tasks_per_s: rate, p50_us: p50, p99_us: p99}
+  end
+
+best = Enum.max_by(rows, & &1.tasks_per_s)
+half = trunc(best.tasks_per_s / 2)
+
+IO.puts(
+  "\n== submit-to-result latency at half the best rate (#{half} tasks/s, #{best.agents} agents) =="
+)
+
+{:ok, s} =
+  RuvSwarm.spawn_swarm(
+    agents: best.agents,
+    max_agents: best.agents,
+    executor: {:module, Bench.Trivial}
+  )
+
+lat = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
+RuvSwarm.destroy_swarm(s)
+
+paced = %{
+  bench: "throughput",
+  paced_rate: half,
+  p50_us: Bench.Throughput.pct(lat, 0.5),
+  p99_us: Bench.Throughput.pct(lat, 0.99)
+}
+
+IO.puts(
+  "p50 #{Float.round(paced.p50_us, 1)} us, p99 #{Float.round(paced.p99_us, 1)} us over #{length(lat)} tasks"
+)
+
+IO.puts("\n== command agents ==")
+n = if quick, do: 500, else: 2_000
+{:ok, s} = RuvSwarm.spawn_swarm(max_agents: n)
+t0 = System.monotonic_time(:microsecond)
+for _ <- 1..n, do: {:ok, _} = RuvSwarm.spawn_agent(s, executor: {:command, ["cat"], []})
+started = n / ((System.monotonic_time(:microsecond) - t0) / 1.0e6)
+IO.puts("command agents started: #{round(started)}/s")
+cmd_tasks = if quick, do: 200, else: 1_000
+t0 = System.monotonic_time(:microsecond)
+
+ids = for i <- 1..cmd_tasks, do: elem(RuvSwarm.orchestrate(s, "line #{i}"), 1)
+for id <- ids, do: {:ok, _} = RuvSwarm.await_task(id, 30_000)
+cmd_rate = cmd_tasks / ((System.monotonic_time(:microsecond) - t0) / 1.0e6)
+IO.puts("command tasks (an OS process each, `cat`): #{round(cmd_rate)}/s")
+RuvSwarm.destroy_swarm(s)
+
+summary = %{
+  bench: "throughput",
+  summary: true,
+  best_tasks_per_s: best.tasks_per_s,
+  paced_p99_us: paced.p99_us,
+  command_agents_started_per_s: started,
+  command_tasks_per_s: cmd_rate,
+  goals_met: best.tasks_per_s >= 100_000 and paced.p99_us <= 1_000
+}
+
+IO.puts("")
+for row <- rows ++ [paced, summary], do: IO.puts(:jiffy.encode(row))
