@@ -9,10 +9,13 @@ defmodule SwarmService.Application do
   @impl true
   def start(_type, _args) do
     children = [
+      # First so it stops last: the PID file outlives the rest of the node.
+      SwarmService.CLI.Runtime,
       SwarmService.Native.LogForwarder,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
+      SwarmService.HealthEndpoint,
       InterfaceService
     ]
 

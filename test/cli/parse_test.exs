@@ -1,0 +1,31 @@
+defmodule SwarmService.CLI.ParseTest do
+  use ExUnit.Case, async: true
+
+  alias SwarmService.CLI
+
+  test "accepts each command with its own options" do
+    assert {:ok, "start", opts} =
+             CLI.parse(~w(start -d --port 5000 --health-port 5001 --name a@127.0.0.1 --cookie c))
+
+    assert opts[:detached] and opts[:port] == 5000 and opts[:health_port] == 5001
+    assert {:ok, "stop", [timeout: 250]} = CLI.parse(~w(stop --timeout 250))
+    assert {:ok, "status", []} = CLI.parse(["status"])
+    assert {:ok, "tools", []} = CLI.parse(["tools"])
+    assert {:ok, :help} = CLI.parse(["--help"])
+  end
+
+  test "rejects what it does not understand, naming it" do
+    assert {:error, "unknown option --bogus"} = CLI.parse(~w(start --bogus))
+    assert {:error, "invalid value for --port: \"abc\""} = CLI.parse(~w(start --port abc))
+    assert {:error, "unknown command \"launch\""} = CLI.parse(["launch"])
+    assert {:error, "missing command"} = CLI.parse([])
+    assert {:error, "--detached is not an option of stop"} = CLI.parse(~w(stop --detached))
+    assert {:error, "unexpected argument for status: now"} = CLI.parse(~w(status now))
+    assert {:error, "--port must be between 1 and 65535"} = CLI.parse(~w(start --port 70000))
+
+    assert {:error, "--port and --health-port must differ"} =
+             CLI.parse(~w(start --port 5000 --health-port 5000))
+
+    assert {:error, "--name must look like" <> _} = CLI.parse(~w(start --name bad/name))
+  end
+end
