@@ -12,13 +12,13 @@ export MIX_HOME ?= $(CURDIR)/_build/mix_home
 NODE ?= swarm@127.0.0.1
 COOKIE ?= ruv_swarm
 
-.PHONY: run test deps native check-format lint cargo-test mix-test mcp-client-test bench clean
+.PHONY: run test deps native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test bench clean
 
 run: deps
 	mix compile
 	iex --name $(NODE) --cookie $(COOKIE) -S mix
 
-test: deps lint cargo-test mix-test mcp-client-test
+test: deps lint cargo-test mix-test mcp-client-test mcp-bridge-test
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -46,6 +46,10 @@ mix-test:
 # An independent MCP client (the official Python SDK) against a live gateway.
 mcp-client-test:
 	test/mcp_client/run.sh
+
+# The same SDK over stdio, through the ruv_swarm_mcp bridge to a detached node.
+mcp-bridge-test:
+	test/mcp_bridge/run.sh
 
 bench: deps
 	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs

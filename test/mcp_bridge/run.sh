@@ -11,7 +11,7 @@ export MIX_ENV="${MIX_ENV:-test}"
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mcp' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q mcp
+  .venv/bin/pip install -q "mcp==2.3.0"
 fi
 
 cargo build -q -p ruv_swarm_mcp
