@@ -384,6 +384,16 @@ defmodule InterfaceService.HttpServer do
     end
   end
 
+  @doc false
+  # The request body, or the error reply already sent for it (too large,
+  # timed out, malformed).
+  def read_body_or_reply(conn) do
+    case read_body(conn) do
+      {:ok, body} -> {:ok, body}
+      {:error, reason} -> body_error(conn, reason)
+    end
+  end
+
   @doc """
   Answers a body that cannot be read, then closes the connection: the
   unread bytes would otherwise be taken for the next request.

@@ -35,7 +35,7 @@ defmodule InterfaceService.Rest do
     do: HttpServer.send_json(conn, 404, %{success: false, error: "not found"})
 
   defp call(conn, name) do
-    with {:ok, body} <- read(conn),
+    with {:ok, body} <- HttpServer.read_body_or_reply(conn),
          {:ok, args} <- decode(conn, body) do
       config = conn.config
 
@@ -63,13 +63,6 @@ defmodule InterfaceService.Rest do
             error: "internal error while running #{name}"
           })
       end
-    end
-  end
-
-  defp read(conn) do
-    case HttpServer.read_body(conn) do
-      {:ok, body} -> {:ok, body}
-      {:error, reason} -> HttpServer.body_error(conn, reason)
     end
   end
 

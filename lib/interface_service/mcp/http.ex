@@ -29,7 +29,7 @@ defmodule InterfaceService.Mcp.Http do
   defp post(conn) do
     with :ok <- check_content_type(conn),
          :ok <- check_accept(conn),
-         {:ok, body} <- read_body(conn),
+         {:ok, body} <- HttpServer.read_body_or_reply(conn),
          {:ok, msg} <- decode(conn, body) do
       version = HttpServer.header(conn, "mcp-protocol-version")
       session_id = HttpServer.header(conn, "mcp-session-id")
@@ -81,13 +81,6 @@ defmodule InterfaceService.Mcp.Http do
                406,
                Protocol.error(nil, -32_600, "Accept must include application/json")
              )
-    end
-  end
-
-  defp read_body(conn) do
-    case HttpServer.read_body(conn) do
-      {:ok, body} -> {:ok, body}
-      {:error, reason} -> HttpServer.body_error(conn, reason)
     end
   end
 

@@ -404,101 +404,103 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
             (atoms::at(), r.at.encode(env)),
         ],
     );
-    let put = |m: Term<'a>, k: Atom, v: Term<'a>| m.map_put(k, v).expect("map");
-    match &r.event {
+    let task = |id: &str| (atoms::task_id(), bin(env, id));
+    let unit = |u: &str| (atoms::unit(), bin(env, u));
+    let agent = |a: &str| (atoms::agent_id(), bin(env, a));
+    let extra: Vec<(Atom, Term<'a>)> = match &r.event {
         Event::AgentJoined {
             agent_id,
             agent_type,
-        } => put(
-            put(base, atoms::agent_id(), bin(env, agent_id)),
-            atoms::agent_type(),
-            bin(env, agent_type),
-        ),
-        Event::AgentLeft { agent_id } => put(base, atoms::agent_id(), bin(env, agent_id)),
-        Event::AgentStatusChanged { agent_id, status } => put(
-            put(base, atoms::agent_id(), bin(env, agent_id)),
-            atoms::status(),
-            atom_of(env, status.as_str()),
-        ),
-        Event::TaskSubmitted { task_id } => put(base, atoms::task_id(), bin(env, task_id)),
+        } => {
+            vec![agent(agent_id), (atoms::agent_type(), bin(env, agent_type))]
+        }
+        Event::AgentLeft { agent_id } => vec![agent(agent_id)],
+        Event::AgentStatusChanged { agent_id, status } => {
+            vec![
+                agent(agent_id),
+                (atoms::status(), atom_of(env, status.as_str())),
+            ]
+        }
+        Event::TaskSubmitted { task_id } => vec![task(task_id)],
         Event::TaskAssigned {
             task_id,
-            unit,
+            unit: u,
             agent_id,
             attempt,
-        } => {
-            let m = put(base, atoms::task_id(), bin(env, task_id));
-            let m = put(m, atoms::unit(), bin(env, unit));
-            let m = put(m, atoms::agent_id(), bin(env, agent_id));
-            put(m, atoms::attempt(), attempt.encode(env))
-        }
+        } => vec![
+            task(task_id),
+            unit(u),
+            agent(agent_id),
+            (atoms::attempt(), attempt.encode(env)),
+        ],
         Event::TaskStarted {
             task_id,
-            unit,
+            unit: u,
             agent_id,
         } => {
-            let m = put(base, atoms::task_id(), bin(env, task_id));
-            let m = put(m, atoms::unit(), bin(env, unit));
-            put(m, atoms::agent_id(), bin(env, agent_id))
+            vec![task(task_id), unit(u), agent(agent_id)]
         }
         Event::TaskProgress {
             task_id,
-            unit,
+            unit: u,
             agent_id,
             progress,
-        } => {
-            let m = put(base, atoms::task_id(), bin(env, task_id));
-            let m = put(m, atoms::unit(), bin(env, unit));
-            let m = put(m, atoms::agent_id(), bin(env, agent_id));
-            put(m, atoms::progress(), progress.encode(env))
-        }
+        } => vec![
+            task(task_id),
+            unit(u),
+            agent(agent_id),
+            (atoms::progress(), progress.encode(env)),
+        ],
         Event::TaskRetried {
             task_id,
-            unit,
+            unit: u,
             attempt,
             delay_ms,
             reason,
-        } => {
-            let m = put(base, atoms::task_id(), bin(env, task_id));
-            let m = put(m, atoms::unit(), bin(env, unit));
-            let m = put(m, atoms::attempt(), attempt.encode(env));
-            let m = put(m, atoms::delay_ms(), delay_ms.encode(env));
-            put(m, atoms::reason(), bin(env, reason))
-        }
+        } => vec![
+            task(task_id),
+            unit(u),
+            (atoms::attempt(), attempt.encode(env)),
+            (atoms::delay_ms(), delay_ms.encode(env)),
+            (atoms::reason(), bin(env, reason)),
+        ],
         Event::TaskFinished {
             task_id,
             status,
             error,
-        } => {
-            let m = put(base, atoms::task_id(), bin(env, task_id));
-            let m = put(m, atoms::status(), atom_of(env, status.as_str()));
-            put(m, atoms::error_message(), opt_str(env, error.as_deref()))
-        }
+        } => vec![
+            task(task_id),
+            (atoms::status(), atom_of(env, status.as_str())),
+            (atoms::error_message(), opt_str(env, error.as_deref())),
+        ],
         Event::MemoryStored {
             namespace,
             key,
             version,
-        } => {
-            let m = put(base, atoms::namespace(), bin(env, namespace));
-            let m = put(m, atoms::key(), bin(env, key));
-            put(m, atoms::version(), version.encode(env))
-        }
-        Event::MemoryDeleted { namespace, key } | Event::MemoryExpired { namespace, key } => {
-            let m = put(base, atoms::namespace(), bin(env, namespace));
-            put(m, atoms::key(), bin(env, key))
-        }
+        } => vec![
+            (atoms::namespace(), bin(env, namespace)),
+            (atoms::key(), bin(env, key)),
+            (atoms::version(), version.encode(env)),
+        ],
+        Event::MemoryDeleted { namespace, key } | Event::MemoryExpired { namespace, key } => vec![
+            (atoms::namespace(), bin(env, namespace)),
+            (atoms::key(), bin(env, key)),
+        ],
         Event::DiscoveryShared {
             discovery_id,
             agent_id,
             kind,
-        } => {
-            let m = put(base, atoms::id(), bin(env, discovery_id));
-            let m = put(m, atoms::agent_id(), opt_str(env, agent_id.as_deref()));
-            put(m, atoms::discovery_type(), bin(env, kind))
-        }
-        Event::Coordinated { from, deliveries } => {
-            let m = put(base, atoms::from(), opt_str(env, from.as_deref()));
-            put(m, atoms::deliveries(), (*deliveries as u64).encode(env))
-        }
-    }
+        } => vec![
+            (atoms::id(), bin(env, discovery_id)),
+            (atoms::agent_id(), opt_str(env, agent_id.as_deref())),
+            (atoms::discovery_type(), bin(env, kind)),
+        ],
+        Event::Coordinated { from, deliveries } => vec![
+            (atoms::from(), opt_str(env, from.as_deref())),
+            (atoms::deliveries(), (*deliveries as u64).encode(env)),
+        ],
+    };
+    extra
+        .into_iter()
+        .fold(base, |m, (k, v)| m.map_put(k, v).expect("map"))
 }
