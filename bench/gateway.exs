@@ -9,40 +9,6 @@
 # numbers are the gateway's and not an HTTP library's. Prints a table and one
 # JSON line per measurement. Ratios and percentiles only: nothing is asserted.
 
-defmodule GatewayBench.StubEngine do
-  @moduledoc false
-  # Used only when the real engine (SwarmService.RuvSwarm) is not in the build.
-  def spawn_swarm(_), do: {:ok, "bench-swarm"}
-  def list_swarms, do: {:ok, []}
-
-  def swarm_status(id) do
-    {:ok,
-     %{
-       id: id,
-       name: "bench",
-       topology: :mesh,
-       strategy: :balanced,
-       max_agents: 100,
-       created_at: 0,
-       agents: %{total: 0, idle: 0, busy: 0, offline: 0},
-       tasks: %{
-         pending: 0,
-         assigned: 0,
-         running: 0,
-         completed: 0,
-         failed: 0,
-         cancelled: 0,
-         timed_out: 0
-       },
-       memory_entries: 0,
-       discoveries: 0,
-       events: 0
-     }}
-  end
-
-  def format_error(r), do: inspect(r)
-end
-
 defmodule GatewayBench.Client do
   @moduledoc false
   # Minimal keep-alive HTTP/1.1 client: one socket, one request at a time.
@@ -113,15 +79,8 @@ defmodule GatewayBench do
     {:ok, _} = Application.ensure_all_started(:mochiweb)
     {:ok, _} = Application.ensure_all_started(:jiffy)
 
-    real = SwarmService.RuvSwarm
-
-    api =
-      if Code.ensure_loaded?(real) and function_exported?(real, :spawn_swarm, 1) do
-        {:ok, _} = Application.ensure_all_started(:swarm_service)
-        real
-      else
-        GatewayBench.StubEngine
-      end
+    {:ok, _} = Application.ensure_all_started(:swarm_service)
+    api = SwarmService.RuvSwarm
 
     {:ok, _} =
       InterfaceService.start_link(

@@ -68,6 +68,7 @@ defmodule InterfaceService.HttpServer do
     conn = %{
       req: req,
       config: config,
+      headers: headers_of(req),
       method: :mochiweb_request.get(:method, req),
       path: path,
       query: query,
@@ -258,12 +259,20 @@ defmodule InterfaceService.HttpServer do
   # --- helpers shared by the handlers -----------------------------------------
 
   @doc false
-  def header(%{req: req}, name) do
-    case :mochiweb_request.get_header_value(name, req) do
-      :undefined -> nil
-      value when is_list(value) -> :erlang.list_to_binary(value)
-      value when is_binary(value) -> value
-    end
+  def header(%{headers: headers}, name), do: Map.get(headers, name)
+
+  # All request headers once, by lowercase name: mochiweb lowercases the
+  # name on every single lookup, which was the gateway's largest cost.
+  # Repeated headers are joined with ", " as HTTP allows.
+  defp headers_of(req) do
+    req
+    |> then(&:mochiweb_request.get(:headers, &1))
+    |> :mochiweb_headers.to_list()
+    |> Enum.reduce(%{}, fn {name, value}, acc ->
+      key = name |> to_string() |> String.downcase(:ascii)
+      value = to_string(value)
+      Map.update(acc, key, value, &(&1 <> ", " <> value))
+    end)
   end
 
   @doc false
