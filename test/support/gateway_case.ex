@@ -73,7 +73,7 @@ defmodule InterfaceService.GatewayCase do
   end
 
   @doc "Reads from a raw stream until `needle` shows up; returns everything read."
-  def stream_read(sock, needle, timeout \\ 3000, acc \\ "") do
+  def stream_read(sock, needle, timeout \\ 10_000, acc \\ "") do
     if String.contains?(acc, needle) do
       acc
     else
@@ -171,18 +171,29 @@ defmodule InterfaceService.GatewayCase do
     {status, resp_headers, if(body == "", do: nil, else: json(body))}
   end
 
-  @doc "Sends raw bytes and returns what the server answers before closing or timing out."
-  def raw(port, data, timeout \\ 2000) do
+  @doc """
+  Sends raw bytes and returns what the server answers: waits up to
+  `first_ms` for the first bytes (generous, for loaded machines), then reads
+  until the server closes or stays quiet for 300 ms (a kept-alive
+  connection).
+  """
+  def raw(port, data, first_ms \\ 10_000) do
     {:ok, sock} = :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false])
     :ok = :gen_tcp.send(sock, data)
-    result = recv_all(sock, timeout, "")
+
+    result =
+      case :gen_tcp.recv(sock, 0, first_ms) do
+        {:ok, data} -> recv_all(sock, data)
+        {:error, _} -> ""
+      end
+
     :gen_tcp.close(sock)
     result
   end
 
-  defp recv_all(sock, timeout, acc) do
-    case :gen_tcp.recv(sock, 0, timeout) do
-      {:ok, data} -> recv_all(sock, timeout, acc <> data)
+  defp recv_all(sock, acc) do
+    case :gen_tcp.recv(sock, 0, 300) do
+      {:ok, data} -> recv_all(sock, acc <> data)
       {:error, _} -> acc
     end
   end

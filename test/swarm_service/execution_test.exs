@@ -3,6 +3,7 @@ defmodule SwarmService.ExecutionTest do
 
   alias SwarmService.{Agent, Native, RuvSwarm}
   alias SwarmService.Test.Executors
+  import SwarmService.Test.Eventually
 
   defp swarm!(opts) do
     {:ok, id} = RuvSwarm.spawn_swarm(opts)
@@ -14,6 +15,9 @@ defmodule SwarmService.ExecutionTest do
     {:ok, t} = RuvSwarm.orchestrate(swarm, task)
     {t, RuvSwarm.await_task(t, timeout)}
   end
+
+  defp ok({:ok, _} = result), do: result
+  defp ok(_), do: nil
 
   defp agent_ids(swarm) do
     {:ok, agents} = RuvSwarm.list_agents(swarm)
@@ -124,8 +128,9 @@ defmodule SwarmService.ExecutionTest do
       {:ok, %{units: [unit]}} = RuvSwarm.task_status(t)
       assert unit.attempts == 2
       # The crashed agent was restarted by its supervisor.
-      Process.sleep(50)
-      assert {:ok, %{agents: %{offline: 0, total: 2}}} = RuvSwarm.swarm_status(s)
+      eventually(fn ->
+        match?({:ok, %{agents: %{offline: 0, total: 2}}}, RuvSwarm.swarm_status(s))
+      end)
     end
 
     test "an executor exception fails the attempt with the exception's message" do
@@ -158,8 +163,7 @@ defmodule SwarmService.ExecutionTest do
       assert msg =~ "timed out"
       assert_receive {:swarm_event, ^s, %{type: :task_retried, task_id: ^t, attempt: 2}}
       assert_receive {:swarm_event, ^s, %{type: :task_timed_out, task_id: ^t}}
-      Process.sleep(20)
-      assert {:ok, %{agents: %{idle: 2}}} = RuvSwarm.swarm_status(s)
+      eventually(fn -> match?({:ok, %{agents: %{idle: 2}}}, RuvSwarm.swarm_status(s)) end)
     end
 
     test "an agent removed mid-task: the task finishes on another agent" do
@@ -179,8 +183,8 @@ defmodule SwarmService.ExecutionTest do
       [a, b] = agent_ids(s)
       {:ok, t} = RuvSwarm.orchestrate(s, %{input: "x", backoff_ms: 1})
       {:ok, w1} = RuvSwarm.claim_task(a, lease_ms: 30)
-      Process.sleep(80)
-      assert {:ok, w2} = RuvSwarm.claim_task(b, lease_ms: 1_000)
+      # After the lease and a short backoff, the work is claimable again.
+      {:ok, w2} = eventually(fn -> ok(RuvSwarm.claim_task(b, lease_ms: 1_000)) end)
       assert w2.task_id == t and w2.work_id != w1.work_id
       assert :ignored = RuvSwarm.complete_task(w1.work_id, a, "too late")
       assert :ok = RuvSwarm.complete_task(w2.work_id, b, "done")
@@ -239,9 +243,7 @@ defmodule SwarmService.ExecutionTest do
       s = swarm!(agents: 1, executor: {:command, argv, timeout_ms: 200})
       assert {_, {:error, {:timed_out, msg}}} = run!(s, %{input: "", retries: 1}, 3_000)
       assert msg =~ "killed"
-      Process.sleep(100)
-      {out, _} = System.cmd("pgrep", ["-f", "sleep #{marker}"])
-      assert out == "", "left behind: #{out}"
+      eventually(fn -> System.cmd("pgrep", ["-f", "sleep #{marker}"]) |> elem(0) == "" end)
     end
 
     test "output over the cap kills the command" do
@@ -266,9 +268,10 @@ defmodule SwarmService.ExecutionTest do
 
   describe "topologies route differently" do
     defp inbox_sources(s) do
-      Process.sleep(50)
+      agents = pids(s)
+      eventually(fn -> Enum.all?(agents, fn {_, pid} -> Agent.inbox(pid) != [] end) end)
 
-      for {id, pid} <- pids(s), into: %{} do
+      for {id, pid} <- agents, into: %{} do
         [%{from: from}] = Agent.inbox(pid)
         {id, from}
       end

@@ -189,9 +189,9 @@ defmodule SwarmService.RuvSwarmTest do
 
     test "entries expire after their TTL" do
       id = swarm!()
-      {:ok, _} = RuvSwarm.memory_store(id, "short", "v", ttl_ms: 30)
+      {:ok, _} = RuvSwarm.memory_store(id, "short", "v", ttl_ms: 300)
       assert {:ok, _} = RuvSwarm.memory_get(id, "short")
-      Process.sleep(60)
+      Process.sleep(350)
       assert {:error, :not_found} = RuvSwarm.memory_get(id, "short")
     end
 
