@@ -210,21 +210,6 @@ pub struct Swarm {
     pub outbox: Outbox,
 }
 
-fn status_slot(s: AgentStatus) -> usize {
-    match s {
-        AgentStatus::Idle => 0,
-        AgentStatus::Busy => 1,
-        AgentStatus::Offline => 2,
-    }
-}
-
-fn task_slot(s: TaskStatus) -> usize {
-    TaskStatus::ALL
-        .iter()
-        .position(|x| *x == s)
-        .expect("listed")
-}
-
 fn work_id(task_id: &str, unit: u32, attempt: u32) -> String {
     format!("{task_id}/{unit}/{attempt}")
 }
@@ -346,10 +331,6 @@ impl Swarm {
         }
     }
 
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
     // ---- agents -----------------------------------------------------------
 
     pub fn add_agent(&mut self, spec: AgentSpec, now: u64) -> Result<String> {
@@ -401,7 +382,7 @@ impl Swarm {
             free_idx: None,
             work: Vec::new(),
         };
-        self.agent_counts[status_slot(agent.status())] += 1;
+        self.agent_counts[agent.status() as usize] += 1;
         let agent_type = agent.agent_type.clone();
         self.agents.insert(seq, agent);
         self.order.push(seq);
@@ -440,7 +421,7 @@ impl Swarm {
         self.take_work_back(seq, "agent was removed", now);
         self.set_free(seq, false);
         let agent = self.agents.remove(&seq).expect("present");
-        self.agent_counts[status_slot(agent.status())] -= 1;
+        self.agent_counts[agent.status() as usize] -= 1;
         for c in &agent.capabilities {
             if let Some(n) = self.cap_holders.get_mut(c) {
                 *n -= 1;
@@ -522,8 +503,8 @@ impl Swarm {
         let agent_id = a.id.clone();
         self.set_free(seq, free);
         if before != after {
-            self.agent_counts[status_slot(before)] -= 1;
-            self.agent_counts[status_slot(after)] += 1;
+            self.agent_counts[before as usize] -= 1;
+            self.agent_counts[after as usize] += 1;
             self.emit(now, || Event::AgentStatusChanged {
                 agent_id,
                 status: after,
@@ -673,8 +654,8 @@ impl Swarm {
     fn set_task_status(&mut self, task: u64, status: TaskStatus) {
         let t = self.tasks.get_mut(&task).expect("live task");
         if t.status != status {
-            self.task_counts[task_slot(t.status)] -= 1;
-            self.task_counts[task_slot(status)] += 1;
+            self.task_counts[t.status as usize] -= 1;
+            self.task_counts[status as usize] += 1;
             t.status = status;
         }
     }
@@ -704,7 +685,6 @@ impl Swarm {
         u.state = UnitState::Running;
         u.agent = Some(agent);
         u.dispatched_at = now;
-        u.timed_out = false;
         let attempt = u.attempts;
         let unit_name = u.name.clone();
         let timeout = lease_ms.or(t.timeout_ms);
@@ -830,7 +810,7 @@ impl Swarm {
             .map(|(i, _)| i as u32)
             .collect();
         self.tasks.insert(seq, task);
-        self.task_counts[task_slot(TaskStatus::Pending)] += 1;
+        self.task_counts[TaskStatus::Pending as usize] += 1;
         self.counters.tasks_submitted += 1;
         let tid = id.clone();
         self.emit(now, || Event::TaskSubmitted { task_id: tid });
@@ -948,8 +928,7 @@ impl Swarm {
         u.result = Some(result);
         u.error = None;
         t.unfinished -= 1;
-        let hedged = t.mode == ExecMode::Adaptive && !t.has_subtasks && t.units.len() > 1;
-        if hedged || t.unfinished == 0 {
+        if t.is_hedged() || t.unfinished == 0 {
             self.finish_task(task, TaskStatus::Completed, None, now);
         } else {
             let dependents = t.units[unit as usize].dependents.clone();
@@ -1010,7 +989,6 @@ impl Swarm {
         let retry = t.retry;
         let u = &mut t.units[unit as usize];
         u.error = Some(reason.to_owned());
-        u.timed_out = timed_out;
         if let Some(a) = agent {
             if !u.excluded.contains(&a) {
                 u.excluded.push(a);
@@ -1051,9 +1029,8 @@ impl Swarm {
         u.state = UnitState::Failed;
         let (name, attempts) = (u.name.clone(), u.attempts);
         t.unfinished -= 1;
-        let hedged = t.mode == ExecMode::Adaptive && !t.has_subtasks && t.units.len() > 1;
         // A hedged task fails only when every try failed.
-        if hedged && t.units.iter().any(|u| !u.state.is_finished()) {
+        if t.is_hedged() && t.units.iter().any(|u| !u.state.is_finished()) {
             return;
         }
         let status = if timed_out {
@@ -1093,6 +1070,7 @@ impl Swarm {
         t.unfinished = 0;
         let task_id = t.id.clone();
         let reason = format!("task {}", status.as_str());
+        let freed: Vec<u64> = released.iter().map(|r| r.0).collect();
         for (agent, unit, attempt, wid) in released {
             self.release_agent(agent, task, unit, attempt, None, now);
             self.outbox.cancels.push(CancelOrder {
@@ -1113,11 +1091,9 @@ impl Swarm {
             status,
             error,
         });
-        let free = self.free.clone();
-        if !self.queues.is_empty() {
-            for s in free {
-                self.fill_agent(s, now);
-            }
+        // Agents whose attempts were cancelled may take queued work now.
+        for agent in freed {
+            self.fill_agent(agent, now);
         }
     }
 

@@ -69,7 +69,6 @@ pub struct Unit {
     pub result: Option<Payload>,
     pub error: Option<String>,
     pub dispatched_at: u64,
-    pub timed_out: bool,
 }
 
 impl Unit {
@@ -89,7 +88,6 @@ impl Unit {
             result: None,
             error: None,
             dispatched_at: 0,
-            timed_out: false,
         }
     }
 }
@@ -378,6 +376,11 @@ impl Task {
                 ),
             }
         }
+    }
+
+    /// An adaptive task split into tries: the first result wins.
+    pub fn is_hedged(&self) -> bool {
+        self.mode == ExecMode::Adaptive && !self.has_subtasks && self.units.len() > 1
     }
 
     pub fn attempts(&self) -> u32 {
