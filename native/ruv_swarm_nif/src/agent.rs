@@ -45,7 +45,7 @@ fn spec(t: Term) -> ruv_swarm_core::Result<AgentSpec> {
 
 #[rustler::nif]
 fn agent_add<'a>(env: Env<'a>, swarm_id: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, now| {
         let id = st.swarm.add_agent(spec(opts)?, now)?;
         ok(env, codec::bin(env, &id))
@@ -114,7 +114,7 @@ fn agent_get<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
 /// All agents of a swarm in join order (dirty: a swarm may hold 100,000).
 #[rustler::nif(schedule = "DirtyCpu")]
 fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
-    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, _| {
         let list: Vec<Term> = st
             .swarm
@@ -129,7 +129,7 @@ fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
 /// `[{agent_id, pid | nil, executor}]`, so their processes can be rebuilt.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn agent_processes<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
-    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, _| {
         let list: Vec<Term> = st
             .swarm

@@ -7,7 +7,7 @@ use ruv_swarm_core::events::{Event, EventRecord};
 use ruv_swarm_core::memory::Entry;
 use ruv_swarm_core::swarm::{Agent, WorkItem};
 use ruv_swarm_core::task::{Task, TaskResult};
-use ruv_swarm_core::{Error, Result, Swarm};
+use ruv_swarm_core::{Error, Payload, Result, Swarm};
 
 use crate::atoms;
 
@@ -261,6 +261,14 @@ pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
     )
 }
 
+/// `%{name => term}` from named payloads. Unit names are unique within a
+/// task (checked when it is submitted), so the keys are distinct.
+fn payload_map<'a>(env: Env<'a>, named: &[(String, Payload)]) -> Term<'a> {
+    let keys: Vec<Term> = named.iter().map(|(n, _)| bin(env, n)).collect();
+    let values: Vec<Term> = named.iter().map(|(_, p)| term_of(env, p)).collect();
+    Term::map_from_term_arrays(env, &keys, &values).expect("distinct names")
+}
+
 fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
     match r {
         None => atoms::nil().encode(env),
@@ -270,11 +278,7 @@ fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
             .map(|p| term_of(env, p))
             .collect::<Vec<_>>()
             .encode(env),
-        Some(TaskResult::Named(named)) => {
-            let keys: Vec<Term> = named.iter().map(|(n, _)| bin(env, n)).collect();
-            let values: Vec<Term> = named.iter().map(|(_, p)| term_of(env, p)).collect();
-            Term::map_from_term_arrays(env, &keys, &values).expect("distinct names")
-        }
+        Some(TaskResult::Named(named)) => payload_map(env, named),
     }
 }
 
@@ -334,17 +338,6 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
 }
 
 pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> Term<'a> {
-    let context: Vec<Term> = w
-        .context
-        .iter()
-        .map(|(name, p)| (bin(env, name), term_of(env, p)).encode(env))
-        .collect();
-    let keys: Vec<Term> = w.context.iter().map(|(n, _)| bin(env, n)).collect();
-    let values: Vec<Term> = w.context.iter().map(|(_, p)| term_of(env, p)).collect();
-    let context_map = Term::map_from_term_arrays(env, &keys, &values).unwrap_or_else(|_| {
-        // Names are unique per task, but never fail a dispatch over it.
-        context.encode(env)
-    });
     map(
         env,
         [
@@ -356,7 +349,7 @@ pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> T
             (atoms::attempt(), w.attempt.encode(env)),
             (atoms::description(), bin(env, &w.description)),
             (atoms::input(), term_of(env, &w.input)),
-            (atoms::context(), context_map),
+            (atoms::context(), payload_map(env, &w.context)),
             (atoms::timeout_ms(), opt(env, w.timeout_ms)),
             (atoms::priority(), atom_of(env, w.priority.as_str())),
             (atoms::route(), strs(env, &w.route)),

@@ -8,10 +8,6 @@ use ruv_swarm_core::Error;
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
-fn cell(swarm_id: Term) -> ruv_swarm_core::Result<std::sync::Arc<registry::Cell>> {
-    codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id))
-}
-
 fn filter(t: Term) -> ruv_swarm_core::Result<Filter> {
     if !t.is_map() {
         return Err(Error::invalid("discovery filters must be a map"));
@@ -34,7 +30,7 @@ fn filter(t: Term) -> ruv_swarm_core::Result<Filter> {
 /// Delivers `{:swarm_discovery, swarm_id, discovery}` to matching subscribers.
 #[rustler::nif]
 fn discovery_share<'a>(env: Env<'a>, swarm_id: Term<'a>, d: Term<'a>) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, now| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
         if !d.is_map() {
             return Err(Error::invalid("a discovery must be a map"));
         }
@@ -79,7 +75,7 @@ fn discovery_subscribe<'a>(
     pid: LocalPid,
     f: Term<'a>,
 ) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, _| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, _| {
         let f = filter(f)?;
         st.discovery_subscribers.retain(|(p, _)| *p != pid);
         st.discovery_subscribers.push((pid, f));
@@ -94,7 +90,7 @@ fn discovery_recent<'a>(
     f: Term<'a>,
     limit: Term<'a>,
 ) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, _| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, _| {
         let f = filter(f)?;
         let limit = codec::uint(limit, "limit", 1, limits::DEFAULT_DISCOVERY_LOG as u64)? as usize;
         let list: Vec<Term> = st

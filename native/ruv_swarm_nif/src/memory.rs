@@ -8,10 +8,6 @@ use ruv_swarm_core::Error;
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
-fn cell(swarm_id: Term) -> ruv_swarm_core::Result<std::sync::Arc<registry::Cell>> {
-    codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id))
-}
-
 /// `opts` is a map: namespace, tags, ttl_ms, if_version (all optional).
 #[rustler::nif]
 fn memory_store<'a>(
@@ -21,7 +17,7 @@ fn memory_store<'a>(
     value: Term<'a>,
     opts: Term<'a>,
 ) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, now| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
         if !opts.is_map() {
             return Err(Error::invalid("memory options must be a map"));
         }
@@ -70,7 +66,7 @@ fn namespace_of(opts: Term) -> ruv_swarm_core::Result<String> {
 
 #[rustler::nif]
 fn memory_get<'a>(env: Env<'a>, swarm_id: Term<'a>, key: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, now| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
         let (ns, key) = (namespace_of(opts)?, codec::string(key, "key")?);
         let e = st.swarm.memory_get(&ns, &key, now)?;
         ok(env, codec::entry(env, &ns, &key, e))
@@ -79,7 +75,7 @@ fn memory_get<'a>(env: Env<'a>, swarm_id: Term<'a>, key: Term<'a>, opts: Term<'a
 
 #[rustler::nif]
 fn memory_delete<'a>(env: Env<'a>, swarm_id: Term<'a>, key: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, now| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
         let (ns, key) = (namespace_of(opts)?, codec::string(key, "key")?);
         st.swarm.memory_delete(&ns, &key, now)?;
         ok_atom(env)
@@ -90,7 +86,7 @@ fn memory_delete<'a>(env: Env<'a>, swarm_id: Term<'a>, key: Term<'a>, opts: Term
 /// Dirty: a search may walk a million entries.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn memory_search<'a>(env: Env<'a>, swarm_id: Term<'a>, query: Term<'a>) -> Term<'a> {
-    with_swarm(env, cell(swarm_id), |st, now| {
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
         if !query.is_map() {
             return Err(Error::invalid("a memory query must be a map"));
         }

@@ -89,6 +89,11 @@ pub fn get(id: &str) -> Result<Arc<Cell>> {
         .ok_or(Error::SwarmNotFound)
 }
 
+/// The swarm named by a swarm id term.
+pub fn swarm_of(id: Term) -> Result<Arc<Cell>> {
+    codec::string(id, "swarm id").and_then(|id| get(&id))
+}
+
 /// The swarm an agent, task or discovery id belongs to.
 pub fn owning(id: &str, kind: Kind) -> Result<Arc<Cell>> {
     let not_found = match kind {

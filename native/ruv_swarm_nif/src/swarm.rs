@@ -63,7 +63,7 @@ fn swarm_list(env: Env) -> Term {
 
 #[rustler::nif]
 fn swarm_status<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
         ok(env, codec::swarm_status(env, &st.swarm))
     })
@@ -72,7 +72,7 @@ fn swarm_status<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 /// Registers the swarm's server process, which runs its timers.
 #[rustler::nif]
 fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
         st.owner = Some(pid);
         st.wake_at = u64::MAX;
@@ -83,7 +83,7 @@ fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 /// Fires due timers. Replies `{:ok, ms_until_next | nil}`.
 #[rustler::nif]
 fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, now| {
         let more = st.swarm.tick(now, TICK_BUDGET);
         let next = st.swarm.next_deadline();
@@ -98,7 +98,7 @@ fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 
 #[rustler::nif]
 fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
         if !st.subscribers.contains(&pid) {
             st.subscribers.push(pid);
@@ -110,7 +110,7 @@ fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 
 #[rustler::nif]
 fn swarm_unsubscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
         st.subscribers.retain(|p| *p != pid);
         st.discovery_subscribers.retain(|(p, _)| *p != pid);
@@ -121,7 +121,7 @@ fn swarm_unsubscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> 
 /// Route of a coordination message: `{:ok, [{from | nil, to, to_pid | nil}]}`.
 #[rustler::nif]
 fn swarm_coordinate<'a>(env: Env<'a>, id: Term<'a>, origin: Term<'a>) -> Term<'a> {
-    let cell = codec::string(id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, now| {
         let origin = codec::opt_string(origin, "origin agent id")?;
         let hops = st.swarm.coordinate(origin.as_deref(), now)?;

@@ -91,7 +91,7 @@ fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
 
 #[rustler::nif]
 fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>) -> Term<'a> {
-    let cell = codec::string(swarm_id, "swarm id").and_then(|id| registry::get(&id));
+    let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, now| {
         let id = st.swarm.submit(spec(task)?, now)?;
         ok(env, codec::bin(env, &id))
