@@ -156,11 +156,8 @@ defmodule SwarmService.Agent do
 
     try do
       case mod.run(task, context) do
-        {:ok, result} ->
-          {:ok, result}
-
-        {:error, reason} ->
-          {:error, reason}
+        {tag, _} = outcome when tag in [:ok, :error] ->
+          outcome
 
         other ->
           {:error,
@@ -175,11 +172,7 @@ defmodule SwarmService.Agent do
 
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
-
-    case Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work) do
-      {:timeout, reason} -> {:timeout, reason}
-      other -> other
-    end
+    Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work)
   end
 
   defp report({:ok, result}, work_id, agent_id) do
@@ -196,10 +189,6 @@ defmodule SwarmService.Agent do
   defp report({:timeout, reason}, work_id, agent_id),
     do: Native.work_fail(work_id, agent_id, reason, true)
 
-  defp report({:error, reason}, work_id, agent_id) do
-    text =
-      if is_binary(reason), do: reason, else: inspect(reason, limit: 10, printable_limit: 500)
-
-    Native.work_fail(work_id, agent_id, text, false)
-  end
+  defp report({:error, reason}, work_id, agent_id),
+    do: SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
 end

@@ -47,7 +47,5 @@ defmodule SwarmService.Options do
       else: :ok
   end
 
-  def max_payload_bytes, do: @max_payload_bytes
-
   def invalid(msg), do: {:error, {:invalid_argument, msg}}
 end
