@@ -197,18 +197,9 @@ defmodule InterfaceService.HttpServer do
   defp health(%{method: method} = conn) when method in [:GET, :HEAD] do
     config = conn.config
 
-    engine =
-      try do
-        match?({:ok, _}, config.api.list_swarms())
-      rescue
-        _ -> false
-      catch
-        :exit, _ -> false
-      end
-
     send_json(conn, 200, %{
       status: "ok",
-      engine: engine,
+      engine: config.api.engine_loaded?(),
       uptime_s: div(System.monotonic_time(:millisecond) - config.started_at, 1000),
       sessions: :ets.info(config.tabs.sessions, :size),
       sse_streams: :atomics.get(config.tabs.sse, 1),

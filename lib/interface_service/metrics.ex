@@ -148,55 +148,27 @@ defmodule InterfaceService.Metrics do
 
   @agent_states [:idle, :busy, :offline]
   @task_states [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out]
-  @max_swarms_scraped 1000
 
   # The engine may be absent or busy; a scrape must still answer.
   defp engine_gauges(api) do
-    with {:ok, swarms} <- safe(fn -> api.list_swarms() end) do
-      statuses =
-        swarms
-        |> Enum.take(@max_swarms_scraped)
-        |> Enum.flat_map(fn s ->
-          case safe(fn -> api.swarm_status(s.id) end) do
-            {:ok, status} -> [status]
-            _ -> []
-          end
-        end)
-
-      sum = fn field, state ->
-        Enum.reduce(statuses, 0, fn st, acc -> acc + (get_in(st, [field, state]) || 0) end)
-      end
-
+    with {:ok, totals} <- safe(fn -> {:ok, api.totals()} end) do
       [
         "# HELP ruv_swarm_swarms Swarms in this node.\n# TYPE ruv_swarm_swarms gauge\n",
         "ruv_swarm_swarms ",
-        Integer.to_string(length(swarms)),
+        Integer.to_string(totals.swarms),
         "\n# HELP ruv_swarm_agents Agents by status.\n# TYPE ruv_swarm_agents gauge\n",
-        for(
-          s <- @agent_states,
-          do: [
-            "ruv_swarm_agents{status=\"",
-            Atom.to_string(s),
-            "\"} ",
-            Integer.to_string(sum.(:agents, s)),
-            "\n"
-          ]
-        ),
+        gauge_lines("ruv_swarm_agents", @agent_states, totals.agents),
         "# HELP ruv_swarm_tasks Tasks by status.\n# TYPE ruv_swarm_tasks gauge\n",
-        for(
-          s <- @task_states,
-          do: [
-            "ruv_swarm_tasks{status=\"",
-            Atom.to_string(s),
-            "\"} ",
-            Integer.to_string(sum.(:tasks, s)),
-            "\n"
-          ]
-        )
+        gauge_lines("ruv_swarm_tasks", @task_states, totals.tasks)
       ]
     else
       _ -> ["# engine unavailable: swarm, agent and task gauges omitted\n"]
     end
+  end
+
+  defp gauge_lines(name, states, counts) do
+    for s <- states,
+        do: [name, "{status=\"", Atom.to_string(s), "\"} ", Integer.to_string(counts[s]), "\n"]
   end
 
   defp safe(fun) do

@@ -514,12 +514,12 @@ defmodule InterfaceService.Tools do
   end
 
   defp run("features_detect", _args, %{api: api} = ctx) do
-    engine = Code.ensure_loaded?(api) and function_exported?(api, :spawn_swarm, 1)
+    engine = api.engine_loaded?()
 
     {:ok,
      %{
        engine: engine,
-       nif: Code.ensure_loaded?(SwarmService.Native),
+       nif: engine,
        otp_release: to_string(:erlang.system_info(:otp_release)),
        elixir: System.version(),
        schedulers: :erlang.system_info(:schedulers_online),

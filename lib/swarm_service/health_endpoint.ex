@@ -177,44 +177,13 @@ defmodule SwarmService.HealthEndpoint do
     end
   end
 
-  # The engine API is called through a variable module so this file compiles
-  # (and the endpoint answers) whether or not the engine is present.
+  # The endpoint must answer even when the engine failed to load.
   defp counts do
-    api = SwarmService.RuvSwarm
-
-    with true <- Code.ensure_loaded?(api) and function_exported?(api, :list_swarms, 0),
-         {:ok, swarms} when is_list(swarms) <- api.list_swarms() do
-      Enum.reduce(swarms, %{swarms: length(swarms), agents: 0, tasks: zero_tasks()}, fn swarm,
-                                                                                        acc ->
-        add_swarm(acc, api, swarm)
-      end)
-    else
-      _ -> %{swarms: nil, agents: nil, tasks: nil}
-    end
+    %{swarms: swarms, agents: agents, tasks: tasks} = SwarmService.RuvSwarm.totals()
+    %{swarms: swarms, agents: agents.total, tasks: Map.take(tasks, @task_states)}
   rescue
     _ -> %{swarms: nil, agents: nil, tasks: nil}
   end
-
-  defp add_swarm(acc, api, swarm) do
-    id = if is_map(swarm), do: Map.get(swarm, :id, swarm), else: swarm
-
-    case api.swarm_status(id) do
-      {:ok, %{agents: agents, tasks: tasks}} ->
-        total = if is_map(agents), do: Map.get(agents, :total, 0), else: 0
-
-        tasks =
-          Map.new(@task_states, fn state ->
-            {state, acc.tasks[state] + ((is_map(tasks) && Map.get(tasks, state)) || 0)}
-          end)
-
-        %{acc | agents: acc.agents + total, tasks: tasks}
-
-      _ ->
-        acc
-    end
-  end
-
-  defp zero_tasks, do: Map.new(@task_states, &{&1, 0})
 
   defp version do
     case Application.spec(:swarm_service, :vsn) do

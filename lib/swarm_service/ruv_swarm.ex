@@ -74,6 +74,7 @@ defmodule SwarmService.RuvSwarm do
     :subtasks
   ]
   @subtask_keys [:name, :input, :depends_on, :capabilities]
+  @task_statuses [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out]
   @memory_keys [:namespace, :tags, :ttl_ms, :if_version]
   @search_keys [:namespace, :prefix, :tags, :text, :limit]
   @discovery_keys [:agent_id, :type, :content, :confidence, :tags]
@@ -173,6 +174,30 @@ defmodule SwarmService.RuvSwarm do
   """
   @spec swarm_status(id) :: {:ok, map} | {:error, reason}
   def swarm_status(swarm_id), do: Native.swarm_status(swarm_id)
+
+  @doc """
+  Totals over every swarm on this node: `swarms`, `agents` by status (total,
+  idle, busy, offline) and `tasks` by status, with the keys of
+  `swarm_status/1`.
+  """
+  @spec totals() :: %{swarms: non_neg_integer, agents: map, tasks: map}
+  def totals do
+    statuses = for %{id: id} <- Native.swarm_list(), {:ok, s} <- [Native.swarm_status(id)], do: s
+
+    add = fn key, zero ->
+      Enum.reduce(statuses, zero, &Map.merge(&2, Map.fetch!(&1, key), fn _, a, b -> a + b end))
+    end
+
+    %{
+      swarms: length(statuses),
+      agents: add.(:agents, Map.new([:total, :idle, :busy, :offline], &{&1, 0})),
+      tasks: add.(:tasks, Map.new(@task_statuses, &{&1, 0}))
+    }
+  end
+
+  @doc "Whether the native engine is loaded (it is unless the NIF failed to build or load)."
+  @spec engine_loaded?() :: boolean
+  def engine_loaded?, do: Code.ensure_loaded?(Native)
 
   # ---- agents ---------------------------------------------------------------
 

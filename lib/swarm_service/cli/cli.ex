@@ -522,20 +522,14 @@ defmodule SwarmService.CLI do
   defp uptime(_), do: "unknown"
 
   defp tools do
-    tools = Module.concat([InterfaceService, Tools])
+    defs = InterfaceService.Tools.definitions()
+    width = defs |> Enum.map(&String.length(to_string(&1.name))) |> Enum.max(fn -> 0 end)
 
-    if Code.ensure_loaded?(tools) and function_exported?(tools, :definitions, 0) do
-      defs = tools.definitions()
-      width = defs |> Enum.map(&String.length(to_string(&1.name))) |> Enum.max(fn -> 0 end)
+    Enum.each(defs, fn %{name: name, description: description} ->
+      IO.puts(String.pad_trailing(to_string(name), width + 2) <> first_line(description))
+    end)
 
-      Enum.each(defs, fn %{name: name, description: description} ->
-        IO.puts(String.pad_trailing(to_string(name), width + 2) <> first_line(description))
-      end)
-
-      0
-    else
-      fail("the MCP gateway (InterfaceService.Tools) is not part of this build")
-    end
+    0
   end
 
   defp first_line(text) do
