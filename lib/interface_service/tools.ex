@@ -563,7 +563,7 @@ defmodule InterfaceService.Tools do
   defp executor(%{"command" => [argv0 | _] = argv} = args, ctx) do
     allowlist = Map.get(ctx, :allowlist, [])
 
-    if allowed_command?(argv0, allowlist) do
+    if SwarmService.Executor.Command.allowed?(argv0, allowlist) do
       opts = if t = args["timeout_ms"], do: [timeout_ms: t], else: []
       {:ok, {:command, argv, opts}}
     else
@@ -572,18 +572,6 @@ defmodule InterfaceService.Tools do
   end
 
   defp executor(_args, _ctx), do: {:ok, :external}
-
-  # Exact match with an allow-list entry, or a bare name whose resolved path
-  # is an allow-listed path. A basename match alone is never enough: it would
-  # let /tmp/x/claude pass for "claude".
-  defp allowed_command?(argv0, allowlist) do
-    argv0 in allowlist or
-      (not String.contains?(argv0, "/") and
-         case System.find_executable(argv0) do
-           nil -> false
-           path -> path in allowlist
-         end)
-  end
 
   defp executor_kind({:command, _, _}), do: :command
   defp executor_kind(:external), do: :external

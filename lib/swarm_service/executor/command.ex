@@ -17,7 +17,7 @@ defmodule SwarmService.Executor.Command do
   This is how a swarm drives `claude -p` sub-agents:
   `{:command, ["claude", "-p", "--output-format", "text"], timeout_ms: 300_000}`.
   Which commands the gateway may start is the `:command_allowlist` setting
-  (see `allowed?/1`).
+  (see `allowed?/2`).
   """
 
   @default_max_output 1_048_576
@@ -63,14 +63,19 @@ defmodule SwarmService.Executor.Command do
   end
 
   @doc """
-  Whether the gateway may start `executable`: its name or absolute path must
-  be in the `:command_allowlist` application setting (empty by default).
+  Whether `executable` is on `allowlist` (the gateway passes its
+  `:command_allowlist` setting): an exact entry, or a bare name whose
+  resolved path is an entry. A matching base name alone is never enough:
+  it would let `/tmp/x/claude` pass for `claude`.
   """
-  @spec allowed?(String.t()) :: boolean
-  def allowed?(executable) when is_binary(executable) do
-    allow = Application.get_env(:swarm_service, :command_allowlist, [])
-    resolved = System.find_executable(executable)
-    executable in allow or (resolved != nil and resolved in allow)
+  @spec allowed?(String.t(), [String.t()]) :: boolean
+  def allowed?(executable, allowlist) when is_binary(executable) do
+    executable in allowlist or
+      (not String.contains?(executable, "/") and
+         case System.find_executable(executable) do
+           nil -> false
+           path -> path in allowlist
+         end)
   end
 
   @doc false
