@@ -37,7 +37,7 @@ defmodule SwarmService.Native do
   def swarm_coordinate(_id, _origin), do: nif()
   def agent_neighbours(_agent_id), do: nif()
   def engine_memory, do: nif()
-  def engine_measure_cpu(_on), do: nif()
+  def engine_measure(_on), do: nif()
 
   def agent_add(_swarm_id, _opts), do: nif()
   def agent_attach(_agent_id, _pid), do: nif()

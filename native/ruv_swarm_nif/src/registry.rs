@@ -214,17 +214,15 @@ pub fn take_longest_call_ns() -> (u64, u64) {
     )
 }
 
-/// CPU time is a syscall (no vDSO), so it is measured only on request.
-static MEASURE_CPU: AtomicBool = AtomicBool::new(false);
+/// Timing every command costs a syscall (CPU time has no vDSO) and a
+/// shared atomic, so it happens only while a benchmark asks for it.
+static MEASURE: AtomicBool = AtomicBool::new(false);
 
-pub fn measure_cpu(on: bool) {
-    MEASURE_CPU.store(on, Ordering::Relaxed);
+pub fn measure(on: bool) {
+    MEASURE.store(on, Ordering::Relaxed);
 }
 
 fn thread_cpu_ns() -> u64 {
-    if !MEASURE_CPU.load(Ordering::Relaxed) {
-        return 0;
-    }
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -240,8 +238,9 @@ pub fn with_swarm<'a>(
     cell: Result<Arc<Cell>>,
     f: impl FnOnce(&mut State, u64) -> Result<Term<'a>>,
 ) -> Term<'a> {
-    let started = Instant::now();
-    let cpu_started = thread_cpu_ns();
+    let timing = MEASURE
+        .load(Ordering::Relaxed)
+        .then(|| (Instant::now(), thread_cpu_ns()));
     let result = cell.and_then(|cell| {
         let mut st = cell.lock();
         let r = f(&mut st, now_ms());
@@ -249,8 +248,10 @@ pub fn with_swarm<'a>(
         r
     });
     let reply = crate::error::reply(env, result);
-    LONGEST_CALL_NS.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    LONGEST_CALL_CPU_NS.fetch_max(thread_cpu_ns() - cpu_started, Ordering::Relaxed);
+    if let Some((wall, cpu)) = timing {
+        LONGEST_CALL_NS.fetch_max(wall.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        LONGEST_CALL_CPU_NS.fetch_max(thread_cpu_ns() - cpu, Ordering::Relaxed);
+    }
     reply
 }
 

@@ -161,10 +161,10 @@ fn agent_neighbours<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     })
 }
 
-/// Turns on CPU-time measurement of every swarm command (for benchmarks).
+/// Turns on timing (wall and CPU) of every swarm command, for benchmarks.
 #[rustler::nif]
-fn engine_measure_cpu(on: bool) -> rustler::Atom {
-    registry::measure_cpu(on);
+fn engine_measure(on: bool) -> rustler::Atom {
+    registry::measure(on);
     atoms::ok()
 }
 
