@@ -7,14 +7,24 @@ defmodule SwarmService.Agent do
   # agent dies is retried elsewhere by the engine. Workers are kept and
   # reused (one per slot of capacity) rather than spawned per attempt; a
   # cancelled module worker is killed and replaced.
+  #
+  # Engine calls go through Swarm.Home, so the same process works whether
+  # the swarm's home is this node or another (then the home reaches us
+  # through a relay). Registered as {:agent, id} => {swarm, epoch}; see
+  # Swarm.AgentHost.
   use GenServer, restart: :permanent
   require Logger
 
-  alias SwarmService.{Coordination, Executor, Native}
+  alias SwarmService.Executor
+  alias SwarmService.Swarm.Home
 
   @inbox_size 100
 
-  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+  def start_link(args) do
+    value = {args.swarm_id, Map.get(args, :epoch, 0)}
+    name = {:via, Registry, {SwarmService.SwarmRegistry, {:agent, args.agent_id}, value}}
+    GenServer.start_link(__MODULE__, args, name: name)
+  end
 
   @doc "Coordination messages this agent received, oldest first."
   def inbox(pid), do: GenServer.call(pid, :inbox)
@@ -23,10 +33,8 @@ defmodule SwarmService.Agent do
   def init(%{swarm_id: swarm_id, agent_id: agent_id, executor: executor}) do
     Process.flag(:trap_exit, true)
 
-    case Native.agent_attach(agent_id, self()) do
+    case Home.run(agent_id, :attach_agent, [swarm_id, agent_id, self()]) do
       :ok ->
-        SwarmService.Swarm.Server.watch(swarm_id, agent_id, self())
-
         {:ok,
          %{
            swarm_id: swarm_id,
@@ -39,7 +47,10 @@ defmodule SwarmService.Agent do
          }}
 
       {:error, reason} ->
-        {:stop, reason}
+        # Removed meanwhile, or its home is unreachable: a new home adopts
+        # its agents again, so restarting here would only spin.
+        Logger.warning("agent #{agent_id} not started: #{inspect(reason, limit: 5)}")
+        :ignore
     end
   end
 
@@ -84,7 +95,7 @@ defmodule SwarmService.Agent do
   def handle_info({:swarm_coordination, delivery}, state) do
     inbox = :queue.in(delivery, state.inbox)
     inbox = if :queue.len(inbox) > @inbox_size, do: :queue.drop(inbox), else: inbox
-    Coordination.forward(delivery, state.agent_id)
+    Home.run(state.swarm_id, :coordination_forward, [delivery, state.agent_id])
     {:noreply, %{state | inbox: inbox}}
   end
 
@@ -97,7 +108,7 @@ defmodule SwarmService.Agent do
       {work_id, workers} ->
         if work_id != nil and reason != :normal do
           msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
-          Native.work_fail(work_id, state.agent_id, msg, false)
+          Home.run(work_id, :fail, [work_id, state.agent_id, msg, false])
         end
 
         {:noreply, %{state | workers: workers, idle: List.delete(state.idle, pid)}}
@@ -131,7 +142,7 @@ defmodule SwarmService.Agent do
   end
 
   defp run(executor, work, agent_id, swarm_id) do
-    Native.work_start(work.work_id, agent_id)
+    Home.run(work.work_id, :start_work, [work.work_id, agent_id])
 
     outcome =
       case executor do
@@ -176,10 +187,10 @@ defmodule SwarmService.Agent do
   end
 
   defp report({:ok, result}, work_id, agent_id) do
-    case Native.work_complete(work_id, agent_id, result) do
+    case Home.run(work_id, :complete, [work_id, agent_id, result]) do
       {:error, reason} ->
         msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
-        Native.work_fail(work_id, agent_id, msg, false)
+        Home.run(work_id, :fail, [work_id, agent_id, msg, false])
 
       _ ->
         :ok
@@ -187,7 +198,7 @@ defmodule SwarmService.Agent do
   end
 
   defp report({:timeout, reason}, work_id, agent_id),
-    do: Native.work_fail(work_id, agent_id, reason, true)
+    do: Home.run(work_id, :fail, [work_id, agent_id, reason, true])
 
   defp report({:error, reason}, work_id, agent_id),
     do: SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)

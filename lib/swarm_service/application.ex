@@ -14,7 +14,14 @@ defmodule SwarmService.Application do
       SwarmService.Native.LogForwarder,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
+      # Where each swarm lives, and the copies this node keeps as backup.
+      SwarmService.Cluster.Directory,
+      SwarmService.Cluster.Replica,
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
+      # Agent processes for swarms homed on other nodes.
+      SwarmService.Swarm.AgentHost,
+      # Takes over swarms of lost members: starts swarms and hosted agents.
+      SwarmService.Cluster.Failover,
       SwarmService.HealthEndpoint,
       InterfaceService
     ]

@@ -42,7 +42,9 @@ defmodule SwarmService.RuvSwarm do
       :ok
   """
 
-  alias SwarmService.{Coordination, Executor, Native, Options, Swarm}
+  alias SwarmService.{Executor, Native, Options, Swarm}
+  alias SwarmService.Cluster.Directory
+  alias SwarmService.Swarm.{Commands, Home}
 
   @type id :: String.t()
   @type reason :: atom | tuple
@@ -109,11 +111,12 @@ defmodule SwarmService.RuvSwarm do
          :ok <- fits(agents, max),
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
          {:ok, id} <-
-           Native.swarm_create(
+           Commands.create_swarm(
              Map.get(o, :name, "swarm"),
              Map.get(o, :topology, :mesh),
              Map.get(o, :strategy, :balanced),
-             max
+             max,
+             executor
            ) do
       agent_opts = %{
         type: Map.get(o, :agent_type, "researcher"),
@@ -121,13 +124,13 @@ defmodule SwarmService.RuvSwarm do
         executor: executor
       }
 
-      with {:ok, _} <- Swarm.start(id, executor: executor),
-           :ok <- spawn_n(id, agent_opts, agents) do
-        {:ok, id}
-      else
+      case spawn_n(id, agent_opts, agents) do
+        :ok ->
+          {:ok, id}
+
         error ->
           destroy_swarm(id)
-          normalize_start_error(error)
+          error
       end
     end
   end
@@ -146,24 +149,35 @@ defmodule SwarmService.RuvSwarm do
     end
   end
 
-  defp normalize_start_error({:error, _} = e), do: e
-  defp normalize_start_error(other), do: {:error, {:invalid_argument, inspect(other)}}
-
   @doc """
   Destroys a swarm: its agents stop, its tasks, memory and discoveries are
   dropped.
   """
   @spec destroy_swarm(id) :: :ok | {:error, reason}
-  def destroy_swarm(swarm_id) do
-    with :ok <- Native.swarm_destroy(swarm_id) do
-      Swarm.stop(swarm_id)
-      :ok
-    end
+  def destroy_swarm(swarm_id), do: Home.run(swarm_id, :destroy_swarm, [swarm_id])
+
+  @doc """
+  All swarms of the cluster (each listed by its home node), oldest first:
+  id, name, topology, strategy, max_agents, agents, created_at.
+  """
+  @spec list_swarms() :: {:ok, [map]}
+  def list_swarms do
+    swarms =
+      for n <- SwarmService.Cluster.members(),
+          list = (if n == node(), do: Commands.local_swarms(), else: remote_swarms(n)),
+          swarm <- list,
+          uniq: true,
+          do: swarm
+
+    {:ok, Enum.sort_by(swarms, &{&1.created_at, &1.id})}
   end
 
-  @doc "All swarms on this node, oldest first: id, name, topology, strategy, max_agents, agents, created_at."
-  @spec list_swarms() :: {:ok, [map]}
-  def list_swarms, do: {:ok, Enum.sort_by(Native.swarm_list(), &{&1.created_at, &1.id})}
+  defp remote_swarms(n) do
+    case SwarmService.Cluster.call(n, Commands, :local_swarms, [], 5_000) do
+      list when is_list(list) -> list
+      {:error, _} -> []
+    end
+  end
 
   @doc """
   Status of a swarm: topology, strategy, `agents` by status (total, idle,
@@ -173,7 +187,7 @@ defmodule SwarmService.RuvSwarm do
   retries, ...). Costs the same at 10 agents and at 100,000.
   """
   @spec swarm_status(id) :: {:ok, map} | {:error, reason}
-  def swarm_status(swarm_id), do: Native.swarm_status(swarm_id)
+  def swarm_status(swarm_id), do: Home.run(swarm_id, :swarm_status, [swarm_id])
 
   @doc """
   Totals over every swarm on this node: `swarms`, `agents` by status (total,
@@ -207,9 +221,10 @@ defmodule SwarmService.RuvSwarm do
   Options: `:type` (atom or string, default `"researcher"`), `:name`,
   `:capabilities` (list of strings), `:capacity` (units of work at once,
   default 1), `:executor` (default: the swarm's, see
-  `SwarmService.Executor`). Agents with an executor run as supervised
-  processes and are pushed work; `:external` agents pull it with
-  `claim_task/2`.
+  `SwarmService.Executor`), `:node` (the cluster member whose processes
+  run the agent; default: the swarm's home node). Agents with an executor
+  run as supervised processes and are pushed work; `:external` agents pull
+  it with `claim_task/2`.
 
       iex> {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm(max_agents: 1)
       iex> {:ok, _agent} = SwarmService.RuvSwarm.spawn_agent(swarm, type: :coder, capabilities: ["rust"])
@@ -219,76 +234,19 @@ defmodule SwarmService.RuvSwarm do
   @spec spawn_agent(id, map | keyword) :: {:ok, id} | {:error, reason}
   def spawn_agent(swarm_id, opts \\ %{}) do
     with {:ok, o} <- Options.normalize(opts, @agent_keys),
-         :ok <- local_node(o),
-         {:ok, executor} <- Executor.validate(executor_of(swarm_id, o)) do
-      native =
-        o
-        |> Map.take([:type, :name, :capabilities, :capacity])
-        |> Map.put(:dispatch, if(executor == :external, do: :pull, else: :push))
-        |> Map.put(:node, Atom.to_string(node()))
-        |> Map.put(:executor, executor)
-
-      with {:ok, agent_id} <- Native.agent_add(swarm_id, native) do
-        start_agent_process(swarm_id, agent_id, executor)
-      end
+         {:ok, executor} <- given_executor(o) do
+      native = Map.take(o, [:type, :name, :capabilities, :capacity])
+      Home.run(swarm_id, :add_agent, [swarm_id, native, executor, Map.get(o, :node)])
     end
   end
 
-  defp executor_of(swarm_id, o) do
-    case Map.fetch(o, :executor) do
-      {:ok, e} -> e
-      :error when is_binary(swarm_id) -> Swarm.Server.default_executor(swarm_id)
-      :error -> :external
-    end
-  end
-
-  defp local_node(%{node: n}) when n != node() do
-    Options.invalid("agents can only be placed on this node (#{node()}) for now")
-  end
-
-  defp local_node(_), do: :ok
-
-  defp start_agent_process(_swarm_id, agent_id, :external), do: {:ok, agent_id}
-
-  defp start_agent_process(swarm_id, agent_id, executor) do
-    result =
-      try do
-        Swarm.AgentSupervisor.start_agent(
-          Swarm.via({:agents, swarm_id}),
-          swarm_id,
-          agent_id,
-          executor
-        )
-      catch
-        :exit, reason -> {:error, reason}
-      end
-
-    case result do
-      {:ok, _pid} ->
-        {:ok, agent_id}
-
-      {:error, reason} ->
-        Native.agent_remove(agent_id)
-
-        {:error,
-         {:invalid_argument, "agent process failed to start: #{inspect(reason, limit: 5)}"}}
-    end
-  end
+  # nil: the swarm's default, which its home knows.
+  defp given_executor(%{executor: e}), do: Executor.validate(e)
+  defp given_executor(_), do: {:ok, nil}
 
   @doc "Removes an agent. Work it held is retried on other agents."
   @spec remove_agent(id) :: :ok | {:error, reason}
-  def remove_agent(agent_id) do
-    with {:ok, pid} <- Native.agent_remove(agent_id) do
-      if is_pid(pid) do
-        swarm_id = agent_id |> String.split(".") |> hd()
-        DynamicSupervisor.terminate_child(Swarm.via({:agents, swarm_id}), pid)
-      end
-
-      :ok
-    end
-  catch
-    :exit, _ -> :ok
-  end
+  def remove_agent(agent_id), do: Home.run(agent_id, :remove_agent, [agent_id])
 
   @doc """
   The agents of a swarm in join order (the order topologies are built in),
@@ -296,18 +254,18 @@ defmodule SwarmService.RuvSwarm do
   node and metrics.
   """
   @spec list_agents(id) :: {:ok, [map]} | {:error, reason}
-  def list_agents(swarm_id), do: Native.agent_list(swarm_id)
+  def list_agents(swarm_id), do: Home.run(swarm_id, :list_agents, [swarm_id])
 
   @doc """
   One agent with its metrics: `completed`, `failed`, `latency_ms` (moving
   average per attempt) and `success_rate` (moving average).
   """
   @spec agent_metrics(id) :: {:ok, map} | {:error, reason}
-  def agent_metrics(agent_id), do: Native.agent_get(agent_id)
+  def agent_metrics(agent_id), do: Home.run(agent_id, :agent_get, [agent_id])
 
   @doc "Agent ids directly connected to `agent_id` in its swarm's topology."
   @spec neighbours(id) :: {:ok, [id]} | {:error, reason}
-  def neighbours(agent_id), do: Native.agent_neighbours(agent_id)
+  def neighbours(agent_id), do: Home.run(agent_id, :neighbours, [agent_id])
 
   # ---- tasks -----------------------------------------------------------------
 
@@ -346,7 +304,7 @@ defmodule SwarmService.RuvSwarm do
          t = Map.put_new_lazy(t, :input, fn -> Map.get(t, :description) end),
          :ok <- Options.check_payload(t, "task"),
          {:ok, t} <- normalize_subtasks(t) do
-      Native.task_submit(swarm_id, t)
+      Home.run(swarm_id, :submit, [swarm_id, t])
     end
   end
 
@@ -374,18 +332,18 @@ defmodule SwarmService.RuvSwarm do
   attempts.
   """
   @spec task_status(id) :: {:ok, map} | {:error, reason}
-  def task_status(task_id), do: Native.task_get(task_id, false)
+  def task_status(task_id), do: Home.run(task_id, :task_get, [task_id, false])
 
   @doc """
   Like `task_status/1`, plus `result` (the aggregate) and each unit's
   `result`.
   """
   @spec task_results(id) :: {:ok, map} | {:error, reason}
-  def task_results(task_id), do: Native.task_get(task_id, true)
+  def task_results(task_id), do: Home.run(task_id, :task_get, [task_id, true])
 
   @doc "Cancels a task; agents running it are told to stop."
   @spec cancel_task(id) :: :ok | {:error, reason}
-  def cancel_task(task_id), do: Native.task_cancel(task_id)
+  def cancel_task(task_id), do: Home.run(task_id, :cancel, [task_id])
 
   @doc """
   Waits up to `timeout_ms` for a task to finish. Returns `{:ok, result}`, or
@@ -394,24 +352,53 @@ defmodule SwarmService.RuvSwarm do
   """
   @spec await_task(id, timeout) :: {:ok, term} | {:error, reason}
   def await_task(task_id, timeout_ms \\ 5_000) do
-    case Native.task_watch(task_id, self()) do
-      :done ->
-        outcome(task_id)
+    await(task_id, System.monotonic_time(:millisecond) + timeout_ms)
+  end
 
-      :watching ->
+  # A wait on another node's swarm watches that node too: if it goes down
+  # the wait moves to the swarm's new home, where the task is either done
+  # (its result was replicated before anyone could see it) or queued again.
+  defp await(task_id, deadline) do
+    home = Directory.home(task_id)
+    if home != :here, do: Node.monitor(home, true)
+
+    try do
+      case Home.run(task_id, :watch, [task_id, self()]) do
+        :done ->
+          outcome(task_id)
+
+        :watching ->
+          receive do
+            {:swarm_task_done, ^task_id} ->
+              outcome(task_id)
+
+            {:nodedown, ^home} ->
+              case Home.await_new_home(task_id, home, deadline) do
+                {:ok, _} -> await(task_id, deadline)
+                error -> error
+              end
+          after
+            max(deadline - System.monotonic_time(:millisecond), 0) -> {:error, :timeout}
+          end
+
+        {:error, _} = error ->
+          error
+      end
+    after
+      if home != :here do
+        Node.monitor(home, false)
+
         receive do
-          {:swarm_task_done, ^task_id} -> outcome(task_id)
+          {:nodedown, ^home} -> :ok
         after
-          timeout_ms -> {:error, :timeout}
+          0 -> :ok
         end
-
-      {:error, _} = error ->
-        error
+      end
     end
   end
 
   defp outcome(task_id) do
-    with {:ok, t} <- Native.task_get(task_id, true) do
+    with {:ok, t} <- task_results(task_id) do
       case t.status do
         :completed -> {:ok, t.result}
         :failed -> {:error, {:failed, t.error}}
@@ -431,7 +418,7 @@ defmodule SwarmService.RuvSwarm do
   @spec claim_task(id, keyword | map) :: {:ok, map} | {:error, reason}
   def claim_task(agent_id, opts \\ []) do
     with {:ok, o} <- Options.normalize(opts, [:lease_ms]) do
-      Native.work_claim(agent_id, Map.get(o, :lease_ms, 30_000))
+      Home.run(agent_id, :claim, [agent_id, Map.get(o, :lease_ms, 30_000)])
     end
   end
 
@@ -443,7 +430,7 @@ defmodule SwarmService.RuvSwarm do
   @spec complete_task(id, id, term) :: :ok | :ignored | {:error, reason}
   def complete_task(work_id, agent_id, result) do
     with :ok <- Options.check_payload(result, "result") do
-      Native.work_complete(work_id, agent_id, result)
+      Home.run(work_id, :complete, [work_id, agent_id, result])
     end
   end
 
@@ -453,7 +440,7 @@ defmodule SwarmService.RuvSwarm do
     text =
       if is_binary(reason), do: reason, else: inspect(reason, limit: 10, printable_limit: 500)
 
-    Native.work_fail(work_id, agent_id, text, false)
+    Home.run(work_id, :fail, [work_id, agent_id, text, false])
   end
 
   # ---- coordination ----------------------------------------------------------
@@ -469,9 +456,7 @@ defmodule SwarmService.RuvSwarm do
   def coordinate_agents(swarm_id, message, opts \\ []) do
     with {:ok, o} <- Options.normalize(opts, [:from]),
          :ok <- Options.check_payload(message, "message"),
-         {:ok, hops} <- Native.swarm_coordinate(swarm_id, Map.get(o, :from)) do
-      Coordination.start(swarm_id, message, hops)
-    end
+         do: Home.run(swarm_id, :coordinate, [swarm_id, message, Map.get(o, :from)])
   end
 
   # ---- memory ----------------------------------------------------------------
@@ -492,7 +477,7 @@ defmodule SwarmService.RuvSwarm do
   def memory_store(swarm_id, key, value, opts \\ []) do
     with {:ok, o} <- Options.normalize(opts, @memory_keys),
          :ok <- Options.check_payload(value, "value") do
-      Native.memory_store(swarm_id, key, value, o)
+      Home.run(swarm_id, :memory_store, [swarm_id, key, value, o])
     end
   end
 
@@ -500,14 +485,14 @@ defmodule SwarmService.RuvSwarm do
   @spec memory_get(id, String.t(), keyword | map) :: {:ok, map} | {:error, reason}
   def memory_get(swarm_id, key, opts \\ []) do
     with {:ok, o} <- Options.normalize(opts, [:namespace]),
-         do: Native.memory_get(swarm_id, key, o)
+         do: Home.run(swarm_id, :memory_get, [swarm_id, key, o])
   end
 
   @doc "Deletes an entry."
   @spec memory_delete(id, String.t(), keyword | map) :: :ok | {:error, reason}
   def memory_delete(swarm_id, key, opts \\ []) do
     with {:ok, o} <- Options.normalize(opts, [:namespace]),
-         do: Native.memory_delete(swarm_id, key, o)
+         do: Home.run(swarm_id, :memory_delete, [swarm_id, key, o])
   end
 
   @doc """
@@ -526,7 +511,7 @@ defmodule SwarmService.RuvSwarm do
   def memory_search(swarm_id, query, opts) do
     with {:ok, q} <- Options.normalize(query, @search_keys),
          {:ok, o} <- Options.normalize(opts, @search_keys) do
-      Native.memory_search(swarm_id, Map.merge(q, o))
+      Home.run(swarm_id, :memory_search, [swarm_id, Map.merge(q, o)])
     end
   end
 
@@ -554,7 +539,7 @@ defmodule SwarmService.RuvSwarm do
   def share_discovery(swarm_id, discovery) do
     with {:ok, d} <- Options.normalize(discovery, @discovery_keys),
          :ok <- Options.check_payload(Map.get(d, :content), "content") do
-      Native.discovery_share(swarm_id, d)
+      Home.run(swarm_id, :share_discovery, [swarm_id, d])
     end
   end
 
@@ -566,14 +551,14 @@ defmodule SwarmService.RuvSwarm do
   @spec subscribe_discoveries(id, keyword | map) :: :ok | {:error, reason}
   def subscribe_discoveries(swarm_id, filters \\ []) do
     with {:ok, f} <- Options.normalize(filters, @filter_keys),
-         do: Native.discovery_subscribe(swarm_id, self(), f)
+         do: Home.run(swarm_id, :subscribe_discoveries, [swarm_id, self(), f])
   end
 
   @doc "The newest discoveries (up to `limit`, oldest first) matching the filters."
   @spec recent_discoveries(id, keyword | map, pos_integer) :: {:ok, [map]} | {:error, reason}
   def recent_discoveries(swarm_id, filters \\ [], limit \\ 100) do
     with {:ok, f} <- Options.normalize(filters, @filter_keys),
-         do: Native.discovery_recent(swarm_id, f, limit)
+         do: Home.run(swarm_id, :recent_discoveries, [swarm_id, f, limit])
   end
 
   @doc """
@@ -586,11 +571,11 @@ defmodule SwarmService.RuvSwarm do
   `:discovery_shared`, `:coordinated`.
   """
   @spec subscribe(id) :: :ok | {:error, reason}
-  def subscribe(swarm_id), do: Native.swarm_subscribe(swarm_id, self())
+  def subscribe(swarm_id), do: Home.run(swarm_id, :subscribe, [swarm_id, self()])
 
   @doc "Stops event and discovery delivery to the caller."
   @spec unsubscribe(id) :: :ok | {:error, reason}
-  def unsubscribe(swarm_id), do: Native.swarm_unsubscribe(swarm_id, self())
+  def unsubscribe(swarm_id), do: Home.run(swarm_id, :unsubscribe, [swarm_id, self()])
 
   # ---- errors ----------------------------------------------------------------
 

@@ -25,20 +25,39 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     end
   end
 
-  def start_agent(sup, swarm_id, agent_id, executor) do
+  @doc "Starts an agent process for a swarm homed here."
+  def start_agent(swarm_id, agent_id, executor) do
+    start_agent(Swarm.via({:agents, swarm_id}), swarm_id, agent_id, executor)
+  catch
+    :exit, reason -> {:error, reason}
+  end
+
+  defp start_agent(sup, swarm_id, agent_id, executor) do
     args = %{swarm_id: swarm_id, agent_id: agent_id, executor: executor}
     DynamicSupervisor.start_child(sup, {SwarmService.Agent, args})
   end
 
-  defp restore(swarm_id, sup) do
-    case Native.agent_processes(swarm_id) do
-      {:ok, agents} ->
-        for {agent_id, pid, executor} <- agents, not (is_pid(pid) and Process.alive?(pid)) do
-          start_agent(sup, swarm_id, agent_id, executor)
-        end
+  @doc "Stops one of the swarm's agent processes."
+  def stop_agent(swarm_id, pid) do
+    DynamicSupervisor.terminate_child(Swarm.via({:agents, swarm_id}), pid)
+  catch
+    :exit, _ -> :ok
+  end
 
-      {:error, _} ->
-        :ok
+  # Only agents placed on this node: those on other nodes are run there
+  # (Swarm.AgentHost).
+  defp restore(swarm_id, sup) do
+    here = Atom.to_string(node())
+
+    with {:ok, agents} <- Native.agent_processes(swarm_id),
+         {:ok, listed} <- Native.agent_list(swarm_id) do
+      local = for a <- listed, a.node == here, into: MapSet.new(), do: a.id
+
+      for {agent_id, pid, executor} <- agents,
+          MapSet.member?(local, agent_id),
+          not (is_pid(pid) and Process.alive?(pid)) do
+        start_agent(sup, swarm_id, agent_id, executor)
+      end
     end
   end
 end

@@ -9,9 +9,11 @@ defmodule SwarmService.Swarm.Server do
   require Logger
 
   alias SwarmService.Native
+  alias SwarmService.Cluster.Replication
 
   # Upper bound between ticks even when nothing seems due.
   @idle_tick_ms 1_000
+  @outcomes [:task_completed, :task_failed, :task_cancelled, :task_timed_out]
 
   def start_link({swarm_id, opts}) do
     # The swarm's default executor rides along as the registry value, so
@@ -27,6 +29,15 @@ defmodule SwarmService.Swarm.Server do
       [{_pid, executor}] -> executor
       [] -> :external
     end
+  end
+
+  @doc """
+  From now on, also send the backup each task's final state as the task
+  finishes (failures and timeouts happen inside the engine, not in a call
+  that could record them).
+  """
+  def replicate_outcomes(swarm_id) do
+    GenServer.cast(SwarmService.Swarm.via({:server, swarm_id}), :replicate_outcomes)
   end
 
   @doc "Watch an agent process; its exit takes it offline in the engine."
@@ -48,6 +59,11 @@ defmodule SwarmService.Swarm.Server do
   end
 
   @impl true
+  def handle_cast(:replicate_outcomes, state) do
+    Native.swarm_subscribe(state.id, self())
+    {:noreply, state}
+  end
+
   def handle_cast({:watch, agent_id, pid}, state) do
     ref = Process.monitor(pid)
     {:noreply, put_in(state.monitors[ref], {agent_id, pid})}
@@ -70,6 +86,18 @@ defmodule SwarmService.Swarm.Server do
       {nil, _} ->
         {:noreply, state}
     end
+  end
+
+  def handle_info({:swarm_event, id, %{type: type, task_id: task_id}}, state)
+      when type in @outcomes do
+    Replication.record_async(id, fn ->
+      case Native.export_item(task_id) do
+        {:ok, task} -> {:task, task}
+        {:error, _} -> nil
+      end
+    end)
+
+    {:noreply, state}
   end
 
   def handle_info(_other, state), do: {:noreply, state}

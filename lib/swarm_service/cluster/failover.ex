@@ -1,0 +1,224 @@
+defmodule SwarmService.Cluster.Failover do
+  @moduledoc false
+  # Reacts to members going down and coming back, on every node.
+  #
+  # * A member is lost: for each swarm whose home it was and whose backup
+  #   we are, we take over (if we are on the quorum side): import the
+  #   replica into the engine, start the swarm's processes, pick a new
+  #   backup and load it, publish the new directory row (epoch + 1), have
+  #   agents on other live nodes re-attach, re-subscribe subscribers and
+  #   tell them with a :failover event. Agents that ran on a lost node are
+  #   moved here, so the swarm keeps its agents. For each swarm homed here
+  #   whose backup it was, we pick and load a new backup.
+  # * A member joins (or returns): we send it the rows of the swarms homed
+  #   here, give a backup to swarms that had none, and restart the agents
+  #   placed on it.
+  # * A directory row changed (Cluster.Directory tells us): if we were home
+  #   and no longer are (we were replaced while cut off), we step down;
+  #   if we hold a replica we are no longer backup for, we drop it; agents
+  #   we host for a swarm that moved are stopped (the new home restarts
+  #   the ones it wants).
+  #
+  # Everything here runs in this one process per node, so a takeover and a
+  # backup replacement for the same swarm never interleave.
+  use GenServer
+  require Logger
+
+  alias SwarmService.{Cluster, Native, Swarm}
+  alias SwarmService.Cluster.{Directory, Relay, Replica, Replication}
+  alias SwarmService.Swarm.AgentHost
+
+  def start_link(_), do: GenServer.start_link(__MODULE__, nil, name: __MODULE__)
+
+  @doc """
+  Replaces `dead` as the backup of a swarm homed here (if it still is the
+  backup) and returns the swarm's current row.
+  """
+  def replace_backup(swarm_id, dead),
+    do: GenServer.call(__MODULE__, {:replace_backup, swarm_id, dead}, 60_000)
+
+  @impl true
+  def init(nil) do
+    Cluster.subscribe(self())
+    {:ok, nil}
+  end
+
+  @impl true
+  def handle_call({:replace_backup, swarm_id, dead}, _from, state) do
+    {:reply, do_replace_backup(Directory.lookup(swarm_id), dead), state}
+  end
+
+  @impl true
+  def handle_info({:cluster, :member_down, lost}, state) do
+    for entry <- Directory.entries(), entry.state == :live do
+      cond do
+        entry.home == lost and entry.backup == node() -> take_over(entry, lost)
+        entry.home == node() and entry.backup == lost -> do_replace_backup(entry, lost)
+        true -> :ok
+      end
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info({:cluster, :member_up, joined}, state) do
+    for entry <- Directory.entries(), entry.home == node() do
+      Cluster.call(joined, Directory, :put, [entry], 5_000)
+      if entry.state == :live, do: welcome(entry, joined)
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info({:directory_changed, previous, entry}, state) do
+    cond do
+      entry.state == :destroyed or entry.home != node() ->
+        if previous.home == node() and previous.state == :live, do: step_down(entry)
+        if entry.backup != node(), do: Replica.drop(entry.swarm)
+        if previous.home != entry.home or entry.state == :destroyed, do: AgentHost.release(entry)
+
+      true ->
+        :ok
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  # ---- losing the home: take over ----------------------------------------------
+
+  defp take_over(entry, lost) do
+    if Cluster.quorum?() do
+      case Replica.snapshot(entry.swarm) do
+        {snapshot, subscribers} -> import(entry, lost, snapshot, subscribers)
+        nil -> Logger.error("swarm #{entry.swarm}: home #{lost} lost and no replica here")
+      end
+    else
+      Logger.warning("swarm #{entry.swarm}: home #{lost} lost, but no quorum here to take over")
+    end
+  end
+
+  defp import(entry, lost, snapshot, subscribers) do
+    started = System.monotonic_time(:millisecond)
+    live = MapSet.new(Enum.map(Cluster.members(), &Atom.to_string/1))
+    here = Atom.to_string(node())
+
+    # Agents whose node is gone continue here.
+    agents =
+      for a <- snapshot.agents do
+        if MapSet.member?(live, a.node), do: a, else: %{a | node: here}
+      end
+
+    taken = %{entry | home: node(), backup: nil, epoch: entry.epoch + 1}
+
+    # The row first: the swarm's agent processes attach to their home as
+    # they start, and that must be this node.
+    with {:ok, id} <- Native.swarm_import(%{snapshot | agents: agents}),
+         _ <- Directory.put(taken),
+         {:ok, _} <- Swarm.start(id, executor: snapshot.executor) do
+      Replica.drop(id)
+      backup = Replication.pick_backup(id, [lost])
+
+      taken =
+        if backup,
+          do: Replication.load_backup(taken, backup, snapshot.executor, subscribers),
+          else: taken
+
+      Directory.publish(taken)
+      adopt_remote_agents(taken, agents)
+      resubscribe(taken, subscribers, lost)
+
+      Logger.warning(
+        "swarm #{id}: took over from #{lost} in #{System.monotonic_time(:millisecond) - started} ms (epoch #{taken.epoch})"
+      )
+    else
+      error -> Logger.error("swarm #{entry.swarm}: takeover failed: #{inspect(error)}")
+    end
+  end
+
+  defp adopt_remote_agents(entry, agents) do
+    here = Atom.to_string(node())
+
+    agents
+    |> Enum.filter(&(&1.dispatch == :push and &1.node != here))
+    |> Enum.group_by(& &1.node, &{&1.id, &1.executor})
+    |> Enum.each(fn {name, list} ->
+      case Enum.find(Cluster.members(), &(Atom.to_string(&1) == name)) do
+        nil -> :ok
+        n -> Cluster.call(n, AgentHost, :adopt, [entry.swarm, entry.epoch, list], 10_000)
+      end
+    end)
+  end
+
+  defp resubscribe(entry, subscribers, lost) do
+    event = %{type: :failover, from: lost, to: node(), epoch: entry.epoch}
+
+    # Straight to the engine: the new backup got the subscribers with its
+    # snapshot already.
+    for {pid, what} <- subscribers, node(pid) != lost do
+      case what do
+        :events -> Native.swarm_subscribe(entry.swarm, Relay.local(pid))
+        {:discoveries, f} -> Native.discovery_subscribe(entry.swarm, Relay.local(pid), f)
+      end
+    end
+
+    for pid <- subscribers |> Enum.map(&elem(&1, 0)) |> Enum.uniq(), node(pid) != lost do
+      send(pid, {:swarm_event, entry.swarm, event})
+    end
+  end
+
+  # ---- losing the backup ------------------------------------------------------------
+
+  defp do_replace_backup(%{home: home, backup: dead} = entry, dead) when home == node() do
+    case Replication.pick_backup(entry.swarm, [dead]) do
+      nil ->
+        new = %{entry | backup: nil, epoch: entry.epoch + 1}
+        Directory.publish(new)
+        new
+
+      backup ->
+        executor = Swarm.Server.default_executor(entry.swarm)
+        new = Replication.load_backup(entry, backup, executor, [])
+        Directory.publish(new)
+        new
+    end
+  end
+
+  defp do_replace_backup(entry, _dead), do: entry
+
+  # ---- a member (re)joins -----------------------------------------------------------
+
+  defp welcome(entry, joined) do
+    if entry.backup == nil do
+      executor = Swarm.Server.default_executor(entry.swarm)
+      Directory.publish(Replication.load_backup(entry, joined, executor, []))
+    end
+
+    restart_agents_on(entry, joined)
+  end
+
+  defp restart_agents_on(%{swarm: swarm_id} = entry, joined) do
+    name = Atom.to_string(joined)
+
+    with {:ok, agents} <- Native.agent_list(swarm_id),
+         {:ok, processes} <- Native.agent_processes(swarm_id) do
+      without_process = for {id, nil, executor} <- processes, into: %{}, do: {id, executor}
+
+      list =
+        for a <- agents, a.node == name, Map.has_key?(without_process, a.id),
+            do: {a.id, without_process[a.id]}
+
+      if list != [],
+        do: Cluster.call(joined, AgentHost, :adopt, [swarm_id, entry.epoch, list], 10_000)
+    end
+  end
+
+  # ---- replaced while cut off ------------------------------------------------------------
+
+  defp step_down(entry) do
+    Logger.warning("swarm #{entry.swarm}: #{entry.home} is its home now; stepping down")
+    Native.swarm_destroy(entry.swarm)
+    Swarm.stop(entry.swarm)
+  end
+end

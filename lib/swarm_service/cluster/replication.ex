@@ -1,0 +1,123 @@
+defmodule SwarmService.Cluster.Replication do
+  @moduledoc false
+  # The home side of swarm replication: picks a swarm's backup, sends it a
+  # whole snapshot when it becomes backup, then one fact per acknowledged
+  # change (see Cluster.Replica for how facts merge).
+  #
+  # In :sync mode (the default) record/2 returns only once the backup
+  # holds the fact, so whatever a caller was told survives the loss of the
+  # home. In :async mode the fact is sent and not waited for: faster, and a
+  # change acknowledged in the last moments before the home dies may be
+  # lost. A backup that cannot be reached is replaced (serialised through
+  # Cluster.Failover) and the fact is sent to the new one. When no other
+  # member is up the swarm runs without a backup until one joins.
+  alias SwarmService.{Cluster, Native}
+  alias SwarmService.Cluster.{Directory, Failover, Replica}
+
+  @timeout 5_000
+
+  @doc "Starts replicating a swarm just created here: publishes its row and loads its backup."
+  def start(swarm_id, executor) do
+    backup = pick_backup(swarm_id, [])
+    entry = %{swarm: swarm_id, home: node(), backup: nil, epoch: 1, state: :live}
+    Directory.put(entry)
+    entry = if backup, do: load_backup(entry, backup, executor, []), else: entry
+    Directory.publish(entry)
+    :ok
+  end
+
+  @doc "The swarm was destroyed here: its backup forgets it and every node learns it."
+  def stop(swarm_id) do
+    with %{home: home} = entry when home == node() <- Directory.lookup(swarm_id) do
+      if entry.backup, do: Cluster.call(entry.backup, Replica, :drop, [swarm_id], @timeout)
+      Directory.publish(%{entry | epoch: entry.epoch + 1, state: :destroyed})
+    end
+
+    :ok
+  end
+
+  @doc """
+  Records `fact` (or the fact a zero-arity function builds; nil means
+  nothing to record) with the swarm's backup. `{:error, :no_quorum}` when
+  the backup knows a newer home: this node was replaced while cut off.
+  """
+  def record(swarm_id, fact), do: record(swarm_id, fact, mode())
+
+  @doc "Like record/2, without waiting for the backup."
+  def record_async(swarm_id, fact), do: record(swarm_id, fact, :async)
+
+  defp record(swarm_id, fact, mode) do
+    case Directory.lookup(swarm_id) do
+      %{home: home, backup: backup} = entry when home == node() and backup != nil ->
+        case build(fact) do
+          nil -> :ok
+          fact -> send_fact(entry, fact, mode)
+        end
+
+      _ ->
+        :ok
+    end
+  end
+
+  defp build(fun) when is_function(fun, 0), do: fun.()
+  defp build(fact), do: fact
+
+  defp send_fact(entry, fact, :async) do
+    Cluster.send({Replica, entry.backup}, {:apply, entry.swarm, entry.epoch, fact})
+  end
+
+  defp send_fact(entry, fact, :sync) do
+    case Cluster.call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact], @timeout) do
+      :ok ->
+        :ok
+
+      {:error, :stale_epoch} ->
+        {:error, :no_quorum}
+
+      {:error, _unreachable_or_unloaded} ->
+        # Replaced (or reloaded) backups hold every fact applied before the
+        # snapshot they got, this one included if it was applied already.
+        case Failover.replace_backup(entry.swarm, entry.backup) do
+          %{backup: nil} -> :ok
+          %{home: home} = new when home == node() -> retry(new, fact)
+          _ -> {:error, :no_quorum}
+        end
+    end
+  end
+
+  defp retry(entry, fact) do
+    case Cluster.call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact], @timeout) do
+      :ok -> :ok
+      {:error, :stale_epoch} -> {:error, :no_quorum}
+      {:error, reason} -> {:error, {:replication_failed, reason}}
+    end
+  end
+
+  @doc """
+  Makes `backup` the backup of the swarm in `entry` (homed here): sends it
+  the whole swarm and returns the new entry (epoch + 1), not yet
+  published. `subscribers` are carried over for the next failover.
+  """
+  def load_backup(entry, backup, executor, subscribers) do
+    new = %{entry | backup: backup, epoch: entry.epoch + 1}
+
+    with {:ok, snapshot} <- Native.swarm_export(entry.swarm),
+         snapshot = Map.merge(snapshot, %{executor: executor, subscribers: subscribers}),
+         :ok <- Cluster.call(backup, Replica, :load, [entry.swarm, new.epoch, snapshot], 30_000) do
+      SwarmService.Swarm.Server.replicate_outcomes(entry.swarm)
+      new
+    else
+      _ -> %{entry | backup: nil, epoch: entry.epoch + 1}
+    end
+  end
+
+  @doc "A live member other than this node and `avoid`, spread by swarm id; nil if none."
+  def pick_backup(swarm_id, avoid) do
+    case Cluster.members() -- [node() | avoid] do
+      [] -> nil
+      others -> Enum.at(others, :erlang.phash2(swarm_id, length(others)))
+    end
+  end
+
+  defp mode, do: Application.get_env(:swarm_service, :replication, :sync)
+end

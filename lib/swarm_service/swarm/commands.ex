@@ -1,0 +1,289 @@
+defmodule SwarmService.Swarm.Commands do
+  @moduledoc false
+  # The swarm commands as they run on a swarm's home node, with arguments
+  # already validated by SwarmService.RuvSwarm. Each mutation is applied to
+  # the engine and then recorded with the backup (Cluster.Replication)
+  # before it is acknowledged; a unit result is recorded *before* it is
+  # applied, since applying it makes it visible to waiters at once.
+  # Mutations need quorum; reads answer from the engine as it is.
+  #
+  # Pids given here may belong to other nodes: the engine only addresses
+  # local pids, so those are registered through a Cluster.Relay.
+  alias SwarmService.{Cluster, Coordination, Native, Swarm}
+  alias SwarmService.Cluster.{Relay, Replication}
+  alias SwarmService.Swarm.AgentHost
+
+  # ---- swarms ---------------------------------------------------------------
+
+  def create_swarm(name, topology, strategy, max_agents, executor) do
+    with :ok <- quorum(),
+         {:ok, id} <- Native.swarm_create(name, topology, strategy, max_agents) do
+      case Swarm.start(id, executor: executor) do
+        {:ok, _} ->
+          Replication.start(id, executor)
+          {:ok, id}
+
+        error ->
+          Native.swarm_destroy(id)
+          error
+      end
+    end
+  end
+
+  def destroy_swarm(id) do
+    with :ok <- quorum(),
+         :ok <- Native.swarm_destroy(id) do
+      Swarm.stop(id)
+      Replication.stop(id)
+    end
+  end
+
+  def swarm_status(id), do: Native.swarm_status(id)
+
+  @doc "Swarms homed on this node."
+  def local_swarms do
+    for s <- Native.swarm_list(), SwarmService.Cluster.Directory.home(s.id) == :here, do: s
+  end
+
+  # ---- agents ---------------------------------------------------------------
+
+  def add_agent(swarm_id, opts, executor, placement) do
+    executor = executor || Swarm.Server.default_executor(swarm_id)
+
+    opts =
+      Map.merge(opts, %{
+        executor: executor,
+        dispatch: if(executor == :external, do: :pull, else: :push)
+      })
+
+    with :ok <- quorum(),
+         {:ok, place} <- placement_node(placement),
+         opts = Map.put(opts, :node, Atom.to_string(place)),
+         {:ok, agent_id} <- Native.agent_add(swarm_id, opts),
+         :ok <- record_item(swarm_id, :agent, agent_id) do
+      case start_agent_process(swarm_id, agent_id, executor, place) do
+        :ok ->
+          {:ok, agent_id}
+
+        {:error, reason} ->
+          remove_agent(agent_id)
+
+          {:error,
+           {:invalid_argument, "agent process failed to start: #{inspect(reason, limit: 5)}"}}
+      end
+    end
+  end
+
+  defp placement_node(nil), do: {:ok, node()}
+
+  defp placement_node(wanted) do
+    case Enum.find(Cluster.members(), &(&1 == wanted or Atom.to_string(&1) == wanted)) do
+      nil -> {:error, {:invalid_argument, "node #{wanted} is not a live member of the cluster"}}
+      found -> {:ok, found}
+    end
+  end
+
+  defp start_agent_process(_swarm_id, _agent_id, :external, _place), do: :ok
+
+  defp start_agent_process(swarm_id, agent_id, executor, place) when place == node() do
+    case Swarm.AgentSupervisor.start_agent(swarm_id, agent_id, executor) do
+      {:ok, _} -> :ok
+      error -> error
+    end
+  end
+
+  defp start_agent_process(swarm_id, agent_id, executor, place) do
+    case Cluster.call(place, AgentHost, :start_agent, [swarm_id, agent_id, executor], 10_000) do
+      {:ok, _} -> :ok
+      error -> error
+    end
+  end
+
+  def remove_agent(agent_id) do
+    with :ok <- quorum(),
+         {:ok, pid} <- Native.agent_remove(agent_id) do
+      swarm_id = Cluster.Directory.swarm_of(agent_id)
+      Replication.record(swarm_id, {:agent_removed, agent_id})
+      # The engine holds the process (or the relay of a remote one): ending
+      # it ends the agent wherever it runs.
+      if is_pid(pid), do: stop_agent_process(swarm_id, pid)
+      :ok
+    end
+  end
+
+  defp stop_agent_process(swarm_id, pid) do
+    case Relay.target(pid) do
+      ^pid -> Swarm.AgentSupervisor.stop_agent(swarm_id, pid)
+      remote -> Cluster.call(node(remote), AgentHost, :stop_agent, [remote], 5_000)
+    end
+  end
+
+  @doc "An agent process (anywhere) announces itself; its work is sent to it from now on."
+  def attach_agent(swarm_id, agent_id, pid) do
+    local = Relay.local(pid)
+
+    with :ok <- Native.agent_attach(agent_id, local) do
+      Swarm.Server.watch(swarm_id, agent_id, local)
+      :ok
+    end
+  end
+
+  def list_agents(swarm_id), do: Native.agent_list(swarm_id)
+  def agent_get(agent_id), do: Native.agent_get(agent_id)
+  def neighbours(agent_id), do: Native.agent_neighbours(agent_id)
+
+  # ---- tasks ------------------------------------------------------------------
+
+  def submit(swarm_id, task) do
+    with :ok <- quorum(),
+         {:ok, task_id} <- Native.task_submit(swarm_id, task),
+         :ok <- record_item(swarm_id, :task, task_id) do
+      {:ok, task_id}
+    end
+  end
+
+  def task_get(task_id, with_results), do: Native.task_get(task_id, with_results)
+
+  def cancel(task_id) do
+    with :ok <- quorum(),
+         :ok <- Native.task_cancel(task_id) do
+      record_item(Cluster.Directory.swarm_of(task_id), :task, task_id)
+    end
+  end
+
+  def watch(task_id, pid), do: Native.task_watch(task_id, Relay.local(pid))
+
+  def claim(agent_id, lease_ms) do
+    with :ok <- quorum(), do: Native.work_claim(agent_id, lease_ms)
+  end
+
+  def start_work(work_id, agent_id), do: Native.work_start(work_id, agent_id)
+
+  def progress(work_id, agent_id, progress), do: Native.work_progress(work_id, agent_id, progress)
+
+  def complete(work_id, agent_id, result) do
+    swarm_id = Cluster.Directory.swarm_of(work_id)
+
+    with :ok <- quorum(),
+         {task_id, unit} <- parse_work_id(work_id),
+         :ok <- Replication.record(swarm_id, {:unit_result, task_id, unit, work_id, result}) do
+      case Native.work_complete(work_id, agent_id, result) do
+        :ok ->
+          :ok
+
+        other ->
+          Replication.record(swarm_id, {:unit_ignored, task_id, unit, work_id})
+          other
+      end
+    else
+      :error -> Native.work_complete(work_id, agent_id, result)
+      error -> error
+    end
+  end
+
+  # "<task id>/<unit>/<attempt>"
+  defp parse_work_id(work_id) do
+    with [task_id, unit, _attempt] <- :binary.split(work_id, "/", [:global]),
+         {unit, ""} <- Integer.parse(unit) do
+      {task_id, unit}
+    else
+      _ -> :error
+    end
+  end
+
+  def fail(work_id, agent_id, reason, timed_out) do
+    with :ok <- quorum(), do: Native.work_fail(work_id, agent_id, reason, timed_out)
+  end
+
+  # ---- coordination -------------------------------------------------------------
+
+  def coordinate(swarm_id, message, from) do
+    with {:ok, hops} <- Native.swarm_coordinate(swarm_id, from) do
+      Coordination.start(swarm_id, message, hops)
+    end
+  end
+
+  def coordination_forward(delivery, agent_id), do: Coordination.forward(delivery, agent_id)
+
+  # ---- memory -------------------------------------------------------------------
+
+  def memory_store(swarm_id, key, value, opts) do
+    with :ok <- quorum(),
+         {:ok, version} <- Native.memory_store(swarm_id, key, value, opts),
+         namespace = Map.get(opts, :namespace, "default"),
+         :ok <- record_memory(swarm_id, namespace, key) do
+      {:ok, version}
+    end
+  end
+
+  def memory_get(swarm_id, key, opts), do: Native.memory_get(swarm_id, key, opts)
+
+  def memory_delete(swarm_id, key, opts) do
+    namespace = Map.get(opts, :namespace, "default")
+
+    with :ok <- quorum(),
+         {:ok, %{version: version}} <- Native.memory_get(swarm_id, key, opts),
+         :ok <- Native.memory_delete(swarm_id, key, opts) do
+      Replication.record(swarm_id, {:memory_deleted, namespace, key, version})
+    end
+  end
+
+  def memory_search(swarm_id, query), do: Native.memory_search(swarm_id, query)
+
+  # ---- discoveries and events ----------------------------------------------------
+
+  def share_discovery(swarm_id, discovery) do
+    with :ok <- quorum(),
+         {:ok, id} <- Native.discovery_share(swarm_id, discovery),
+         :ok <- record_item(swarm_id, :discovery, id) do
+      {:ok, id}
+    end
+  end
+
+  def subscribe_discoveries(swarm_id, pid, filter) do
+    with :ok <- Native.discovery_subscribe(swarm_id, Relay.local(pid), filter) do
+      Replication.record(swarm_id, {:subscribed, pid, {:discoveries, filter}})
+    end
+  end
+
+  def recent_discoveries(swarm_id, filter, limit),
+    do: Native.discovery_recent(swarm_id, filter, limit)
+
+  def subscribe(swarm_id, pid) do
+    with :ok <- Native.swarm_subscribe(swarm_id, Relay.local(pid)) do
+      Replication.record(swarm_id, {:subscribed, pid, :events})
+    end
+  end
+
+  def unsubscribe(swarm_id, pid) do
+    with :ok <- Native.swarm_unsubscribe(swarm_id, Relay.local(pid)) do
+      Replication.record(swarm_id, {:unsubscribed, pid})
+    end
+  end
+
+  # ---- helpers ---------------------------------------------------------------------
+
+  defp quorum do
+    if Cluster.quorum?(), do: :ok, else: {:error, :no_quorum}
+  end
+
+  # Exports the element only when the swarm has a backup to send it to. An
+  # element gone by now (destroyed in between) has nothing to record.
+  defp record_item(swarm_id, kind, id) do
+    Replication.record(swarm_id, fn ->
+      case Native.export_item(id) do
+        {:ok, element} -> {kind, element}
+        {:error, _} -> nil
+      end
+    end)
+  end
+
+  defp record_memory(swarm_id, namespace, key) do
+    Replication.record(swarm_id, fn ->
+      case Native.memory_export(swarm_id, namespace, key) do
+        {:ok, entry} -> {:memory, entry}
+        {:error, _} -> nil
+      end
+    end)
+  end
+end

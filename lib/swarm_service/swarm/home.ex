@@ -1,0 +1,80 @@
+defmodule SwarmService.Swarm.Home do
+  @moduledoc false
+  # Runs a swarm command on the swarm's home node, wherever it is called.
+  #
+  # The directory says where each swarm lives; a command about a swarm
+  # homed here is a local function call (SwarmService.Swarm.Commands), one
+  # homed elsewhere is one Cluster.call to the same function there. Reads
+  # survive a failover: if the home is lost mid-call they wait (bounded)
+  # for the directory to name a new home and ask it. Writes do not retry
+  # on their own, because the lost home may or may not have applied them;
+  # they answer {:error, {:home_down, node}} and the caller decides.
+  alias SwarmService.Cluster
+  alias SwarmService.Cluster.Directory
+  alias SwarmService.Swarm.Commands
+
+  @call_timeout 10_000
+  # How long a read waits for a new home after the old one is lost.
+  @failover_wait_ms 5_000
+
+  @reads [
+    :swarm_status,
+    :list_agents,
+    :agent_get,
+    :neighbours,
+    :task_get,
+    :memory_get,
+    :memory_search,
+    :recent_discoveries
+  ]
+
+  @doc "Runs `Commands.fun(args...)` at the home of `id`."
+  def run(id, fun, args) do
+    case Directory.home(id) do
+      :here -> apply(Commands, fun, args)
+      home -> remote(home, id, fun, args, deadline(), fun in @reads)
+    end
+  end
+
+  @doc false
+  # The remote end of run/3. The caller's directory may be a step behind
+  # (a failover it has not heard of yet): then this node forwards once.
+  def run_here(id, fun, args) do
+    case Directory.home(id) do
+      :here -> apply(Commands, fun, args)
+      home -> Cluster.call(home, Commands, fun, args, @call_timeout)
+    end
+  end
+
+  @doc "Waits until `id` has a home other than `lost` (or the deadline passes)."
+  def await_new_home(id, lost, deadline) do
+    case Directory.home(id) do
+      ^lost ->
+        if now() < deadline do
+          Process.sleep(10)
+          await_new_home(id, lost, deadline)
+        else
+          {:error, {:home_down, lost}}
+        end
+
+      home ->
+        {:ok, home}
+    end
+  end
+
+  defp remote(home, id, fun, args, deadline, read?) do
+    case Cluster.call(home, __MODULE__, :run_here, [id, fun, args], @call_timeout) do
+      {:error, {:nodedown, ^home}} when read? ->
+        with {:ok, _} <- await_new_home(id, home, deadline), do: run(id, fun, args)
+
+      {:error, {:nodedown, ^home}} ->
+        {:error, {:home_down, home}}
+
+      result ->
+        result
+    end
+  end
+
+  defp deadline, do: now() + @failover_wait_ms
+  defp now, do: System.monotonic_time(:millisecond)
+end
