@@ -42,7 +42,7 @@ defmodule SwarmService.RuvSwarm do
       :ok
   """
 
-  alias SwarmService.{Executor, Native, Options, Swarm}
+  alias SwarmService.{Executor, Native, Options}
   alias SwarmService.Cluster.Directory
   alias SwarmService.Swarm.{Commands, Home}
 
@@ -459,6 +459,37 @@ defmodule SwarmService.RuvSwarm do
          do: Home.run(swarm_id, :coordinate, [swarm_id, message, Map.get(o, :from)])
   end
 
+  @doc """
+  `coordinate_agents/3` for a swarm whose agents run on several nodes:
+  delivers along the topology to every agent wherever it runs and answers
+  `{:ok, %{agents: n, nodes: %{node_name => agents_there}}}`.
+  """
+  @spec coordinate_across_cluster(id, term, keyword) :: {:ok, map} | {:error, reason}
+  def coordinate_across_cluster(swarm_id, message, opts \\ []) do
+    with {:ok, o} <- Options.normalize(opts, [:from]),
+         :ok <- Options.check_payload(message, "message"),
+         do: Home.run(swarm_id, :coordinate_across, [swarm_id, message, Map.get(o, :from)])
+  end
+
+  # ---- cluster -----------------------------------------------------------------
+
+  @doc """
+  The cluster as this node sees it: `members` (node, up, configured),
+  `quorum`, `leader`, the adapter, and `swarms`: for each swarm its `home`
+  and `backup` node and the `epoch` of that assignment (it grows at every
+  failover or backup change). See `SwarmService.Cluster` for the
+  consistency model.
+  """
+  @spec cluster_status() :: {:ok, map}
+  def cluster_status do
+    swarms =
+      for e <- Directory.entries(), e.state == :live do
+        %{id: e.swarm, home: e.home, backup: e.backup, epoch: e.epoch}
+      end
+
+    {:ok, Map.put(SwarmService.Cluster.status(), :swarms, Enum.sort_by(swarms, & &1.id))}
+  end
+
   # ---- memory ----------------------------------------------------------------
 
   @doc """
@@ -594,6 +625,14 @@ defmodule SwarmService.RuvSwarm do
 
   def format_error(:not_found), do: "no memory entry with that key"
   def format_error(:no_task), do: "no task is waiting for this agent"
+
+  def format_error({:home_down, node}),
+    do:
+      "the swarm's home node #{node} went down during the call; the change may or may " <>
+        "not have been made (check, then retry: its backup takes over within seconds)"
+
+  def format_error({:replication_failed, reason}),
+    do: "the change could not be copied to a backup node: #{inspect(reason, limit: 5)}"
   def format_error(:timeout), do: "the task did not finish in time; it is still running"
   def format_error(:cancelled), do: "the task was cancelled"
   def format_error({:invalid_argument, msg}), do: msg

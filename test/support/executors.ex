@@ -38,6 +38,17 @@ defmodule SwarmService.Test.Executors do
     def run(%{input: trail}, ctx) when is_list(trail), do: {:ok, trail ++ [ctx.agent_id]}
   end
 
+  defmodule Where do
+    @moduledoc false
+    # Reports the node it ran on (and sleeps `input` ms if it is a number):
+    # shows where a cluster ran work.
+    @behaviour SwarmService.Executor
+    def run(%{input: input}, ctx) do
+      if is_integer(input), do: Process.sleep(input)
+      {:ok, %{node: node(), agent: ctx.agent_id, input: input}}
+    end
+  end
+
   defmodule Sleep do
     @moduledoc false
     @behaviour SwarmService.Executor

@@ -116,6 +116,7 @@ defmodule SwarmService.Cluster.Failover do
     # they start, and that must be this node.
     with {:ok, id} <- Native.swarm_import(%{snapshot | agents: agents}),
          _ <- Directory.put(taken),
+         :ok <- resubscribe(id, subscribers, lost),
          {:ok, _} <- Swarm.start(id, executor: snapshot.executor) do
       Replica.drop(id)
       backup = Replication.pick_backup(id, [lost])
@@ -127,7 +128,7 @@ defmodule SwarmService.Cluster.Failover do
 
       Directory.publish(taken)
       adopt_remote_agents(taken, agents)
-      resubscribe(taken, subscribers, lost)
+      announce(taken, subscribers, lost)
 
       Logger.warning(
         "swarm #{id}: took over from #{lost} in #{System.monotonic_time(:millisecond) - started} ms (epoch #{taken.epoch})"
@@ -151,17 +152,22 @@ defmodule SwarmService.Cluster.Failover do
     end)
   end
 
-  defp resubscribe(entry, subscribers, lost) do
-    event = %{type: :failover, from: lost, to: node(), epoch: entry.epoch}
-
-    # Straight to the engine: the new backup got the subscribers with its
-    # snapshot already.
+  # Before the agents start, so no event of the new home is missed.
+  # Straight to the engine: the new backup gets the subscribers with its
+  # snapshot.
+  defp resubscribe(swarm_id, subscribers, lost) do
     for {pid, what} <- subscribers, node(pid) != lost do
       case what do
-        :events -> Native.swarm_subscribe(entry.swarm, Relay.local(pid))
-        {:discoveries, f} -> Native.discovery_subscribe(entry.swarm, Relay.local(pid), f)
+        :events -> Native.swarm_subscribe(swarm_id, Relay.local(pid))
+        {:discoveries, f} -> Native.discovery_subscribe(swarm_id, Relay.local(pid), f)
       end
     end
+
+    :ok
+  end
+
+  defp announce(entry, subscribers, lost) do
+    event = %{type: :failover, from: lost, to: node(), epoch: entry.epoch}
 
     for pid <- subscribers |> Enum.map(&elem(&1, 0)) |> Enum.uniq(), node(pid) != lost do
       send(pid, {:swarm_event, entry.swarm, event})
@@ -170,7 +176,15 @@ defmodule SwarmService.Cluster.Failover do
 
   # ---- losing the backup ------------------------------------------------------------
 
+  # Rows change only on the quorum side: a cut-off minority that bumped
+  # epochs could otherwise outbid the majority's rows when it heals.
   defp do_replace_backup(%{home: home, backup: dead} = entry, dead) when home == node() do
+    if Cluster.quorum?(), do: replace(entry, dead), else: entry
+  end
+
+  defp do_replace_backup(entry, _dead), do: entry
+
+  defp replace(entry, dead) do
     case Replication.pick_backup(entry.swarm, [dead]) do
       nil ->
         new = %{entry | backup: nil, epoch: entry.epoch + 1}
@@ -185,12 +199,10 @@ defmodule SwarmService.Cluster.Failover do
     end
   end
 
-  defp do_replace_backup(entry, _dead), do: entry
-
   # ---- a member (re)joins -----------------------------------------------------------
 
   defp welcome(entry, joined) do
-    if entry.backup == nil do
+    if entry.backup == nil and Cluster.quorum?() do
       executor = Swarm.Server.default_executor(entry.swarm)
       Directory.publish(Replication.load_backup(entry, joined, executor, []))
     end

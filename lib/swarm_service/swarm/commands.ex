@@ -203,6 +203,14 @@ defmodule SwarmService.Swarm.Commands do
     end
   end
 
+  @doc "Like coordinate/3, answering how many agents on which node the message reaches."
+  def coordinate_across(swarm_id, message, from) do
+    with {:ok, agents} <- Native.agent_list(swarm_id),
+         :ok <- coordinate(swarm_id, message, from) do
+      {:ok, %{agents: length(agents), nodes: Enum.frequencies_by(agents, & &1.node)}}
+    end
+  end
+
   def coordination_forward(delivery, agent_id), do: Coordination.forward(delivery, agent_id)
 
   # ---- memory -------------------------------------------------------------------
