@@ -163,11 +163,9 @@ defmodule SwarmService.RuvSwarm do
   @spec list_swarms() :: {:ok, [map]}
   def list_swarms do
     swarms =
-      for n <- SwarmService.Cluster.members(),
-          list = (if n == node(), do: Commands.local_swarms(), else: remote_swarms(n)),
-          swarm <- list,
-          uniq: true,
-          do: swarm
+      SwarmService.Cluster.members()
+      |> Enum.flat_map(&if(&1 == node(), do: Commands.local_swarms(), else: remote_swarms(&1)))
+      |> Enum.uniq_by(& &1.id)
 
     {:ok, Enum.sort_by(swarms, &{&1.created_at, &1.id})}
   end

@@ -53,6 +53,15 @@ defmodule SwarmService.Test.ClusterLoad do
     end
   end
 
+  @doc "Times `n` calls of `swarm_status(swarm_id)` made on this node; sorted µs."
+  def time_status_calls(swarm_id, n) do
+    for _ <- 1..n do
+      {us, {:ok, _}} = :timer.tc(RuvSwarm, :swarm_status, [swarm_id])
+      us
+    end
+    |> Enum.sort()
+  end
+
   defp forward(collector) do
     receive do
       {:swarm_event, _, %{type: :task_completed, task_id: id}} ->

@@ -18,6 +18,9 @@ defmodule SwarmService.Cluster.Directory do
   alias SwarmService.Cluster
 
   @table __MODULE__
+  # A destroyed swarm's row outlives it this long: long enough for every
+  # stale copy of the live row to have arrived and lost against it.
+  @tombstone_ms 60_000
 
   @type entry :: %{
           swarm: String.t(),
@@ -78,9 +81,6 @@ defmodule SwarmService.Cluster.Directory do
     put(entry)
   end
 
-  @doc "Removes rows this node no longer needs (tests and destroy)."
-  def forget(swarm_id), do: GenServer.call(__MODULE__, {:forget, swarm_id})
-
   @impl true
   def init(nil) do
     :ets.new(@table, [:named_table, :set, :protected, read_concurrency: true])
@@ -96,13 +96,15 @@ defmodule SwarmService.Cluster.Directory do
       previous ->
         :ets.insert(@table, to_row(entry))
         if previous, do: send(SwarmService.Cluster.Failover, {:directory_changed, previous, entry})
+        if entry.state == :destroyed, do: Process.send_after(self(), {:expire, entry}, @tombstone_ms)
         {:reply, previous, state}
     end
   end
 
-  def handle_call({:forget, id}, _from, state) do
-    :ets.delete(@table, id)
-    {:reply, :ok, state}
+  @impl true
+  def handle_info({:expire, %{swarm: id} = tombstone}, state) do
+    if lookup(id) == tombstone, do: :ets.delete(@table, id)
+    {:noreply, state}
   end
 
   defp to_row(e), do: {e.swarm, e.home, e.backup, e.epoch, e.state}

@@ -50,9 +50,13 @@ defmodule SwarmService.Cluster.Failover do
 
   @impl true
   def handle_info({:cluster, :member_down, lost}, state) do
+    # Failover time is measured from here: the moment the member is
+    # declared down.
+    since = System.monotonic_time(:millisecond)
+
     for entry <- Directory.entries(), entry.state == :live do
       cond do
-        entry.home == lost and entry.backup == node() -> take_over(entry, lost)
+        entry.home == lost and entry.backup == node() -> take_over(entry, lost, since)
         entry.home == node() and entry.backup == lost -> do_replace_backup(entry, lost)
         true -> :ok
       end
@@ -88,10 +92,10 @@ defmodule SwarmService.Cluster.Failover do
 
   # ---- losing the home: take over ----------------------------------------------
 
-  defp take_over(entry, lost) do
+  defp take_over(entry, lost, since) do
     if Cluster.quorum?() do
       case Replica.snapshot(entry.swarm) do
-        {snapshot, subscribers} -> import(entry, lost, snapshot, subscribers)
+        {snapshot, subscribers} -> import(entry, lost, snapshot, subscribers, since)
         nil -> Logger.error("swarm #{entry.swarm}: home #{lost} lost and no replica here")
       end
     else
@@ -99,8 +103,7 @@ defmodule SwarmService.Cluster.Failover do
     end
   end
 
-  defp import(entry, lost, snapshot, subscribers) do
-    started = System.monotonic_time(:millisecond)
+  defp import(entry, lost, snapshot, subscribers, since) do
     live = MapSet.new(Enum.map(Cluster.members(), &Atom.to_string/1))
     here = Atom.to_string(node())
 
@@ -128,11 +131,9 @@ defmodule SwarmService.Cluster.Failover do
 
       Directory.publish(taken)
       adopt_remote_agents(taken, agents)
-      announce(taken, subscribers, lost)
-
-      Logger.warning(
-        "swarm #{id}: took over from #{lost} in #{System.monotonic_time(:millisecond) - started} ms (epoch #{taken.epoch})"
-      )
+      took_ms = System.monotonic_time(:millisecond) - since
+      announce(taken, subscribers, lost, took_ms)
+      Logger.warning("swarm #{id}: took over from #{lost} in #{took_ms} ms (epoch #{taken.epoch})")
     else
       error -> Logger.error("swarm #{entry.swarm}: takeover failed: #{inspect(error)}")
     end
@@ -166,8 +167,8 @@ defmodule SwarmService.Cluster.Failover do
     :ok
   end
 
-  defp announce(entry, subscribers, lost) do
-    event = %{type: :failover, from: lost, to: node(), epoch: entry.epoch}
+  defp announce(entry, subscribers, lost, took_ms) do
+    event = %{type: :failover, from: lost, to: node(), epoch: entry.epoch, took_ms: took_ms}
 
     for pid <- subscribers |> Enum.map(&elem(&1, 0)) |> Enum.uniq(), node(pid) != lost do
       send(pid, {:swarm_event, entry.swarm, event})

@@ -165,29 +165,25 @@ defmodule SwarmService.Swarm.Commands do
     swarm_id = Cluster.Directory.swarm_of(work_id)
 
     with :ok <- quorum(),
-         {task_id, unit} <- parse_work_id(work_id),
-         :ok <- Replication.record(swarm_id, {:unit_result, task_id, unit, work_id, result}) do
+         :ok <- Replication.record(swarm_id, fn -> unit_fact(:unit_result, work_id, [result]) end) do
       case Native.work_complete(work_id, agent_id, result) do
         :ok ->
           :ok
 
         other ->
-          Replication.record(swarm_id, {:unit_ignored, task_id, unit, work_id})
+          Replication.record(swarm_id, fn -> unit_fact(:unit_ignored, work_id, []) end)
           other
       end
-    else
-      :error -> Native.work_complete(work_id, agent_id, result)
-      error -> error
     end
   end
 
-  # "<task id>/<unit>/<attempt>"
-  defp parse_work_id(work_id) do
+  # Work ids are "<task id>/<unit>/<attempt>".
+  defp unit_fact(tag, work_id, extra) do
     with [task_id, unit, _attempt] <- :binary.split(work_id, "/", [:global]),
          {unit, ""} <- Integer.parse(unit) do
-      {task_id, unit}
+      List.to_tuple([tag, task_id, unit, work_id | extra])
     else
-      _ -> :error
+      _ -> nil
     end
   end
 
