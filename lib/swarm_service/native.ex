@@ -65,4 +65,10 @@ defmodule SwarmService.Native do
   def discovery_share(_swarm_id, _discovery), do: nif()
   def discovery_subscribe(_swarm_id, _pid, _filter), do: nif()
   def discovery_recent(_swarm_id, _filter, _limit), do: nif()
+
+  # Snapshots (plain terms; see native/ruv_swarm_nif/src/snapshot.rs).
+  def swarm_export(_swarm_id), do: nif()
+  def export_item(_id), do: nif()
+  def memory_export(_swarm_id, _namespace, _key), do: nif()
+  def swarm_import(_snapshot), do: nif()
 end

@@ -17,9 +17,9 @@ defmodule SwarmService.RuvSwarm do
   ## Errors
 
   Every function returns `{:error, reason}` on bad input instead of raising.
-  Reasons are `:swarm_not_found`, `:agent_not_found`, `:task_not_found`,
-  `:not_found` (memory key), `:no_task`, `:timeout`, `:cancelled`,
-  `{:invalid_argument, message}`, `{:swarm_full, max}`,
+  Reasons are `:swarm_not_found`, `:swarm_exists`, `:agent_not_found`,
+  `:task_not_found`, `:not_found` (memory key), `:no_task`, `:timeout`,
+  `:cancelled`, `{:invalid_argument, message}`, `{:swarm_full, max}`,
   `{:too_large, what, size, limit}`, `{:dependency_cycle, path}`,
   `{:task_finished, status}`, `{:version_conflict, expected, found}`,
   `{:failed, message}`, `{:timed_out, message}`. `format_error/1` turns any
@@ -616,6 +616,7 @@ defmodule SwarmService.RuvSwarm do
   """
   @spec format_error(term) :: String.t()
   def format_error(:swarm_not_found), do: "no swarm with that id"
+  def format_error(:swarm_exists), do: "a swarm with that id is already loaded on this node"
   def format_error(:agent_not_found), do: "no agent with that id"
 
   def format_error(:task_not_found),

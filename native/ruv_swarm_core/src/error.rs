@@ -6,6 +6,8 @@ use thiserror::Error;
 pub enum Error {
     #[error("swarm not found")]
     SwarmNotFound,
+    #[error("a swarm with that id already exists")]
+    SwarmExists,
     #[error("agent not found")]
     AgentNotFound,
     #[error("task not found")]

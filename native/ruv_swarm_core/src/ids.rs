@@ -24,6 +24,23 @@ pub fn new_swarm_id() -> String {
     format!("swarm-{:08x}-{}", salt(), n)
 }
 
+/// Keeps this engine from ever making `id` itself: when an imported swarm
+/// id carries this engine's salt, the counter moves past its number.
+pub fn reserve_swarm_id(id: &str) {
+    let Some(rest) = id.strip_prefix("swarm-") else {
+        return;
+    };
+    let Some((salt_hex, n)) = rest.split_once('-') else {
+        return;
+    };
+    if salt_hex != format!("{:08x}", salt()) {
+        return;
+    }
+    if let Ok(n) = n.parse::<u64>() {
+        COUNTER.fetch_max(n.saturating_add(1), Ordering::Relaxed);
+    }
+}
+
 /// What kind of object a child id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -77,6 +94,21 @@ mod tests {
             }
         }
         assert_eq!(all.len(), 80_000);
+    }
+
+    #[test]
+    fn reserved_ids_are_never_made() {
+        let s = new_swarm_id();
+        let (prefix, n) = s.rsplit_once('-').unwrap();
+        let n: u64 = n.parse().unwrap();
+        let ahead = format!("{prefix}-{}", n + 1000);
+        reserve_swarm_id(&ahead);
+        let next = new_swarm_id();
+        let m: u64 = next.rsplit_once('-').unwrap().1.parse().unwrap();
+        assert!(m > n + 1000, "{next} after reserving {ahead}");
+        // Ids of other engines (another salt) and junk change nothing.
+        reserve_swarm_id("swarm-zz-99999999");
+        reserve_swarm_id("not-a-swarm");
     }
 
     #[test]

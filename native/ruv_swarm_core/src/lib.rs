@@ -20,4 +20,4 @@ pub mod topology;
 
 pub use error::{Error, Result};
 pub use model::*;
-pub use swarm::Swarm;
+pub use swarm::{snapshot, Swarm};

@@ -215,6 +215,65 @@ impl Memory {
     pub fn next_expiry(&self) -> Option<u64> {
         self.expiry.peek().map(|Reverse((at, _))| *at)
     }
+
+    /// Every live entry, in (namespace, key) order.
+    pub fn live_entries(&self, now: u64) -> impl Iterator<Item = (&str, &str, &Entry)> {
+        self.entries
+            .iter()
+            .filter(move |(_, e)| e.live(now))
+            .map(|((ns, key), e)| (ns.as_str(), key.as_str(), e))
+    }
+
+    /// The version the next store will get.
+    pub fn next_version(&self) -> u64 {
+        self.next_version + 1
+    }
+
+    /// Makes the next store get at least version `next`.
+    pub fn reserve_versions(&mut self, next: u64) {
+        self.next_version = self.next_version.max(next.saturating_sub(1));
+    }
+
+    /// Puts back an entry exactly as it was exported (same version and
+    /// timestamps). An entry already expired at `now` is dropped
+    /// (`Ok(false)`); a key already present is an error.
+    pub fn restore(
+        &mut self,
+        namespace: String,
+        key: String,
+        entry: Entry,
+        now: u64,
+    ) -> Result<bool> {
+        crate::model::check_name("namespace", &namespace)?;
+        crate::model::check_name("key", &key)?;
+        crate::model::check_payload("value", &entry.value)?;
+        crate::model::check_list("tag", &entry.tags)?;
+        if entry.version == 0 {
+            return Err(Error::invalid("version must be at least 1"));
+        }
+        let k = (namespace, key);
+        if self.entries.contains_key(&k) {
+            return Err(Error::invalid("the entry appears twice"));
+        }
+        // Versions only grow, even past entries that expired meanwhile.
+        self.next_version = self.next_version.max(entry.version);
+        if !entry.live(now) {
+            return Ok(false);
+        }
+        if self.entries.len() >= limits::MAX_MEMORY_ENTRIES {
+            return Err(Error::TooLarge {
+                what: "memory",
+                size: self.entries.len() + 1,
+                limit: limits::MAX_MEMORY_ENTRIES,
+            });
+        }
+        if let Some(at) = entry.expires_at {
+            self.expiry.push(Reverse((at, k.clone())));
+        }
+        self.bytes += entry_bytes(&k, &entry);
+        self.entries.insert(k, entry);
+        Ok(true)
+    }
 }
 
 fn entry_bytes((ns, key): &Key, e: &Entry) -> usize {

@@ -23,6 +23,8 @@ use crate::scheduler::{self, ReadyQueues, Timer, TimerKind, Timers, Verdict};
 use crate::task::{self, Task, TaskResult, UnitState};
 use crate::topology;
 
+pub mod snapshot;
+
 /// How many free agents the scheduler compares before picking one.
 const CANDIDATES: usize = 8;
 /// Most units one agent may run at once.

@@ -110,6 +110,10 @@ pub struct Task {
     pub description: String,
     pub priority: Priority,
     pub mode: ExecMode,
+    /// Capabilities the task as a whole asked for (sorted, deduplicated).
+    pub capabilities: Vec<String>,
+    /// The fan-out bound it was submitted with.
+    pub max_agents: u32,
     pub has_subtasks: bool,
     pub timeout_ms: Option<u64>,
     pub retry: RetryPolicy,
@@ -310,6 +314,8 @@ impl Task {
             description: spec.description,
             priority: spec.priority,
             mode: spec.mode,
+            capabilities: caps,
+            max_agents: spec.max_agents,
             has_subtasks,
             timeout_ms: spec.timeout_ms,
             retry: spec.retry,

@@ -3,7 +3,7 @@
 rustler::atoms! {
     ok, error, nil, ignored, no_task, watching, done,
     // error reasons
-    swarm_not_found, agent_not_found, task_not_found, not_found, swarm_full,
+    swarm_not_found, swarm_exists, agent_not_found, task_not_found, not_found, swarm_full,
     invalid_argument, too_large, dependency_cycle, task_finished,
     version_conflict, not_pull_agent, internal,
     // enums
@@ -35,4 +35,6 @@ rustler::atoms! {
     allocated_bytes, swarms, agent_type, discovery_type,
     depends_on, backoff_ms, max_backoff_ms, subtasks, prefix, text, limit, ttl_ms,
     if_version, min_confidence, executor, longest_call_ns, longest_call_cpu_ns,
+    // snapshots
+    next_ids, agent, task, discovery, memory_version, memory, spec, unit_results,
 }

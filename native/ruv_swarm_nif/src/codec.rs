@@ -269,7 +269,7 @@ fn payload_map<'a>(env: Env<'a>, named: &[(String, Payload)]) -> Term<'a> {
     Term::map_from_term_arrays(env, &keys, &values).expect("distinct names")
 }
 
-fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
+pub fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
     match r {
         None => atoms::nil().encode(env),
         Some(TaskResult::Single(p)) => term_of(env, p),

@@ -8,6 +8,7 @@ use crate::atoms;
 pub fn reason<'a>(env: Env<'a>, e: &Error) -> Term<'a> {
     match e {
         Error::SwarmNotFound => atoms::swarm_not_found().encode(env),
+        Error::SwarmExists => atoms::swarm_exists().encode(env),
         Error::AgentNotFound => atoms::agent_not_found().encode(env),
         Error::TaskNotFound => atoms::task_not_found().encode(env),
         Error::KeyNotFound => atoms::not_found().encode(env),

@@ -14,6 +14,7 @@ mod error;
 mod logging;
 mod memory;
 mod registry;
+mod snapshot;
 mod swarm;
 mod task;
 

@@ -61,6 +61,23 @@ pub fn now_ms() -> u64 {
 
 pub fn insert(swarm: Swarm) {
     let id = swarm.id.clone();
+    SWARMS
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, new_cell(swarm));
+}
+
+/// Inserts a swarm unless one with its id is already loaded.
+pub fn insert_new(swarm: Swarm) -> Result<()> {
+    let mut swarms = SWARMS.write().unwrap_or_else(|p| p.into_inner());
+    if swarms.contains_key(&swarm.id) {
+        return Err(Error::SwarmExists);
+    }
+    swarms.insert(swarm.id.clone(), new_cell(swarm));
+    Ok(())
+}
+
+fn new_cell(swarm: Swarm) -> Arc<Cell> {
     let state = State {
         swarm,
         agent_pids: HashMap::new(),
@@ -70,10 +87,7 @@ pub fn insert(swarm: Swarm) {
         owner: None,
         wake_at: u64::MAX,
     };
-    SWARMS
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, Arc::new(Cell(Mutex::new(state))));
+    Arc::new(Cell(Mutex::new(state)))
 }
 
 pub fn remove(id: &str) -> Option<Arc<Cell>> {

@@ -31,7 +31,7 @@ fn subtask(t: Term) -> ruv_swarm_core::Result<SubtaskSpec> {
     })
 }
 
-fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
+pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
     if !t.is_map() {
         return Err(Error::invalid("a task must be a map"));
     }
