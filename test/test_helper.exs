@@ -1,1 +1,5 @@
+# Every test runs on a distributed (hidden) node, so multi-node tests can
+# start peers with SwarmService.Test.PeerCluster. Peer tests are tagged
+# :cluster (`mix test --exclude cluster` skips them).
+SwarmService.Test.PeerCluster.ensure_distributed()
 ExUnit.start(capture_log: true)
