@@ -12,6 +12,7 @@ defmodule SwarmService.Application do
       # First so it stops last: the PID file outlives the rest of the node.
       SwarmService.CLI.Runtime,
       SwarmService.Native.LogForwarder,
+      SwarmService.Cluster,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       # Where each swarm lives, and the copies this node keeps as backup.

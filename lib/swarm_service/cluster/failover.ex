@@ -120,6 +120,8 @@ defmodule SwarmService.Cluster.Failover do
     with {:ok, id} <- Native.swarm_import(%{snapshot | agents: agents}),
          _ <- Directory.put(taken),
          :ok <- resubscribe(id, subscribers, lost),
+         # Agents we hosted for the old home now run under the swarm here.
+         :ok <- AgentHost.release(taken),
          {:ok, _} <- Swarm.start(id, executor: snapshot.executor) do
       Replica.drop(id)
       backup = Replication.pick_backup(id, [lost])
