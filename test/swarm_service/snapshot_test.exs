@@ -3,6 +3,7 @@ defmodule SwarmService.SnapshotTest do
   # same ids: what a backup node does when the home node dies.
   # Not async: one test counts atoms, which other tests' code loading moves.
   use ExUnit.Case, async: false
+  import Bitwise
 
   alias SwarmService.{Native, RuvSwarm, Swarm}
   alias SwarmService.Test.Executors
@@ -238,7 +239,7 @@ defmodule SwarmService.SnapshotTest do
     :ok = Native.swarm_destroy(s)
   end
 
-  describe "bad snapshots" do
+  describe "importing" do
     setup do
       {:ok, s} = RuvSwarm.spawn_swarm(agents: 2)
       {:ok, _} = RuvSwarm.orchestrate(s, "work")
@@ -266,6 +267,19 @@ defmodule SwarmService.SnapshotTest do
       assert id == snap.id
       assert RuvSwarm.format_error(:swarm_exists) =~ "already"
       assert Native.swarm_import(snap) == {:error, :swarm_exists}
+    end
+
+    test "a header alone makes an empty swarm whose ids continue", %{snap: snap} do
+      header = Map.drop(snap, [:agents, :tasks, :memory, :discoveries])
+      assert {:ok, id} = Native.swarm_import(header)
+
+      assert {:ok, %{agents: [], tasks: [], memory: [], discoveries: []}} =
+               Native.swarm_export(id)
+
+      {:ok, agent} = RuvSwarm.spawn_agent(id, executor: :external)
+      assert seq(agent) == snap.next_ids.agent
+      {:ok, task} = RuvSwarm.orchestrate(id, "next")
+      assert seq(task) == snap.next_ids.task
     end
 
     test "a completed task whose result is nil", %{snap: snap} do
@@ -352,6 +366,60 @@ defmodule SwarmService.SnapshotTest do
       # Still here, and the engine still answers.
       assert {:ok, id} = Native.swarm_import(snap)
       assert {:ok, _} = RuvSwarm.swarm_status(id)
+    end
+
+    test "randomly corrupted snapshots get answers, not crashes", %{snap: snap} do
+      junk = fn ->
+        Enum.random([
+          nil,
+          -1,
+          0,
+          1 <<< 70,
+          1.5,
+          "",
+          "ring",
+          "swarm-x",
+          <<255, 0>>,
+          :pull,
+          :completed,
+          [],
+          [nil],
+          [:a | :b],
+          {0, :r},
+          %{},
+          self(),
+          make_ref()
+        ])
+      end
+
+      corrupt = fn snap ->
+        case Enum.random([:top, :agents, :tasks, :spec, :memory, :discoveries]) do
+          :top ->
+            Map.put(snap, Enum.random(Map.keys(snap)), junk.())
+
+          :spec ->
+            update_in(snap, [:tasks, Access.at(0), :spec], fn spec ->
+              Map.put(spec, Enum.random(Map.keys(spec)), junk.())
+            end)
+
+          list ->
+            update_in(snap, [list, Access.at(0)], fn item ->
+              Map.put(item, Enum.random(Map.keys(item)), junk.())
+            end)
+        end
+      end
+
+      message!(%{snap | topology: "torus"})
+      atoms = :erlang.system_info(:atom_count)
+
+      for _ <- 1..500 do
+        case Native.swarm_import(corrupt.(snap)) do
+          {:ok, id} -> :ok = Native.swarm_destroy(id)
+          {:error, reason} -> assert is_binary(RuvSwarm.format_error(reason))
+        end
+      end
+
+      assert :erlang.system_info(:atom_count) == atoms
     end
 
     test "items of unknown ids" do
