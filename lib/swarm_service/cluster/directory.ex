@@ -75,7 +75,7 @@ defmodule SwarmService.Cluster.Directory do
   @doc "Offers `entry` to every live member (this node included), and waits."
   def publish(entry) do
     for n <- Cluster.members(), n != node() do
-      Cluster.call(n, __MODULE__, :put, [entry], 5_000)
+      SwarmService.Cluster.Replication.safe_call(n, __MODULE__, :put, [entry])
     end
 
     put(entry)

@@ -37,11 +37,27 @@ defmodule SwarmService.Cluster.Failover do
   def replace_backup(swarm_id, dead),
     do: GenServer.call(__MODULE__, {:replace_backup, swarm_id, dead}, 60_000)
 
+  @ready __MODULE__.Ready
+
+  @doc """
+  Live members whose swarm processes are up (they said hello), this node
+  included: the only ones a swarm may be placed on or backed up to.
+  """
+  def ready_members do
+    Enum.filter(Cluster.members(), &(&1 == node() or :ets.member(@ready, &1)))
+  end
+
   @impl true
   def init(nil) do
+    :ets.new(@ready, [:named_table, :set, :protected, read_concurrency: true])
     Cluster.subscribe(self())
+    # A member that connects may still be booting, so members greet each
+    # other once their swarm processes are up (this one is last in the tree).
+    for n <- Cluster.members(), n != node(), do: hello(n, true)
     {:ok, nil}
   end
+
+  defp hello(n, answer?), do: Cluster.send({__MODULE__, n}, {:hello, node(), answer?})
 
   @impl true
   def handle_call({:replace_backup, swarm_id, dead}, _from, state) do
@@ -53,6 +69,7 @@ defmodule SwarmService.Cluster.Failover do
     # Failover time is measured from here: the moment the member is
     # declared down.
     since = System.monotonic_time(:millisecond)
+    :ets.delete(@ready, lost)
 
     for entry <- Directory.entries(), entry.state == :live do
       cond do
@@ -66,9 +83,22 @@ defmodule SwarmService.Cluster.Failover do
   end
 
   def handle_info({:cluster, :member_up, joined}, state) do
-    for entry <- Directory.entries(), entry.home == node() do
-      Cluster.call(joined, Directory, :put, [entry], 5_000)
-      if entry.state == :live, do: welcome(entry, joined)
+    # Answered only if its swarm processes run (a healed partition);
+    # a booting member greets us itself when it is ready.
+    hello(joined, true)
+    {:noreply, state}
+  end
+
+  def handle_info({:hello, joined, answer?}, state) do
+    if answer?, do: hello(joined, false)
+
+    if Enum.member?(Cluster.members(), joined) do
+      :ets.insert(@ready, {joined})
+
+      for entry <- Directory.entries(), entry.home == node() do
+        Replication.safe_call(joined, Directory, :put, [entry])
+        if entry.state == :live, do: welcome(entry, joined)
+      end
     end
 
     {:noreply, state}
@@ -150,7 +180,7 @@ defmodule SwarmService.Cluster.Failover do
     |> Enum.each(fn {name, list} ->
       case Enum.find(Cluster.members(), &(Atom.to_string(&1) == name)) do
         nil -> :ok
-        n -> Cluster.call(n, AgentHost, :adopt, [entry.swarm, entry.epoch, list], 10_000)
+        n -> Replication.safe_call(n, AgentHost, :adopt, [entry.swarm, entry.epoch, list])
       end
     end)
   end
@@ -225,7 +255,7 @@ defmodule SwarmService.Cluster.Failover do
             do: {a.id, without_process[a.id]}
 
       if list != [],
-        do: Cluster.call(joined, AgentHost, :adopt, [swarm_id, entry.epoch, list], 10_000)
+        do: Replication.safe_call(joined, AgentHost, :adopt, [swarm_id, entry.epoch, list])
     end
   end
 

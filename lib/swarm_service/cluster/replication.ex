@@ -29,7 +29,7 @@ defmodule SwarmService.Cluster.Replication do
   @doc "The swarm was destroyed here: its backup forgets it and every node learns it."
   def stop(swarm_id) do
     with %{home: home} = entry when home == node() <- Directory.lookup(swarm_id) do
-      if entry.backup, do: Cluster.call(entry.backup, Replica, :drop, [swarm_id], @timeout)
+      if entry.backup, do: safe_call(entry.backup, Replica, :drop, [swarm_id])
       Directory.publish(%{entry | epoch: entry.epoch + 1, state: :destroyed})
     end
 
@@ -67,7 +67,7 @@ defmodule SwarmService.Cluster.Replication do
   end
 
   defp send_fact(entry, fact, :sync) do
-    case Cluster.call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact], @timeout) do
+    case safe_call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact]) do
       :ok ->
         :ok
 
@@ -86,7 +86,7 @@ defmodule SwarmService.Cluster.Replication do
   end
 
   defp retry(entry, fact) do
-    case Cluster.call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact], @timeout) do
+    case safe_call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact]) do
       :ok -> :ok
       {:error, :stale_epoch} -> {:error, :no_quorum}
       {:error, reason} -> {:error, {:replication_failed, reason}}
@@ -103,7 +103,7 @@ defmodule SwarmService.Cluster.Replication do
 
     with {:ok, snapshot} <- Native.swarm_export(entry.swarm),
          snapshot = Map.merge(snapshot, %{executor: executor, subscribers: subscribers}),
-         :ok <- Cluster.call(backup, Replica, :load, [entry.swarm, new.epoch, snapshot], 30_000) do
+         :ok <- safe_call(backup, Replica, :load, [entry.swarm, new.epoch, snapshot], 30_000) do
       SwarmService.Swarm.Server.replicate_outcomes(entry.swarm)
       new
     else
@@ -113,10 +113,21 @@ defmodule SwarmService.Cluster.Replication do
 
   @doc "A live member other than this node and `avoid`, spread by swarm id; nil if none."
   def pick_backup(swarm_id, avoid) do
-    case Cluster.members() -- [node() | avoid] do
+    case Failover.ready_members() -- [node() | avoid] do
       [] -> nil
       others -> Enum.at(others, :erlang.phash2(swarm_id, length(others)))
     end
+  end
+
+  @doc """
+  A call to another member that answers `{:error, reason}` instead of
+  raising, whatever happens there (a member that is still booting has no
+  such process yet): replication and failover must not crash half-way.
+  """
+  def safe_call(node, module, fun, args, timeout \\ @timeout) do
+    Cluster.call(node, module, fun, args, timeout)
+  catch
+    kind, reason -> {:error, {kind, reason}}
   end
 
   defp mode, do: Application.get_env(:swarm_service, :replication, :sync)

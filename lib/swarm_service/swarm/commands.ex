@@ -77,7 +77,9 @@ defmodule SwarmService.Swarm.Commands do
   defp placement_node(nil), do: {:ok, node()}
 
   defp placement_node(wanted) do
-    case Enum.find(Cluster.members(), &(&1 == wanted or Atom.to_string(&1) == wanted)) do
+    ready = Cluster.Failover.ready_members()
+
+    case Enum.find(ready, &(&1 == wanted or Atom.to_string(&1) == wanted)) do
       nil -> {:error, {:invalid_argument, "node #{wanted} is not a live member of the cluster"}}
       found -> {:ok, found}
     end
@@ -93,7 +95,7 @@ defmodule SwarmService.Swarm.Commands do
   end
 
   defp start_agent_process(swarm_id, agent_id, executor, place) do
-    case Cluster.call(place, AgentHost, :start_agent, [swarm_id, agent_id, executor], 10_000) do
+    case Replication.safe_call(place, AgentHost, :start_agent, [swarm_id, agent_id, executor]) do
       {:ok, _} -> :ok
       error -> error
     end
@@ -114,7 +116,7 @@ defmodule SwarmService.Swarm.Commands do
   defp stop_agent_process(swarm_id, pid) do
     case Relay.target(pid) do
       ^pid -> Swarm.AgentSupervisor.stop_agent(swarm_id, pid)
-      remote -> Cluster.call(node(remote), AgentHost, :stop_agent, [remote], 5_000)
+      remote -> Replication.safe_call(node(remote), AgentHost, :stop_agent, [remote])
     end
   end
 
