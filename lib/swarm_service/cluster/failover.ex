@@ -54,8 +54,14 @@ defmodule SwarmService.Cluster.Failover do
     # A member that connects may still be booting, so members greet each
     # other once their swarm processes are up (this one is last in the tree).
     for n <- Cluster.members(), n != node(), do: hello(n, true)
+    schedule_sweep()
     {:ok, nil}
   end
+
+  # Besides reacting to events, look again now and then: a takeover that
+  # had to wait for quorum happens as soon as quorum is back.
+  @sweep_ms 1_000
+  defp schedule_sweep, do: Process.send_after(self(), :sweep, @sweep_ms)
 
   defp hello(n, answer?), do: Cluster.send({__MODULE__, n}, {:hello, node(), answer?})
 
@@ -68,17 +74,14 @@ defmodule SwarmService.Cluster.Failover do
   def handle_info({:cluster, :member_down, lost}, state) do
     # Failover time is measured from here: the moment the member is
     # declared down.
-    since = System.monotonic_time(:millisecond)
     :ets.delete(@ready, lost)
+    sweep(System.monotonic_time(:millisecond))
+    {:noreply, state}
+  end
 
-    for entry <- Directory.entries(), entry.state == :live do
-      cond do
-        entry.home == lost and entry.backup == node() -> take_over(entry, lost, since)
-        entry.home == node() and entry.backup == lost -> do_replace_backup(entry, lost)
-        true -> :ok
-      end
-    end
-
+  def handle_info(:sweep, state) do
+    sweep(System.monotonic_time(:millisecond))
+    schedule_sweep()
     {:noreply, state}
   end
 
@@ -120,6 +123,28 @@ defmodule SwarmService.Cluster.Failover do
 
   def handle_info(_other, state), do: {:noreply, state}
 
+  # Takes over swarms whose home is gone and whose backup we are; replaces
+  # lost backups of swarms homed here.
+  defp sweep(since) do
+    members = Cluster.members()
+
+    for entry <- Directory.entries(), entry.state == :live do
+      cond do
+        entry.home not in members and entry.backup == node() ->
+          take_over(entry, entry.home, since)
+
+        entry.home == node() and entry.backup != nil and entry.backup not in members ->
+          do_replace_backup(entry, entry.backup)
+
+        entry.home == node() and entry.backup == nil ->
+          give_backup(entry)
+
+        true ->
+          :ok
+      end
+    end
+  end
+
   # ---- losing the home: take over ----------------------------------------------
 
   defp take_over(entry, lost, since) do
@@ -129,7 +154,7 @@ defmodule SwarmService.Cluster.Failover do
         nil -> Logger.error("swarm #{entry.swarm}: home #{lost} lost and no replica here")
       end
     else
-      Logger.warning("swarm #{entry.swarm}: home #{lost} lost, but no quorum here to take over")
+      :no_quorum
     end
   end
 
@@ -235,12 +260,17 @@ defmodule SwarmService.Cluster.Failover do
   # ---- a member (re)joins -----------------------------------------------------------
 
   defp welcome(entry, joined) do
-    if entry.backup == nil and Cluster.quorum?() do
-      executor = Swarm.Server.default_executor(entry.swarm)
-      Directory.publish(Replication.load_backup(entry, joined, executor, []))
-    end
-
+    if entry.backup == nil, do: give_backup(entry)
     restart_agents_on(entry, joined)
+  end
+
+  # A swarm that ran without a backup (no other member was up) gets one.
+  defp give_backup(entry) do
+    with true <- Cluster.quorum?(),
+         backup when backup != nil <- Replication.pick_backup(entry.swarm, []) do
+      executor = Swarm.Server.default_executor(entry.swarm)
+      Directory.publish(Replication.load_backup(entry, backup, executor, []))
+    end
   end
 
   defp restart_agents_on(%{swarm: swarm_id} = entry, joined) do
