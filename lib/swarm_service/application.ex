@@ -1,8 +1,10 @@
 defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
-  # forwarder and registry come first, every swarm's processes hang under
-  # SwarmSupervisor, and the gateway (last) calls into all of them.
+  # forwarder comes first, then the cluster (membership after distribution
+  # is up), the
+  # registry, every swarm's processes under SwarmSupervisor, and the
+  # gateway (last) calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 
@@ -12,6 +14,7 @@ defmodule SwarmService.Application do
       # First so it stops last: the PID file outlives the rest of the node.
       SwarmService.CLI.Runtime,
       SwarmService.Native.LogForwarder,
+      SwarmService.Cluster,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
