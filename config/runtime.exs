@@ -70,3 +70,55 @@ config :swarm_service, InterfaceService, gateway
 if allow = System.get_env("RUV_SWARM_COMMAND_ALLOWLIST") do
   config :swarm_service, :command_allowlist, parse_list.(allow)
 end
+
+# Cluster settings (see SwarmService.Cluster and SwarmService.Cluster.Knowledge,
+# which validate them when the cluster starts). Node names become atoms here
+# with String.to_atom: they are operator-supplied configuration, read once at
+# boot, never request input, so they cannot flood the atom table.
+parse_nodes = fn value -> value |> parse_list.() |> Enum.map(&String.to_atom/1) end
+
+cluster =
+  Enum.flat_map(
+    [
+      {"RUV_SWARM_CLUSTER", :adapter, :adapter},
+      {"RUV_SWARM_SEEDS", :seeds, :nodes},
+      {"RUV_SWARM_MEMBERS", :members, :nodes},
+      {"RUV_SWARM_COOKIE", :cookie, :string},
+      {"RUV_SWARM_NET_TICKTIME", :net_ticktime, :int}
+    ],
+    fn {var, key, kind} ->
+      case System.get_env(var) do
+        nil ->
+          []
+
+        value ->
+          parsed =
+            case kind do
+              :nodes ->
+                parse_nodes.(value)
+
+              :string ->
+                String.trim(value)
+
+              :int ->
+                parse_int.(var, value)
+
+              :adapter ->
+                case value |> String.trim() |> String.downcase() do
+                  "otp" -> :otp
+                  "local" -> :local
+                  _ -> raise "#{var} must be otp or local, got #{inspect(value)}"
+                end
+            end
+
+          [{key, parsed}]
+      end
+    end
+  )
+
+if cluster != [], do: config(:swarm_service, SwarmService.Cluster, cluster)
+
+if ms = System.get_env("RUV_SWARM_ANTI_ENTROPY_MS") do
+  config :swarm_service, SwarmService.Cluster.Knowledge,
+    anti_entropy_ms: parse_int.("RUV_SWARM_ANTI_ENTROPY_MS", ms)
+end

@@ -1,8 +1,10 @@
 defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
-  # forwarder and registry come first, every swarm's processes hang under
-  # SwarmSupervisor, and the gateway (last) calls into all of them.
+  # forwarder comes first, then the cluster (membership after distribution
+  # is up), the
+  # registry, every swarm's processes under SwarmSupervisor, and the
+  # gateway (last) calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 

@@ -181,10 +181,11 @@ defmodule SwarmService.Test.PeerCluster do
   Starts a fresh VM under the same name, with the same environment and
   cookie (a peer restarted during a partition comes back on its side), kills
   it first if it still runs, connects it to the live peers of its `start/2`
-  call that share its cookie and waits until they all see each other.
+  call that share its cookie and waits until they all see each other
+  (`connect: false` leaves reconnecting to the cluster adapter).
   """
-  @spec restart(node()) :: :ok
-  def restart(node) do
+  @spec restart(node(), keyword()) :: :ok
+  def restart(node, opts \\ []) do
     info = fetch!(node)
     if info.pid, do: kill(node)
     boot(info)
@@ -194,7 +195,7 @@ defmodule SwarmService.Test.PeerCluster do
           i.group == info.group and i.pid != nil and i.cookie == info.cookie,
           do: n
 
-    mesh(same_side)
+    if Keyword.get(opts, :connect, true), do: mesh(same_side), else: :ok
   end
 
   @doc """
