@@ -122,3 +122,15 @@ if ms = System.get_env("RUV_SWARM_ANTI_ENTROPY_MS") do
   config :swarm_service, SwarmService.Cluster.Knowledge,
     anti_entropy_ms: parse_int.("RUV_SWARM_ANTI_ENTROPY_MS", ms)
 end
+
+# How a swarm's changes reach its backup node: sync (default; a change is
+# acknowledged once the backup holds it) or async.
+if mode = System.get_env("RUV_SWARM_REPLICATION") do
+  config :swarm_service,
+         :replication,
+         case(mode |> String.trim() |> String.downcase()) do
+    "sync" -> :sync
+    "async" -> :async
+    _ -> raise "RUV_SWARM_REPLICATION must be sync or async, got #{inspect(mode)}"
+  end
+end

@@ -1,10 +1,10 @@
 defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
-  # forwarder comes first, then the cluster (membership after distribution
-  # is up), the
-  # registry, every swarm's processes under SwarmSupervisor, and the
-  # gateway (last) calls into all of them.
+  # forwarder comes first, then cluster membership, the registry, the
+  # directory of swarm homes and the backup copies, every swarm's processes
+  # under SwarmSupervisor, failover (which starts swarms and hosted agents),
+  # and the gateway (last), which calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 

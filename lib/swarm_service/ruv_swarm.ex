@@ -25,6 +25,39 @@ defmodule SwarmService.RuvSwarm do
   `{:failed, message}`, `{:timed_out, message}`. `format_error/1` turns any
   of them into a sentence.
 
+  ## Across a cluster
+
+  On a cluster (see `SwarmService.Cluster`) every function here works on
+  any node. Each swarm has a *home*, the node that created it, where its
+  engine state lives; calls made elsewhere are forwarded there (one
+  `:erpc` round trip). Agents may run on any member (`spawn_agent/2` with
+  `:node`). The consistency model:
+
+    * **Writes are acknowledged once two nodes hold them.** Each change
+      (swarm, agent registration, task, cancellation, memory write or
+      delete, discovery, subscription) is applied at home and copied to the
+      swarm's *backup* node before the call returns (`:sync`, the default;
+      `config :swarm_service, :replication, :async` or
+      `RUV_SWARM_REPLICATION=async` returns before the copy lands and may
+      lose the last changes of a home that dies). A unit result is copied
+      *before* it is applied, so no one sees a result the backup lacks.
+      A task's failure or timeout is copied just after it happens.
+    * **Losing one node loses nothing acknowledged.** When the home is
+      declared down, the backup imports its copy and becomes home (epoch
+      + 1), picks a new backup, re-attaches agents on other nodes, moves
+      agents of lost nodes to itself, re-subscribes subscribers and sends
+      them `{:swarm_event, id, %{type: :failover, from, to, epoch,
+      took_ms}}`. Work that was in flight runs again (execution is
+      at-least-once); completion stays exactly-once. A write that was in
+      flight when the home died answers `{:error, {:home_down, node}}`
+      (it may or may not have happened); reads wait for the new home.
+    * **Partitions:** with a configured member list only the side with a
+      majority accepts writes and takes over swarms; the other side
+      answers `{:error, :no_quorum}` and serves reads from what it has
+      (possibly stale). When the partition heals, a home that was replaced
+      steps down and every node routes to the new one. Without a member
+      list there is no such protection.
+
   ## Limits
 
   Names, keys, types and tags: 256 bytes. Lists (capabilities, tags): 64
@@ -625,6 +658,11 @@ defmodule SwarmService.RuvSwarm do
   def format_error(:not_found), do: "no memory entry with that key"
   def format_error(:no_task), do: "no task is waiting for this agent"
 
+  def format_error(:no_quorum),
+    do:
+      "this node is cut off from a majority of the cluster's members, so it accepts no " <>
+        "changes; retry on a node of the majority side"
+
   def format_error({:home_down, node}),
     do:
       "the swarm's home node #{node} went down during the call; the change may or may " <>
@@ -632,6 +670,7 @@ defmodule SwarmService.RuvSwarm do
 
   def format_error({:replication_failed, reason}),
     do: "the change could not be copied to a backup node: #{inspect(reason, limit: 5)}"
+
   def format_error(:timeout), do: "the task did not finish in time; it is still running"
   def format_error(:cancelled), do: "the task was cancelled"
   def format_error({:invalid_argument, msg}), do: msg

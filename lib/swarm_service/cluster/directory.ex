@@ -95,8 +95,13 @@ defmodule SwarmService.Cluster.Directory do
 
       previous ->
         :ets.insert(@table, to_row(entry))
-        if previous, do: send(SwarmService.Cluster.Failover, {:directory_changed, previous, entry})
-        if entry.state == :destroyed, do: Process.send_after(self(), {:expire, entry}, @tombstone_ms)
+
+        if previous,
+          do: send(SwarmService.Cluster.Failover, {:directory_changed, previous, entry})
+
+        if entry.state == :destroyed,
+          do: Process.send_after(self(), {:expire, entry}, @tombstone_ms)
+
         {:reply, previous, state}
     end
   end

@@ -49,6 +49,7 @@ defmodule SwarmService.Cluster.Failover do
 
   @impl true
   def init(nil) do
+    Replication.mode()
     :ets.new(@ready, [:named_table, :set, :protected, read_concurrency: true])
     Cluster.subscribe(self())
     # A member that connects may still be booting, so members greet each
@@ -190,7 +191,10 @@ defmodule SwarmService.Cluster.Failover do
       adopt_remote_agents(taken, agents)
       took_ms = System.monotonic_time(:millisecond) - since
       announce(taken, subscribers, lost, took_ms)
-      Logger.warning("swarm #{id}: took over from #{lost} in #{took_ms} ms (epoch #{taken.epoch})")
+
+      Logger.warning(
+        "swarm #{id}: took over from #{lost} in #{took_ms} ms (epoch #{taken.epoch})"
+      )
     else
       error -> Logger.error("swarm #{entry.swarm}: takeover failed: #{inspect(error)}")
     end
@@ -281,7 +285,9 @@ defmodule SwarmService.Cluster.Failover do
       without_process = for {id, nil, executor} <- processes, into: %{}, do: {id, executor}
 
       list =
-        for a <- agents, a.node == name, Map.has_key?(without_process, a.id),
+        for a <- agents,
+            a.node == name,
+            Map.has_key?(without_process, a.id),
             do: {a.id, without_process[a.id]}
 
       if list != [],

@@ -38,7 +38,9 @@ defmodule SwarmService.Cluster.Relay do
 
   defp loop(target, ref) do
     receive do
-      {:DOWN, ^ref, :process, _, reason} -> exit({:shutdown, {:relayed_process_down, reason}})
+      {:DOWN, ^ref, :process, _, reason} ->
+        exit({:shutdown, {:relayed_process_down, reason}})
+
       message ->
         send(target, message)
         loop(target, ref)

@@ -28,7 +28,8 @@ defmodule SwarmService.Cluster.Replica do
     do: GenServer.call(__MODULE__, {:load, swarm_id, epoch, snapshot}, 30_000)
 
   @doc "Merges one fact. `{:error, :stale_epoch}` or `{:error, :not_loaded}` tell the home to act."
-  def apply(swarm_id, epoch, fact), do: GenServer.call(__MODULE__, {:apply, swarm_id, epoch, fact})
+  def apply(swarm_id, epoch, fact),
+    do: GenServer.call(__MODULE__, {:apply, swarm_id, epoch, fact})
 
   @doc "Forgets a swarm."
   def drop(swarm_id), do: GenServer.call(__MODULE__, {:drop, swarm_id})
@@ -78,7 +79,10 @@ defmodule SwarmService.Cluster.Replica do
         for t <- snapshot.tasks, do: store(id, {:task, t})
         for m <- snapshot.memory, do: store(id, {:memory, m})
         for d <- snapshot.discoveries, do: store(id, {:discovery, d})
-        for {pid, what} <- Map.get(snapshot, :subscribers, []), do: store(id, {:subscribed, pid, what})
+
+        for {pid, what} <- Map.get(snapshot, :subscribers, []),
+            do: store(id, {:subscribed, pid, what})
+
         {:reply, :ok, state}
     end
   end
@@ -191,7 +195,11 @@ defmodule SwarmService.Cluster.Replica do
     open =
       for t <- open do
         recorded = Map.new(Map.get(t, :unit_results, []))
-        %{t | unit_results: Enum.sort(Map.to_list(Map.merge(recorded, Map.new(units[t.id] || []))))}
+
+        %{
+          t
+          | unit_results: Enum.sort(Map.to_list(Map.merge(recorded, Map.new(units[t.id] || []))))
+        }
       end
 
     tasks = Enum.sort_by(Enum.take(sort_by_seq(finished), -@finished_kept) ++ open, &seq(&1.id))

@@ -130,5 +130,15 @@ defmodule SwarmService.Cluster.Replication do
     kind, reason -> {:error, {kind, reason}}
   end
 
-  defp mode, do: Application.get_env(:swarm_service, :replication, :sync)
+  @doc "The configured replication mode; raises on a bad value (checked at boot by Failover)."
+  def mode do
+    case Application.get_env(:swarm_service, :replication, :sync) do
+      mode when mode in [:sync, :async] ->
+        mode
+
+      other ->
+        raise ArgumentError,
+              "config :swarm_service, :replication must be :sync or :async, got #{inspect(other)}"
+    end
+  end
 end

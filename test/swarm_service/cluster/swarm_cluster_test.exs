@@ -89,7 +89,9 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
 
     # Tasks that cannot run yet (no agent has the capability): they must
     # survive as queued work.
-    queued = for i <- 1..5, do: elem(rpc(c, :orchestrate, [swarm, %{input: i, capabilities: ["gpu"]}]), 1)
+    queued =
+      for i <- 1..5,
+          do: elem(rpc(c, :orchestrate, [swarm, %{input: i, capabilities: ["gpu"]}]), 1)
 
     watcher = PeerCluster.rpc(other, ClusterLoad, :watch_completions, [swarm, self()])
     assert is_pid(watcher)
@@ -103,7 +105,9 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     assert {:ok, %{input: "before"}} = rpc(other, :await_task, [done, 1_000])
     {:ok, done_result} = rpc(other, :task_results, [done])
     assert done_result.status == :completed
-    assert {:ok, %{value: %{step: 1}, version: ^v, tags: ["x"]}} = rpc(b, :memory_get, [swarm, "plan"])
+
+    assert {:ok, %{value: %{step: 1}, version: ^v, tags: ["x"]}} =
+             rpc(b, :memory_get, [swarm, "plan"])
 
     for t <- queued, do: assert({:ok, %{status: :pending}} = rpc(other, :task_status, [t]))
 
@@ -112,7 +116,10 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     {:ok, agents} = rpc(other, :list_agents, [swarm])
     assert length(agents) == 4
     assert Enum.count(agents, &(&1.node == to_string(backup))) >= 2
-    eventually(fn -> match?({:ok, %{agents: %{offline: 0}}}, rpc(other, :swarm_status, [swarm])) end)
+
+    eventually(fn ->
+      match?({:ok, %{agents: %{offline: 0}}}, rpc(other, :swarm_status, [swarm]))
+    end)
 
     # New work and new ids after the failover.
     {:ok, %{input: "after"}} = run!(other, swarm, "after")
@@ -157,7 +164,10 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
 
     for n <- [a, b, c] do
       eventually(fn -> match?(%{home: home} when home != a, placement(n, swarm)) end, 10_000)
-      eventually(fn -> match?({:ok, %{value: "majority", version: ^v}}, rpc(n, :memory_get, [swarm, "k"])) end)
+
+      eventually(fn ->
+        match?({:ok, %{value: "majority", version: ^v}}, rpc(n, :memory_get, [swarm, "k"]))
+      end)
     end
 
     # a stepped down: it no longer runs the swarm itself.
@@ -187,7 +197,9 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     end
 
     for n <- nodes do
-      assert {:ok, %{status: :completed, result: %{input: "kept"}}} = rpc(n, :task_results, [done])
+      assert {:ok, %{status: :completed, result: %{input: "kept"}}} =
+               rpc(n, :task_results, [done])
+
       assert {:ok, %{value: 1}} = rpc(n, :memory_get, [swarm, "k"])
     end
 
@@ -201,8 +213,11 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     for n <- nodes, do: {:ok, _} = rpc(a, :spawn_agent, [swarm, %{node: n}])
 
     # Two watchers on nodes that stay up count completions independently.
-    watchers = for n <- [d, e], do: PeerCluster.rpc(n, ClusterLoad, :watch_completions, [swarm, self()])
-    loads = for n <- [d, e], do: PeerCluster.rpc(n, ClusterLoad, :start, [swarm, self(), to_string(n)])
+    watchers =
+      for n <- [d, e], do: PeerCluster.rpc(n, ClusterLoad, :watch_completions, [swarm, self()])
+
+    loads =
+      for n <- [d, e], do: PeerCluster.rpc(n, ClusterLoad, :start, [swarm, self(), to_string(n)])
 
     for victim <- [a, b, c] do
       Process.sleep(300)
