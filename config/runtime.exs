@@ -126,11 +126,12 @@ end
 # How a swarm's changes reach its backup node: sync (default; a change is
 # acknowledged once the backup holds it) or async.
 if mode = System.get_env("RUV_SWARM_REPLICATION") do
-  config :swarm_service,
-         :replication,
-         case(mode |> String.trim() |> String.downcase()) do
-    "sync" -> :sync
-    "async" -> :async
-    _ -> raise "RUV_SWARM_REPLICATION must be sync or async, got #{inspect(mode)}"
-  end
+  replication =
+    case mode |> String.trim() |> String.downcase() do
+      "sync" -> :sync
+      "async" -> :async
+      _ -> raise "RUV_SWARM_REPLICATION must be sync or async, got #{inspect(mode)}"
+    end
+
+  config :swarm_service, :replication, replication
 end
