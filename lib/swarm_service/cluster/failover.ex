@@ -101,7 +101,7 @@ defmodule SwarmService.Cluster.Failover do
 
       for entry <- Directory.entries(), entry.home == node() do
         Replication.safe_call(joined, Directory, :put, [entry])
-        if entry.state == :live, do: welcome(entry, joined)
+        if entry.state == :live, do: guarded(entry, fn -> welcome(entry, joined) end)
       end
     end
 
@@ -109,6 +109,13 @@ defmodule SwarmService.Cluster.Failover do
   end
 
   def handle_info({:directory_changed, previous, entry}, state) do
+    guarded(entry, fn -> follow(previous, entry) end)
+    {:noreply, state}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp follow(previous, entry) do
     cond do
       entry.state == :destroyed or entry.home != node() ->
         if previous.home == node() and previous.state == :live, do: step_down(entry)
@@ -118,11 +125,7 @@ defmodule SwarmService.Cluster.Failover do
       true ->
         :ok
     end
-
-    {:noreply, state}
   end
-
-  def handle_info(_other, state), do: {:noreply, state}
 
   # Takes over swarms whose home is gone and whose backup we are; replaces
   # lost backups of swarms homed here.
@@ -130,19 +133,35 @@ defmodule SwarmService.Cluster.Failover do
     members = Cluster.members()
 
     for entry <- Directory.entries(), entry.state == :live do
-      cond do
-        entry.home not in members and entry.backup == node() ->
-          take_over(entry, entry.home, since)
+      guarded(entry, fn -> sweep_entry(entry, members, since) end)
+    end
+  end
 
-        entry.home == node() and entry.backup != nil and entry.backup not in members ->
-          do_replace_backup(entry, entry.backup)
+  # One swarm's trouble must not stop this process (and the takeovers of
+  # the other swarms with it).
+  defp guarded(entry, fun) do
+    fun.()
+  catch
+    kind, reason ->
+      Logger.error(
+        "swarm #{entry.swarm}: failover step failed: " <>
+          Exception.format(kind, reason, __STACKTRACE__)
+      )
+  end
 
-        entry.home == node() and entry.backup == nil ->
-          give_backup(entry)
+  defp sweep_entry(entry, members, since) do
+    cond do
+      entry.home not in members and entry.backup == node() ->
+        take_over(entry, entry.home, since)
 
-        true ->
-          :ok
-      end
+      entry.home == node() and entry.backup != nil and entry.backup not in members ->
+        do_replace_backup(entry, entry.backup)
+
+      entry.home == node() and entry.backup == nil ->
+        give_backup(entry)
+
+      true ->
+        :ok
     end
   end
 
@@ -219,9 +238,14 @@ defmodule SwarmService.Cluster.Failover do
   # snapshot.
   defp resubscribe(swarm_id, subscribers, lost) do
     for {pid, what} <- subscribers, node(pid) != lost do
-      case what do
-        :events -> Native.swarm_subscribe(swarm_id, Relay.local(pid))
-        {:discoveries, f} -> Native.discovery_subscribe(swarm_id, Relay.local(pid), f)
+      try do
+        case what do
+          :events -> Native.swarm_subscribe(swarm_id, Relay.local(pid))
+          {:discoveries, f} -> Native.discovery_subscribe(swarm_id, Relay.local(pid), f)
+        end
+      rescue
+        # A pid of an earlier incarnation of a restarted node: gone.
+        ArgumentError -> :ok
       end
     end
 
