@@ -4,7 +4,7 @@ defmodule InterfaceService.Sse do
   # Streams the swarm's discoveries as server-sent events, with keep-alive
   # comments. The number of open streams is capped (503 above the cap).
 
-  alias InterfaceService.{HttpServer, Json, Tools}
+  alias InterfaceService.{HttpConn, HttpServer, Json, Tools}
 
   def discoveries(%{method: :GET} = conn) do
     params = HttpServer.query_params(conn)
@@ -60,20 +60,20 @@ defmodule InterfaceService.Sse do
 
     case subscribe(api, swarm_id, filters) do
       :ok ->
-        resp =
-          :mochiweb_request.respond(
-            {200,
-             [
-               {"Content-Type", "text/event-stream"},
-               {"Cache-Control", "no-cache"},
-               {"X-Accel-Buffering", "no"}
-             ] ++
-               conn.cors, :chunked},
-            conn.req
-          )
+        resp = conn.req
 
-        :mochiweb_response.write_chunk(["retry: 3000\n: subscribed to ", swarm_id, "\n\n"], resp)
-        socket = :mochiweb_request.get(:socket, conn.req)
+        HttpConn.start_chunked(
+          resp,
+          200,
+          [
+            {"Content-Type", "text/event-stream"},
+            {"Cache-Control", "no-cache"},
+            {"X-Accel-Buffering", "no"}
+          ] ++ conn.cors
+        )
+
+        HttpConn.write_chunk(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
+        socket = resp.socket
         HttpServer.watch_close(socket)
         loop(resp, socket, swarm_id, conn.config.sse_keepalive_ms)
         %{conn | status: 200}
@@ -107,15 +107,15 @@ defmodule InterfaceService.Sse do
         id = Map.get(discovery, :id)
         id_line = if id, do: ["id: ", to_string(id), "\n"], else: []
 
-        :mochiweb_response.write_chunk(
-          ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"],
-          resp
+        HttpConn.write_chunk(
+          resp,
+          ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"]
         )
 
         loop(resp, socket, swarm_id, keepalive_ms)
     after
       keepalive_ms ->
-        :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
+        HttpConn.write_chunk(resp, ": keep-alive\n\n")
         loop(resp, socket, swarm_id, keepalive_ms)
     end
   end

@@ -13,7 +13,7 @@ defmodule InterfaceService.Mcp.Http do
   # with the request timeout, streams its progress as SSE when the client
   # asked for progress, and kills it on notifications/cancelled.
 
-  alias InterfaceService.{HttpServer, Json, Tools, Worker}
+  alias InterfaceService.{HttpConn, HttpServer, Json, Tools, Worker}
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
@@ -386,11 +386,8 @@ defmodule InterfaceService.Mcp.Http do
   defp stamp(result, :legacy), do: result
 
   defp stream_call(conn, id, name, args, token, ctx, era, session_id) do
-    resp =
-      :mochiweb_request.respond(
-        {200, sse_headers() ++ conn.cors, :chunked},
-        conn.req
-      )
+    resp = conn.req
+    HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
 
     parent = self()
     progress = fn done, total, message -> Worker.report(parent, done, total, message) end
@@ -411,7 +408,7 @@ defmodule InterfaceService.Mcp.Http do
       response -> write_event(resp, response)
     end
 
-    :mochiweb_response.write_chunk("", resp)
+    HttpConn.write_chunk(resp, "")
     %{conn | status: 200}
   end
 
@@ -441,7 +438,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp write_event(resp, msg) do
-    :mochiweb_response.write_chunk(["event: message\ndata: ", Json.encode!(msg), "\n\n"], resp)
+    HttpConn.write_chunk(resp, ["event: message\ndata: ", Json.encode!(msg), "\n\n"])
   end
 
   defp accepts_sse?(conn) do
@@ -476,13 +473,12 @@ defmodule InterfaceService.Mcp.Http do
         with {:ok, _session} <- session(conn, session_id) do
           case Session.attach_stream(conn.config, session_id, self()) do
             :ok ->
-              resp =
-                :mochiweb_request.respond({200, sse_headers() ++ conn.cors, :chunked}, conn.req)
-
+              resp = conn.req
+              HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
               # Flushes the headers at once so clients see the stream open.
-              :mochiweb_response.write_chunk(": stream open\n\n", resp)
+              HttpConn.write_chunk(resp, ": stream open\n\n")
 
-              socket = :mochiweb_request.get(:socket, conn.req)
+              socket = resp.socket
               HttpServer.watch_close(socket)
 
               try do
@@ -518,13 +514,13 @@ defmodule InterfaceService.Mcp.Http do
         notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
-        :mochiweb_response.write_chunk("", resp)
-        # The socket is in active mode; hand it back to mochiweb quietly.
-        :mochiweb_socket.setopts(socket, active: false)
+        HttpConn.write_chunk(resp, "")
+        # The socket is in active mode; hand it back to the request loop quietly.
+        :inet.setopts(socket, active: false)
         flush_socket(socket)
     after
       keepalive_ms ->
-        :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
+        HttpConn.write_chunk(resp, ": keep-alive\n\n")
         notification_loop(resp, socket, keepalive_ms)
     end
   end
