@@ -11,7 +11,8 @@ defmodule InterfaceService.Mcp.Http do
   #
   # Tool calls run in a worker process: the connection process waits for it
   # with the request timeout, streams its progress as SSE when the client
-  # asked for progress, and kills it on notifications/cancelled.
+  # asked for progress, and kills it on notifications/cancelled. Tools that
+  # answer at once (Tools.inline?/1) run in the connection process itself.
 
   alias InterfaceService.{HttpConn, HttpServer, Json, Tools, Worker}
   alias InterfaceService.Mcp.{Protocol, Session}
@@ -341,13 +342,20 @@ defmodule InterfaceService.Mcp.Http do
           request_timeout_ms: conn.config.request_timeout_ms
         }
 
-        if token != nil and may_stream and accepts_sse?(conn) do
-          {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
-        else
-          outcome =
-            run_worker(conn, id, name, args, Map.put(ctx, :progress, nil), session_id, nil)
+        ctx = Map.put(ctx, :progress, nil)
 
-          tool_response(conn, id, name, outcome, era, session_id)
+        cond do
+          token != nil and may_stream and accepts_sse?(conn) ->
+            {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
+
+          # Nothing to cancel or time out: a worker process would only add cost.
+          Tools.inline?(name) ->
+            outcome = Worker.inline(fn -> Tools.call(name, args, ctx) end)
+            tool_response(conn, id, name, outcome, era, session_id)
+
+          true ->
+            outcome = run_worker(conn, id, name, args, ctx, session_id, nil)
+            tool_response(conn, id, name, outcome, era, session_id)
         end
 
       error ->
