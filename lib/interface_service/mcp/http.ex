@@ -446,7 +446,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp write_event(resp, msg) do
-    HttpConn.write_chunk(resp, ["event: message\ndata: ", Json.encode!(msg), "\n\n"])
+    HttpConn.write_chunk(resp, ["event: message\ndata: ", Protocol.encode!(msg), "\n\n"])
   end
 
   defp accepts_sse?(conn) do
@@ -567,7 +567,14 @@ defmodule InterfaceService.Mcp.Http do
 
   # --- replies ----------------------------------------------------------------------------
 
-  defp reply(conn, status, body), do: HttpServer.send_json(conn, status, body)
+  defp reply(conn, status, msg) do
+    HttpServer.send_resp(
+      conn,
+      status,
+      [{"Content-Type", "application/json"}],
+      Protocol.encode!(msg)
+    )
+  end
 
   defp accepted(conn), do: HttpServer.send_resp(conn, 202, [], "")
 
