@@ -42,6 +42,7 @@ gateway =
         {"RUV_SWARM_RATE_BURST", :rate_burst, :int},
         {"RUV_SWARM_MAX_BODY_BYTES", :max_body_bytes, :int},
         {"RUV_SWARM_MAX_SSE_STREAMS", :max_sse_streams, :int},
+        {"RUV_SWARM_MAX_CONNECTIONS", :max_connections, :int},
         {"RUV_SWARM_REQUEST_TIMEOUT_MS", :request_timeout_ms, :int},
         {"RUV_SWARM_SESSION_TTL_MS", :session_ttl_ms, :int},
         {"RUV_SWARM_PUBLIC_URL", :public_url, :string}

@@ -20,6 +20,7 @@ defmodule InterfaceService.Config do
   | `:rate_burst` | `2 * rate_limit` | bucket size |
   | `:max_body_bytes` | `1_048_576` | request body limit (413 above) |
   | `:max_sse_streams` | `1000` | open `/sse/discoveries` streams (503 above) |
+  | `:max_connections` | `2048` | open TCP connections; requests on connections above it get 503 and the connection is closed |
   | `:request_timeout_ms` | `30_000` | longest a tool call may run |
   | `:body_timeout_ms` | `15_000` | longest the client may take to send a body |
   | `:session_ttl_ms` | `3_600_000` | idle time after which an MCP session expires |
@@ -44,6 +45,7 @@ defmodule InterfaceService.Config do
     rate_burst: nil,
     max_body_bytes: 1_048_576,
     max_sse_streams: 1000,
+    max_connections: 2048,
     request_timeout_ms: 30_000,
     body_timeout_ms: 15_000,
     session_ttl_ms: 3_600_000,
@@ -106,6 +108,7 @@ defmodule InterfaceService.Config do
       rate_burst: int!(:rate_burst, burst, 1, 100_000_000),
       max_body_bytes: int!(:max_body_bytes, opts[:max_body_bytes], 1, 1_073_741_824),
       max_sse_streams: int!(:max_sse_streams, opts[:max_sse_streams], 0, 1_000_000),
+      max_connections: int!(:max_connections, opts[:max_connections], 1, 1_000_000),
       request_timeout_ms: int!(:request_timeout_ms, opts[:request_timeout_ms], 1, 86_400_000),
       body_timeout_ms: int!(:body_timeout_ms, opts[:body_timeout_ms], 1, 3_600_000),
       session_ttl_ms: int!(:session_ttl_ms, opts[:session_ttl_ms], 1, 2_592_000_000),

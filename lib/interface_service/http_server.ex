@@ -1,15 +1,16 @@
 defmodule InterfaceService.HttpServer do
   @moduledoc false
   # The mochiweb listener and the per-request pipeline:
-  #   Host -> Origin -> (CORS preflight) -> /health -> bearer token -> rate
-  #   limit -> route.
-  # mochiweb runs every connection in its own process, so a slow or hostile
-  # client only ever occupies its own process; anything a handler raises is
-  # answered 500 on that connection and never reaches the listener.
+  #   connection cap -> Host -> Origin -> (CORS preflight) -> /health ->
+  #   bearer token -> rate limit -> route.
+  # Every connection runs in its own process (mochiweb accepts, HttpConn
+  # speaks HTTP), so a slow or hostile client only ever occupies its own
+  # process; anything a handler raises is answered 500 on that connection
+  # and never reaches the listener.
 
   require Logger
 
-  alias InterfaceService.{Auth, Config, Json, Metrics, RateLimiter, Rest, Sse}
+  alias InterfaceService.{Auth, Config, HttpConn, Json, Metrics, RateLimiter, Rest, Sse}
   alias InterfaceService.Mcp.Http, as: McpHttp
 
   @spec child_spec(Config.t()) :: Supervisor.child_spec()
@@ -17,25 +18,50 @@ defmodule InterfaceService.HttpServer do
     %{id: __MODULE__, start: {__MODULE__, :start_link, [config]}, type: :worker}
   end
 
+  # Acceptors waiting in accept at any time.
+  @acceptors 32
+
   @spec start_link(Config.t()) :: {:ok, pid()} | {:error, term()}
   def start_link(%Config{} = config) do
+    # Open connections, counted by the connection processes themselves.
+    connections = :atomics.new(1, signed: true)
+    handler = fn req -> handle(req, config) end
+
     opts = [
       name: :undefined,
       ip: config.ip,
       port: config.port,
-      loop: fn req -> handle(req, config) end,
+      loop: {HttpConn, :serve, [{handler, connections, config.max_connections}]},
       nodelay: true,
       backlog: 1024,
-      acceptor_pool_size: 32
+      acceptor_pool_size: @acceptors,
+      # mochiweb stops accepting at `max` (connections then wait unanswered
+      # in the backlog); it sits above our own cap so that connections
+      # over the cap are accepted and told 503 instead.
+      max: 2 * config.max_connections + @acceptors
     ]
 
-    case :mochiweb_http.start_link(opts) do
+    # The Date header comes from mochiweb's clock (one ETS read).
+    case :mochiweb_clock.start() do
+      {:ok, _} -> :ok
+      {:error, {:already_started, _}} -> :ok
+    end
+
+    case :mochiweb_socket_server.start_link(opts) do
       {:ok, pid} ->
-        :ets.insert(config.tabs.http, {:listener, pid})
+        :ets.insert(config.tabs.http, [{:listener, pid}, {:connections, connections}])
         {:ok, pid}
 
       {:error, reason} ->
         {:error, {:listen_failed, "#{:inet.ntoa(config.ip)}:#{config.port}", reason}}
+    end
+  end
+
+  @doc "Open connections (HTTP keep-alive and streams)."
+  def connections(%Config{tabs: %{http: tab}}) do
+    case :ets.lookup(tab, :connections) do
+      [{:connections, counter}] -> :atomics.get(counter, 1)
+      [] -> 0
     end
   end
 
@@ -63,13 +89,13 @@ defmodule InterfaceService.HttpServer do
   @doc false
   def handle(req, config) do
     t0 = System.monotonic_time(:microsecond)
-    {path, query} = split_path(:mochiweb_request.get(:raw_path, req))
+    {path, query} = split_path(req.raw_path)
 
     conn = %{
       req: req,
       config: config,
-      headers: headers_of(req),
-      method: :mochiweb_request.get(:method, req),
+      headers: req.headers,
+      method: req.method,
       path: path,
       query: query,
       route: route_label(path),
@@ -112,6 +138,14 @@ defmodule InterfaceService.HttpServer do
 
   # Headers were already sent (a stream): nothing more can be said.
   defp internal_error(conn), do: conn
+
+  defp pipeline(%{req: %HttpConn{over_capacity: true}} = conn) do
+    Metrics.reject(conn.config.tabs.metrics, :connection_cap)
+
+    conn
+    |> close()
+    |> reject(503, "too many open connections, try again later", [{"Retry-After", "1"}])
+  end
 
   defp pipeline(conn) do
     config = conn.config
@@ -252,31 +286,12 @@ defmodule InterfaceService.HttpServer do
   @doc false
   def header(%{headers: headers}, name), do: Map.get(headers, name)
 
-  # All request headers once, by lowercase name: mochiweb lowercases the
-  # name on every single lookup, which was the gateway's largest cost.
-  # Repeated headers are joined with ", " as HTTP allows.
-  defp headers_of(req) do
-    req
-    |> then(&:mochiweb_request.get(:headers, &1))
-    |> :mochiweb_headers.to_list()
-    |> Enum.reduce(%{}, fn {name, value}, acc ->
-      key = name |> to_string() |> String.downcase(:ascii)
-      value = to_string(value)
-      Map.update(acc, key, value, &(&1 <> ", " <> value))
-    end)
-  end
-
   @doc false
-  def peer(%{req: req}) do
-    case :mochiweb_socket.peername(:mochiweb_request.get(:socket, req)) do
-      {:ok, {ip, _port}} -> ip |> :inet.ntoa() |> to_string()
-      _ -> "unknown"
-    end
-  end
+  def peer(%{req: req}), do: req.peer
 
   @doc false
   # For streams: deliver {:tcp_closed, socket} as soon as the client hangs up.
-  def watch_close(socket), do: :mochiweb_socket.setopts(socket, active: :once)
+  def watch_close(socket), do: :inet.setopts(socket, active: :once)
 
   @doc false
   def query_params(%{query: ""}), do: %{}
@@ -289,7 +304,7 @@ defmodule InterfaceService.HttpServer do
 
   @doc false
   def send_resp(conn, status, headers, body) do
-    :mochiweb_request.respond({status, headers ++ conn.cors, body}, conn.req)
+    HttpConn.respond(conn.req, status, headers ++ conn.cors, body)
     %{conn | status: status}
   end
 
@@ -324,64 +339,7 @@ defmodule InterfaceService.HttpServer do
   Returns `{:ok, binary}`, `{:error, :too_large}` or `{:error, :bad_length}`.
   """
   def read_body(%{req: req, config: config}) do
-    limit = config.max_body_bytes
-
-    case content_length(req) do
-      :none ->
-        {:ok, ""}
-
-      :bad ->
-        {:error, :bad_length}
-
-      :chunked ->
-        try do
-          body =
-            :mochiweb_request.stream_body(
-              65_536,
-              fn
-                {0, _footer}, {_n, acc} ->
-                  acc |> Enum.reverse() |> IO.iodata_to_binary()
-
-                {len, bin}, {n, acc} ->
-                  if n + len > limit, do: throw(:too_large), else: {n + len, [bin | acc]}
-              end,
-              {0, []},
-              req
-            )
-
-          {:ok, body}
-        catch
-          :throw, :too_large -> {:error, :too_large}
-        end
-
-      len when len > limit ->
-        {:error, :too_large}
-
-      0 ->
-        {:ok, ""}
-
-      len ->
-        {:ok, :mochiweb_request.recv(len, config.body_timeout_ms, req)}
-    end
-  end
-
-  defp content_length(req) do
-    case :mochiweb_request.get_header_value(~c"transfer-encoding", req) do
-      :undefined ->
-        case :mochiweb_request.get_combined_header_value(~c"content-length", req) do
-          :undefined ->
-            :none
-
-          value ->
-            case Integer.parse(to_string(value)) do
-              {n, ""} when n >= 0 -> n
-              _ -> :bad
-            end
-        end
-
-      te ->
-        if String.downcase(to_string(te)) == "chunked", do: :chunked, else: :bad
-    end
+    HttpConn.read_body(req, config.max_body_bytes, config.body_timeout_ms)
   end
 
   @doc false
@@ -412,15 +370,13 @@ defmodule InterfaceService.HttpServer do
   end
 
   defp close(conn) do
-    # mochiweb would take the unread body for the next request; forcing the
-    # close before responding also makes mochiweb say "Connection: close".
-    Process.put(:mochiweb_request_force_close, true)
+    # The unread body would be taken for the next request; forcing the
+    # close before responding also makes the reply say "Connection: close".
+    HttpConn.force_close()
     conn
   end
 
   defp split_path(raw) do
-    raw = :erlang.list_to_binary(raw)
-
     case :binary.split(raw, "?") do
       [path, query] -> {path, query}
       [path] -> {path, ""}

@@ -16,9 +16,39 @@ defmodule InterfaceService.Json do
   @spec encode!(term()) :: iodata()
   def encode!(term), do: :jiffy.encode(term, [:use_nil])
 
-  @doc "Encodes a term that may hold values JSON cannot represent."
+  @doc """
+  Encodes a term that may hold values JSON cannot represent. Terms jiffy
+  already encodes as `to_json/1` would (maps with atom or string keys,
+  lists, strings, numbers, atoms) go to jiffy as they are; anything else
+  is converted first.
+  """
   @spec encode_term!(term()) :: iodata()
-  def encode_term!(term), do: encode!(to_json(term))
+  def encode_term!(term) do
+    if plain?(term) do
+      try do
+        encode!(term)
+      catch
+        # Not UTF-8: to_json/1 turns such binaries into Base64.
+        :error, _ -> encode!(to_json(term))
+      end
+    else
+      encode!(to_json(term))
+    end
+  end
+
+  # Checking is cheaper than rebuilding every map with string keys. Tuples
+  # are not plain (jiffy would take {[...]} for an object), nor are structs
+  # (their __struct__ key would be written).
+  defp plain?(map) when is_map(map) and not is_map_key(map, :__struct__) do
+    :maps.fold(fn k, v, ok -> ok and (is_atom(k) or is_binary(k)) and plain?(v) end, true, map)
+  end
+
+  # jiffy writes the atom null as JSON null; to_json/1 makes it "null".
+  defp plain?(:null), do: false
+  defp plain?([]), do: true
+  defp plain?([h | t]), do: plain?(h) and plain?(t)
+  defp plain?(b) when is_binary(b) or is_number(b) or is_atom(b), do: true
+  defp plain?(_), do: false
 
   @doc "Converts an engine term into one jiffy can encode."
   @spec to_json(term()) :: term()

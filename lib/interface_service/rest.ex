@@ -46,7 +46,14 @@ defmodule InterfaceService.Rest do
         progress: nil
       }
 
-      case Worker.run(fn -> Tools.call(name, args, ctx) end, config.request_timeout_ms) do
+      call = fn -> Tools.call(name, args, ctx) end
+
+      outcome =
+        if Tools.inline?(name),
+          do: Worker.inline(call),
+          else: Worker.run(call, config.request_timeout_ms)
+
+      case outcome do
         {:ok, result} ->
           HttpServer.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
 

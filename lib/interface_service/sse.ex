@@ -3,8 +3,17 @@ defmodule InterfaceService.Sse do
   # GET /sse/discoveries?swarm_id=..[&type=..&agent_id=..&min_confidence=..]
   # Streams the swarm's discoveries as server-sent events, with keep-alive
   # comments. The number of open streams is capped (503 above the cap).
+  #
+  # Every event's id is the discovery's id. A client reconnecting with
+  # Last-Event-ID first gets the discoveries it missed, from the swarm's
+  # recent ones (the newest @replay_limit matching its filters): those after
+  # that id, or all of them when the id is no longer among them (the client
+  # missed more than is kept). The stream subscribes before it looks, so
+  # nothing shared meanwhile is lost; what arrives both ways is sent once.
 
-  alias InterfaceService.{HttpServer, Json, Tools}
+  alias InterfaceService.{HttpConn, HttpServer, Json, Tools}
+
+  @replay_limit 1000
 
   def discoveries(%{method: :GET} = conn) do
     params = HttpServer.query_params(conn)
@@ -60,22 +69,29 @@ defmodule InterfaceService.Sse do
 
     case subscribe(api, swarm_id, filters) do
       :ok ->
-        resp =
-          :mochiweb_request.respond(
-            {200,
-             [
-               {"Content-Type", "text/event-stream"},
-               {"Cache-Control", "no-cache"},
-               {"X-Accel-Buffering", "no"}
-             ] ++
-               conn.cors, :chunked},
-            conn.req
-          )
+        resp = conn.req
 
-        :mochiweb_response.write_chunk(["retry: 3000\n: subscribed to ", swarm_id, "\n\n"], resp)
-        socket = :mochiweb_request.get(:socket, conn.req)
+        HttpConn.start_chunked(
+          resp,
+          200,
+          [
+            {"Content-Type", "text/event-stream"},
+            {"Cache-Control", "no-cache"},
+            {"X-Accel-Buffering", "no"}
+          ] ++ conn.cors
+        )
+
+        HttpConn.write_chunk(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
+        socket = resp.socket
         HttpServer.watch_close(socket)
-        loop(resp, socket, swarm_id, conn.config.sse_keepalive_ms)
+
+        replayed =
+          case HttpServer.header(conn, "last-event-id") do
+            nil -> MapSet.new()
+            last_id -> replay(resp, api, swarm_id, filters, last_id)
+          end
+
+        loop(resp, socket, swarm_id, conn.config.sse_keepalive_ms, replayed)
         %{conn | status: 200}
 
       {:error, reason} ->
@@ -92,31 +108,70 @@ defmodule InterfaceService.Sse do
       if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
   end
 
+  # Sends the recent discoveries after `last_id`; returns the ids sent.
+  defp replay(resp, api, swarm_id, filters, last_id) do
+    recent =
+      case recent(api, swarm_id, filters) do
+        {:ok, list} -> list
+        _ -> []
+      end
+
+    missed =
+      case Enum.find_index(recent, &(Map.get(&1, :id) == last_id)) do
+        nil -> recent
+        i -> Enum.drop(recent, i + 1)
+      end
+
+    Enum.each(missed, &write_event(resp, &1))
+    MapSet.new(missed, &Map.get(&1, :id))
+  end
+
+  defp recent(api, swarm_id, filters) do
+    api.recent_discoveries(swarm_id, filters, @replay_limit)
+  rescue
+    e in UndefinedFunctionError ->
+      if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
+  end
+
+  defp write_event(resp, discovery) do
+    id_line =
+      case Map.get(discovery, :id) do
+        nil -> []
+        id -> ["id: ", to_string(id), "\n"]
+      end
+
+    HttpConn.write_chunk(
+      resp,
+      ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"]
+    )
+  end
+
   # Ends when the client disconnects (noticed at once through the socket
   # watch, so the stream stops counting against the cap) or a write fails.
-  defp loop(resp, socket, swarm_id, keepalive_ms) do
+  # `replayed`: ids already sent from the recent list, which may also
+  # arrive live once.
+  defp loop(resp, socket, swarm_id, keepalive_ms, replayed) do
     receive do
       {:tcp_closed, ^socket} ->
         exit(:normal)
 
       {:tcp, ^socket, _data} ->
         HttpServer.watch_close(socket)
-        loop(resp, socket, swarm_id, keepalive_ms)
+        loop(resp, socket, swarm_id, keepalive_ms, replayed)
 
       {:swarm_discovery, ^swarm_id, discovery} ->
         id = Map.get(discovery, :id)
-        id_line = if id, do: ["id: ", to_string(id), "\n"], else: []
 
-        :mochiweb_response.write_chunk(
-          ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"],
-          resp
-        )
-
-        loop(resp, socket, swarm_id, keepalive_ms)
+        if MapSet.member?(replayed, id) do
+          loop(resp, socket, swarm_id, keepalive_ms, MapSet.delete(replayed, id))
+        else
+          write_event(resp, discovery)
+          loop(resp, socket, swarm_id, keepalive_ms, replayed)
+        end
     after
       keepalive_ms ->
-        :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
-        loop(resp, socket, swarm_id, keepalive_ms)
+        HttpConn.write_chunk(resp, ": keep-alive\n\n")
+        loop(resp, socket, swarm_id, keepalive_ms, replayed)
     end
   end
 end

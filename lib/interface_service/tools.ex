@@ -241,6 +241,18 @@ defmodule InterfaceService.Tools do
     end
   end
 
+  # One engine read each: they neither block, subscribe nor report progress.
+  @inline ~w(swarm_status swarm_list agent_list agent_metrics task_status task_results
+             memory_get memory_search memory_usage features_detect subscribe_discoveries)
+
+  @doc """
+  True for tools that answer at once (a single engine read that neither
+  blocks nor reports progress). The gateway runs these in the connection's
+  process; every other tool runs in a worker it can time out and cancel.
+  """
+  @spec inline?(String.t()) :: boolean()
+  def inline?(name), do: name in @inline
+
   @doc "True when `name` is a tool (used to keep metric labels to a fixed set)."
   @spec known?(String.t()) :: boolean()
   def known?(name), do: fetch(name) != :error

@@ -46,6 +46,21 @@ defmodule InterfaceService.Worker do
     end
   end
 
+  @doc """
+  Runs `fun` in the calling process, for calls that return at once: no
+  process, monitor or timer. A crash becomes `{:crashed, reason}`, as it
+  would from a worker.
+  """
+  @spec inline((() -> term())) :: outcome()
+  def inline(fun) do
+    fun.()
+  catch
+    kind, reason ->
+      reason = {kind, reason, __STACKTRACE__}
+      Logger.error("gateway: tool call crashed: #{inspect(reason, limit: 30)}")
+      {:crashed, reason}
+  end
+
   @doc "Sends a progress report from inside a worker to the waiting connection."
   @spec report(pid(), number(), number() | nil, term()) :: :ok
   def report(parent, done, total, message) do

@@ -144,6 +144,58 @@ defmodule InterfaceService.RestSseTest do
     {404, _, _} = http(:get, url <> "/sse/discoveries?swarm_id=nope")
   end
 
+  test "/sse/discoveries: a reconnect with Last-Event-ID gets the discoveries it missed", %{
+    url: url,
+    gw: gw
+  } do
+    {200, _, body} = post(url, "swarm_init", %{})
+    swarm = json(body)["swarm_id"]
+
+    share = fn content ->
+      {200, _, body} =
+        post(url, "share_discovery", %{swarm_id: swarm, type: "insight", content: content})
+
+      json(body)["discovery_id"]
+    end
+
+    path = "/sse/discoveries?swarm_id=#{swarm}"
+    s1 = stream_open(gw.port, path, [])
+    stream_read(s1, "subscribed")
+    d1 = share.("first")
+    assert stream_read(s1, "first") =~ "id: #{d1}\n"
+    :gen_tcp.close(s1)
+
+    # Shared while the client was away.
+    d2 = share.("second")
+    d3 = share.("third")
+
+    s2 = stream_open(gw.port, path, [{"last-event-id", d1}])
+    got = stream_read(s2, "third")
+    assert got =~ "id: #{d2}\n"
+    assert got =~ "id: #{d3}\n"
+    refute got =~ "first"
+    # Then live, each discovery once.
+    share.("fourth")
+    got = got <> stream_read(s2, "fourth")
+    assert length(String.split(got, "third")) == 2
+    :gen_tcp.close(s2)
+
+    # An id that is not among the recent ones: everything kept is sent.
+    s3 = stream_open(gw.port, path, [{"last-event-id", "long-gone"}])
+    got = stream_read(s3, "fourth")
+    assert got =~ "first" and got =~ "second"
+    :gen_tcp.close(s3)
+
+    # Filters apply to what is replayed.
+    {200, _, _} =
+      post(url, "share_discovery", %{swarm_id: swarm, type: "other", content: "filtered out"})
+
+    s4 = stream_open(gw.port, path <> "&type=other", [{"last-event-id", d3}])
+    got = stream_read(s4, "filtered out")
+    refute got =~ "fourth"
+    :gen_tcp.close(s4)
+  end
+
   test "/sse/discoveries sends keep-alive comments" do
     gw = start_gateway(sse_keepalive_ms: 50)
     {200, _, body} = http(:post, gw.url <> "/api/mcp/swarm_init", [], "{}")

@@ -11,9 +11,10 @@ defmodule InterfaceService.Mcp.Http do
   #
   # Tool calls run in a worker process: the connection process waits for it
   # with the request timeout, streams its progress as SSE when the client
-  # asked for progress, and kills it on notifications/cancelled.
+  # asked for progress, and kills it on notifications/cancelled. Tools that
+  # answer at once (Tools.inline?/1) run in the connection process itself.
 
-  alias InterfaceService.{HttpServer, Json, Tools, Worker}
+  alias InterfaceService.{HttpConn, HttpServer, Json, Tools, Worker}
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
@@ -341,13 +342,20 @@ defmodule InterfaceService.Mcp.Http do
           request_timeout_ms: conn.config.request_timeout_ms
         }
 
-        if token != nil and may_stream and accepts_sse?(conn) do
-          {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
-        else
-          outcome =
-            run_worker(conn, id, name, args, Map.put(ctx, :progress, nil), session_id, nil)
+        ctx = Map.put(ctx, :progress, nil)
 
-          tool_response(conn, id, name, outcome, era, session_id)
+        cond do
+          token != nil and may_stream and accepts_sse?(conn) ->
+            {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
+
+          # Nothing to cancel or time out: a worker process would only add cost.
+          Tools.inline?(name) ->
+            outcome = Worker.inline(fn -> Tools.call(name, args, ctx) end)
+            tool_response(conn, id, name, outcome, era, session_id)
+
+          true ->
+            outcome = run_worker(conn, id, name, args, ctx, session_id, nil)
+            tool_response(conn, id, name, outcome, era, session_id)
         end
 
       error ->
@@ -386,11 +394,8 @@ defmodule InterfaceService.Mcp.Http do
   defp stamp(result, :legacy), do: result
 
   defp stream_call(conn, id, name, args, token, ctx, era, session_id) do
-    resp =
-      :mochiweb_request.respond(
-        {200, sse_headers() ++ conn.cors, :chunked},
-        conn.req
-      )
+    resp = conn.req
+    HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
 
     parent = self()
     progress = fn done, total, message -> Worker.report(parent, done, total, message) end
@@ -411,7 +416,7 @@ defmodule InterfaceService.Mcp.Http do
       response -> write_event(resp, response)
     end
 
-    :mochiweb_response.write_chunk("", resp)
+    HttpConn.write_chunk(resp, "")
     %{conn | status: 200}
   end
 
@@ -441,7 +446,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp write_event(resp, msg) do
-    :mochiweb_response.write_chunk(["event: message\ndata: ", Json.encode!(msg), "\n\n"], resp)
+    HttpConn.write_chunk(resp, ["event: message\ndata: ", Protocol.encode!(msg), "\n\n"])
   end
 
   defp accepts_sse?(conn) do
@@ -476,13 +481,12 @@ defmodule InterfaceService.Mcp.Http do
         with {:ok, _session} <- session(conn, session_id) do
           case Session.attach_stream(conn.config, session_id, self()) do
             :ok ->
-              resp =
-                :mochiweb_request.respond({200, sse_headers() ++ conn.cors, :chunked}, conn.req)
-
+              resp = conn.req
+              HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
               # Flushes the headers at once so clients see the stream open.
-              :mochiweb_response.write_chunk(": stream open\n\n", resp)
+              HttpConn.write_chunk(resp, ": stream open\n\n")
 
-              socket = :mochiweb_request.get(:socket, conn.req)
+              socket = resp.socket
               HttpServer.watch_close(socket)
 
               try do
@@ -518,13 +522,13 @@ defmodule InterfaceService.Mcp.Http do
         notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
-        :mochiweb_response.write_chunk("", resp)
-        # The socket is in active mode; hand it back to mochiweb quietly.
-        :mochiweb_socket.setopts(socket, active: false)
+        HttpConn.write_chunk(resp, "")
+        # The socket is in active mode; hand it back to the request loop quietly.
+        :inet.setopts(socket, active: false)
         flush_socket(socket)
     after
       keepalive_ms ->
-        :mochiweb_response.write_chunk(": keep-alive\n\n", resp)
+        HttpConn.write_chunk(resp, ": keep-alive\n\n")
         notification_loop(resp, socket, keepalive_ms)
     end
   end
@@ -563,7 +567,14 @@ defmodule InterfaceService.Mcp.Http do
 
   # --- replies ----------------------------------------------------------------------------
 
-  defp reply(conn, status, body), do: HttpServer.send_json(conn, status, body)
+  defp reply(conn, status, msg) do
+    HttpServer.send_resp(
+      conn,
+      status,
+      [{"Content-Type", "application/json"}],
+      Protocol.encode!(msg)
+    )
+  end
 
   defp accepted(conn), do: HttpServer.send_resp(conn, 202, [], "")
 

@@ -286,16 +286,23 @@ defmodule InterfaceService.Mcp.Protocol do
   Turns a `Tools.call/3` outcome into a `tools/call` result (or a protocol
   error for an unknown tool). Engine and argument errors are tool results
   with `isError: true`, so the model sees them and can correct itself.
+
+  A successful result is encoded once: its text content is that JSON, and
+  `structuredContent` is the same bytes as `{:json, binary}`, which
+  `encode!/1` writes as they are.
   """
   @spec tool_result(String.t(), Tools.result(), module()) :: {:ok, map()} | error()
   def tool_result(name, outcome, api) do
     case outcome do
       {:ok, structured} ->
-        structured = Json.to_json(structured)
-        text = IO.iodata_to_binary(Json.encode!(structured))
+        text = IO.iodata_to_binary(Json.encode_term!(structured))
 
         {:ok,
-         %{content: [%{type: "text", text: text}], structuredContent: structured, isError: false}}
+         %{
+           content: [%{type: "text", text: text}],
+           structuredContent: {:json, text},
+           isError: false
+         }}
 
       {:error, :unknown_tool} ->
         {:error, @invalid_params, "Unknown tool: #{String.slice(name, 0, 100)}"}
@@ -311,6 +318,35 @@ defmodule InterfaceService.Mcp.Protocol do
          }}
     end
   end
+
+  @doc """
+  Encodes a JSON-RPC message, or a batch (list) of them. A `tools/call`
+  result whose `structuredContent` is already JSON (`{:json, binary}`, see
+  `tool_result/3`) has those bytes spliced in instead of encoded again.
+  """
+  @spec encode!(map() | [map()]) :: iodata()
+  def encode!(messages) when is_list(messages),
+    do: ["[", Enum.map_intersperse(messages, ",", &encode!/1), "]"]
+
+  def encode!(%{result: %{structuredContent: {:json, structured}} = result} = msg) do
+    # Both objects have members (jsonrpc and id; content and isError), so
+    # each can be opened up and joined with a comma.
+    "{" <> members =
+      result |> Map.delete(:structuredContent) |> Json.encode!() |> IO.iodata_to_binary()
+
+    envelope = msg |> Map.delete(:result) |> Json.encode!() |> IO.iodata_to_binary()
+
+    [
+      binary_part(envelope, 0, byte_size(envelope) - 1),
+      ~s(,"result":{"structuredContent":),
+      structured,
+      ",",
+      members,
+      "}"
+    ]
+  end
+
+  def encode!(msg), do: Json.encode!(msg)
 
   @doc "Validates `tools/call` params: `{:ok, name, arguments, progress_token}`."
   @spec call_params(map()) :: {:ok, String.t(), map(), term()} | error()
