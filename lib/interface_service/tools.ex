@@ -90,7 +90,8 @@ defmodule InterfaceService.Tools do
              minItems: 1,
              maxItems: 64
            },
-           timeout_ms: int(1, 3_600_000)
+           timeout_ms: int(1, 3_600_000),
+           node: @name
          },
          ["swarm_id"]
        )},
@@ -213,6 +214,8 @@ defmodule InterfaceService.Tools do
       {"coordinate", "Send a coordination message through the swarm's topology.",
        obj(%{swarm_id: @id, message: @any}, ["swarm_id", "message"])},
       {"features_detect", "Runtime features: engine, OTP, cores, protocols.", obj(%{})},
+      {"cluster_status",
+       "Cluster members, quorum, leader, and each swarm's home and backup node.", obj(%{})},
       {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
        obj(%{iterations: int(1, 100_000)})}
     ]
@@ -243,7 +246,8 @@ defmodule InterfaceService.Tools do
 
   # One engine read each: they neither block, subscribe nor report progress.
   @inline ~w(swarm_status swarm_list agent_list agent_metrics task_status task_results
-             memory_get memory_search memory_usage features_detect subscribe_discoveries)
+             memory_get memory_search memory_usage features_detect subscribe_discoveries
+             cluster_status)
 
   @doc """
   True for tools that answer at once (a single engine read that neither
@@ -365,7 +369,8 @@ defmodule InterfaceService.Tools do
           name: args["name"],
           capabilities: args["capabilities"],
           capacity: args["capacity"],
-          executor: executor
+          executor: executor,
+          node: args["node"]
         })
 
       with {:ok, agent_id} <- api.spawn_agent(id, opts) do
@@ -545,6 +550,8 @@ defmodule InterfaceService.Tools do
      }}
   end
 
+  defp run("cluster_status", _args, %{api: api}), do: api.cluster_status()
+
   defp run("benchmark_run", args, ctx), do: Bench.run(Map.get(args, "iterations", 1000), ctx)
 
   # --- helpers ----------------------------------------------------------------
@@ -713,6 +720,8 @@ defmodule InterfaceService.Tools do
   def http_status({:swarm_full, _}), do: 409
   def http_status({:too_large, _, _, _}), do: 413
   def http_status(:engine_unavailable), do: 503
+  def http_status(:no_quorum), do: 503
+  def http_status({:home_down, _}), do: 503
   def http_status({:timeout_after, _}), do: 504
   def http_status(_), do: 500
 end

@@ -25,6 +25,23 @@ defmodule InterfaceService.RestSseTest do
     assert json(body)["description"] == "index the docs"
   end
 
+  test "cluster_status names each swarm's home; agent_spawn refuses a node outside the cluster",
+       %{url: url} do
+    {200, _, body} = post(url, "swarm_init", %{agents: 1})
+    %{"swarm_id" => swarm} = json(body)
+
+    {200, _, body} = post(url, "cluster_status", %{})
+    status = json(body)
+    me = to_string(node())
+    assert %{"success" => true, "quorum" => true, "swarms" => swarms} = status
+    assert me in Enum.map(status["members"], & &1["node"])
+    assert %{"home" => ^me} = Enum.find(swarms, &(&1["id"] == swarm))
+
+    {400, _, body} = post(url, "agent_spawn", %{swarm_id: swarm, node: "ghost@127.0.0.1"})
+    assert json(body)["error"] =~ "not a live member"
+    {200, _, _} = post(url, "agent_spawn", %{swarm_id: swarm, node: me})
+  end
+
   test "errors carry success: false and a fitting status", %{url: url} do
     {404, _, body} = post(url, "swarm_status", %{swarm_id: "nope"})
     assert %{"success" => false, "error" => msg, "code" => "swarm_not_found"} = json(body)
@@ -45,7 +62,7 @@ defmodule InterfaceService.RestSseTest do
 
   test "GET /api/mcp lists the tools", %{url: url} do
     {200, _, body} = http(:get, url <> "/api/mcp")
-    assert length(json(body)["tools"]) == 23
+    assert length(json(body)["tools"]) == 24
   end
 
   test "command agents only from the allow-list", %{url: url} do

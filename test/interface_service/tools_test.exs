@@ -6,7 +6,7 @@ defmodule InterfaceService.ToolsTest do
 
   test "tools/list stays under 12 KB and every tool is complete" do
     defs = Tools.definitions()
-    assert length(defs) == 23
+    assert length(defs) == 24
     size = byte_size(IO.iodata_to_binary(:jiffy.encode(%{tools: defs}, [:use_nil])))
     assert size < 12 * 1024, "tools/list is #{size} bytes"
 
