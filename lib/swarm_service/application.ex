@@ -2,7 +2,7 @@ defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
   # forwarder comes first, then the cluster (membership after distribution
-  # is up), the
+  # is up, then the replicated knowledge that follows membership), the
   # registry, every swarm's processes under SwarmSupervisor, and the
   # gateway (last) calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
@@ -15,6 +15,7 @@ defmodule SwarmService.Application do
       SwarmService.CLI.Runtime,
       SwarmService.Native.LogForwarder,
       SwarmService.Cluster,
+      SwarmService.Cluster.Knowledge,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
