@@ -1,10 +1,11 @@
 defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
-  # forwarder comes first, then cluster membership, the registry, the
-  # directory of swarm homes and the backup copies, every swarm's processes
-  # under SwarmSupervisor, failover (which starts swarms and hosted agents),
-  # and the gateway (last), which calls into all of them.
+  # forwarder comes first, then cluster membership and the replicated
+  # knowledge that follows it, the registry, the directory of swarm homes
+  # and the backup copies, every swarm's processes under SwarmSupervisor,
+  # failover (which starts swarms and hosted agents), and the gateway
+  # (last), which calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 
@@ -15,6 +16,7 @@ defmodule SwarmService.Application do
       SwarmService.CLI.Runtime,
       SwarmService.Native.LogForwarder,
       SwarmService.Cluster,
+      SwarmService.Cluster.Knowledge,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
       # Where each swarm lives, and the copies this node keeps as backup.

@@ -639,6 +639,32 @@ defmodule SwarmService.RuvSwarm do
   @spec unsubscribe(id) :: :ok | {:error, reason}
   def unsubscribe(swarm_id), do: Home.run(swarm_id, :unsubscribe, [swarm_id, self()])
 
+  # ---- cluster knowledge -----------------------------------------------------
+
+  @doc """
+  Stores `value` under `key` in the cluster-wide knowledge repository,
+  replicated to every node. Needs quorum. Returns `{:ok, stamp}`; see
+  `SwarmService.Cluster.Knowledge` for the consistency model and options.
+  """
+  @spec knowledge_put(String.t(), term, keyword | map) ::
+          {:ok, SwarmService.Cluster.Knowledge.stamp()} | {:error, reason}
+  def knowledge_put(key, value, opts \\ []),
+    do: SwarmService.Cluster.Knowledge.put(key, value, opts)
+
+  @doc "Reads a knowledge entry from this node's replica: `{:ok, %{key, value, stamp, node}}`."
+  @spec knowledge_get(String.t()) ::
+          {:ok, SwarmService.Cluster.Knowledge.entry()} | {:error, reason}
+  def knowledge_get(key), do: SwarmService.Cluster.Knowledge.get(key)
+
+  @doc "Deletes a knowledge entry on every node (a last-writer-wins tombstone). Needs quorum."
+  @spec knowledge_delete(String.t()) :: :ok | {:error, reason}
+  def knowledge_delete(key), do: SwarmService.Cluster.Knowledge.delete(key)
+
+  @doc "Knowledge entries in key order. Options: `:prefix`, `:limit` (default 100)."
+  @spec knowledge_list(keyword | map) ::
+          {:ok, [SwarmService.Cluster.Knowledge.entry()]} | {:error, reason}
+  def knowledge_list(opts \\ []), do: SwarmService.Cluster.Knowledge.list(opts)
+
   # ---- errors ----------------------------------------------------------------
 
   @doc """

@@ -152,7 +152,7 @@ defmodule SwarmService.Test.PeerCluster do
   end
 
   @doc """
-  Kills a peer abruptly (`kill -9` of its OS process: no application
+  Kills a peer abruptly (`kill -9` of its OS processes: no application
   shutdown, sockets closed by the OS) and waits until the test node sees it
   gone. `restart/1` brings it back.
   """
@@ -162,7 +162,10 @@ defmodule SwarmService.Test.PeerCluster do
 
     if info.pid do
       ref = Process.monitor(info.pid)
-      {_, 0} = System.cmd("kill", ["-9", info.os_pid])
+      # The VM and its helper processes (erl_child_setup) at once: a helper
+      # outliving the VM by a moment prints a broken-pipe error.
+      {children, _} = System.cmd("pgrep", ["-P", info.os_pid])
+      {_, 0} = System.cmd("kill", ["-9", info.os_pid | String.split(children)])
 
       receive do
         {:DOWN, ^ref, _, _, _} -> :ok
