@@ -54,6 +54,7 @@ mcp-bridge-test:
 bench: deps
 	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs
 	RUV_SWARM_GATEWAY=off mix run bench/throughput.exs
+	MIX_ENV=test mix run bench/cluster.exs
 
 clean:
 	rm -rf _build target priv/native
