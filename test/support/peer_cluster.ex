@@ -303,11 +303,15 @@ defmodule SwarmService.Test.PeerCluster do
       other -> flunk("swarm_service did not start on #{node}: #{inspect(other)}")
     end
 
-    :ok =
-      :peer.call(pid, :logger, :add_primary_filter, [
-        :partition_noise,
-        {&__MODULE__.drop_rejected_handshakes/2, nil}
-      ])
+    # (Only where this module is compiled to disk: not when a script
+    # loaded it with Code.require_file, as bench/knowledge.exs does.)
+    if match?({:module, _}, :peer.call(pid, :code, :ensure_loaded, [__MODULE__])) do
+      :ok =
+        :peer.call(pid, :logger, :add_primary_filter, [
+          :partition_noise,
+          {&__MODULE__.drop_rejected_handshakes/2, nil}
+        ])
+    end
 
     # The test node reaches the peer with the peer's current cookie.
     :erlang.set_cookie(node, info.cookie)
@@ -341,16 +345,16 @@ defmodule SwarmService.Test.PeerCluster do
   defp peer_env(opts, names) do
     base =
       Application.get_all_env(:swarm_service)
-      |> deep_merge(
-        InterfaceService: [enabled: false],
-        "Elixir.SwarmService.Cluster": [adapter: :otp]
-      )
+      |> deep_merge([
+        {InterfaceService, [enabled: false]},
+        {SwarmService.Cluster, [adapter: :otp]}
+      ])
       |> deep_merge(Keyword.get(opts, :env, []))
 
     case Keyword.get(opts, :members) do
       nil -> base
-      :all -> deep_merge(base, "Elixir.SwarmService.Cluster": [members: names])
-      list when is_list(list) -> deep_merge(base, "Elixir.SwarmService.Cluster": [members: list])
+      :all -> deep_merge(base, [{SwarmService.Cluster, [members: names]}])
+      list when is_list(list) -> deep_merge(base, [{SwarmService.Cluster, [members: list]}])
     end
   end
 
