@@ -172,7 +172,8 @@ defmodule InterfaceService.HttpConn do
   end
 
   # decode_packet names the headers it knows with atoms in canonical case.
-  for field <- ~w(Cache-Control Connection Date Pragma Upgrade Via Accept Accept-Charset
+  for field <-
+        ~w(Cache-Control Connection Date Pragma Transfer-Encoding Upgrade Via Accept Accept-Charset
                   Accept-Encoding Accept-Language Authorization From Host If-Modified-Since
                   If-Match If-None-Match If-Range If-Unmodified-Since Max-Forwards
                   Proxy-Authorization Range Referer User-Agent Age Location Proxy-Authenticate
@@ -181,6 +182,13 @@ defmodule InterfaceService.HttpConn do
                   Content-Range Content-Type Etag Expires Last-Modified Accept-Ranges Set-Cookie
                   Set-Cookie2 X-Forwarded-For Cookie Keep-Alive Proxy-Connection) do
     defp field_name(unquote(String.to_atom(field))), do: unquote(String.downcase(field))
+  end
+
+  # Other names come in canonical case too ("Mcp-Session-Id"); the ones
+  # the gateway reads are looked up rather than lowercased each time.
+  for field <- ~w(Origin Expect Mcp-Session-Id Mcp-Protocol-Version Mcp-Method Mcp-Name
+                  Last-Event-Id) do
+    defp field_name(unquote(field)), do: unquote(String.downcase(field))
   end
 
   defp field_name(field) when is_atom(field), do: field |> Atom.to_string() |> String.downcase()

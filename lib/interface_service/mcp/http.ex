@@ -18,6 +18,7 @@ defmodule InterfaceService.Mcp.Http do
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
+  @json_accepts ["application/json", "text/event-stream", "*/*", "application/*"]
   @cancelled -32_800
 
   def handle(%{method: :POST} = conn), do: post(conn)
@@ -69,12 +70,9 @@ defmodule InterfaceService.Mcp.Http do
         :ok
 
       accept ->
-        accept = String.downcase(accept)
-
-        if Enum.any?(
-             ["application/json", "text/event-stream", "*/*", "application/*"],
-             &String.contains?(accept, &1)
-           ),
+        # Lowercase only when the value as sent does not match.
+        if :binary.match(accept, @json_accepts) != :nomatch or
+             :binary.match(String.downcase(accept), @json_accepts) != :nomatch,
            do: :ok,
            else:
              reply(
@@ -451,8 +449,12 @@ defmodule InterfaceService.Mcp.Http do
 
   defp accepts_sse?(conn) do
     case HttpServer.header(conn, "accept") do
-      nil -> false
-      accept -> String.contains?(String.downcase(accept), "text/event-stream")
+      nil ->
+        false
+
+      accept ->
+        String.contains?(accept, "text/event-stream") or
+          String.contains?(String.downcase(accept), "text/event-stream")
     end
   end
 
