@@ -489,7 +489,6 @@ defmodule InterfaceService.Mcp.Http do
               HttpConn.write_chunk(resp, ": stream open\n\n")
 
               socket = resp.socket
-              HttpServer.watch_close(socket)
 
               try do
                 notification_loop(resp, socket, conn.config.sse_keepalive_ms)
@@ -519,27 +518,23 @@ defmodule InterfaceService.Mcp.Http do
       {:tcp_closed, ^socket} ->
         exit(:normal)
 
+      {:tcp_error, ^socket, _reason} ->
+        exit(:normal)
+
       {:tcp, ^socket, _data} ->
-        HttpServer.watch_close(socket)
+        notification_loop(resp, socket, keepalive_ms)
+
+      {:tcp_passive, ^socket} ->
+        HttpConn.active!(socket)
         notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
         HttpConn.write_chunk(resp, "")
-        # The socket is in active mode; hand it back to the request loop quietly.
-        :inet.setopts(socket, active: false)
-        flush_socket(socket)
+        HttpConn.discard_input(socket)
     after
       keepalive_ms ->
         HttpConn.write_chunk(resp, ": keep-alive\n\n")
         notification_loop(resp, socket, keepalive_ms)
-    end
-  end
-
-  defp flush_socket(socket) do
-    receive do
-      {:tcp, ^socket, _} -> flush_socket(socket)
-    after
-      0 -> :ok
     end
   end
 
