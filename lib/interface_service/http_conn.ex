@@ -166,11 +166,21 @@ defmodule InterfaceService.HttpConn do
   # Names by lowercase; a repeated header's values are joined with ", ".
   defp add_header(headers, field, value) do
     name = field_name(field)
-    value = String.trim(value)
+    value = trim(value)
 
     case headers do
       %{^name => old} -> %{headers | name => old <> ", " <> value}
       _ -> Map.put(headers, name, value)
+    end
+  end
+
+  # decode_packet drops the spaces before a value, not those after it.
+  defp trim(""), do: ""
+
+  defp trim(value) do
+    case :binary.last(value) do
+      c when c in [?\s, ?\t] -> String.trim(value)
+      _ -> value
     end
   end
 

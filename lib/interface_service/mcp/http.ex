@@ -71,8 +71,8 @@ defmodule InterfaceService.Mcp.Http do
 
       accept ->
         # Lowercase only when the value as sent does not match.
-        if :binary.match(accept, @json_accepts) != :nomatch or
-             :binary.match(String.downcase(accept), @json_accepts) != :nomatch,
+        if String.contains?(accept, "application/json") or
+             String.contains?(String.downcase(accept), @json_accepts),
            do: :ok,
            else:
              reply(
