@@ -7,10 +7,13 @@ defmodule InterfaceService.HttpConn do
   # Why not mochiweb_http: it parses with {packet, http} and {active, once},
   # so every header line costs a setopts call and a message; it keeps
   # headers in a gb_tree lowercased on every lookup; and it forces a full
-  # garbage collection after every keep-alive request. Here the head is
-  # read with plain recv calls (usually one) and parsed with
-  # erlang:decode_packet/3, the same parser the socket option uses, and
-  # the heap is collected only once a connection has gone idle.
+  # garbage collection after every keep-alive request. Here the socket
+  # stays in {active, N} mode (no call into the driver per read, and the
+  # descriptor stays in the poll set), the head usually arrives as one
+  # message and is parsed with erlang:decode_packet/3 (the same parser the
+  # socket option uses), and the heap is collected only once a connection
+  # has gone idle. At most @active_n messages wait unread in the mailbox;
+  # past that the socket turns passive and TCP flow control applies.
   #
   # Limits and timeouts are mochiweb's: 300 s for the next request line,
   # 30 s between header reads, 1000 headers, 8 KiB per line.
@@ -38,10 +41,13 @@ defmodule InterfaceService.HttpConn do
   @idle_gc_ms 2_000
   @max_headers 1000
   @max_line 8192
+  @active_n 16
   @server "MochiWeb/1.0 (Any of you quaids got a smint?)"
 
   @force_close :gateway_force_close
   @body_read :gateway_body_read
+  # Bytes read past a request body: the start of the next request.
+  @surplus :gateway_surplus
 
   @doc """
   The connection loop, called by mochiweb's acceptor with the accepted
@@ -59,6 +65,7 @@ defmodule InterfaceService.HttpConn do
           _ -> "unknown"
         end
 
+      active!(socket)
       next(%__MODULE__{socket: socket, peer: peer, over_capacity: over}, handler, "")
     after
       :atomics.sub(counter, 1, 1)
@@ -91,9 +98,8 @@ defmodule InterfaceService.HttpConn do
       exit({:shutdown, :should_close})
     else
       # A body the handler read took its bytes from the buffer; whatever
-      # followed it was pushed back into the socket.
-      buffer = if Process.get(@body_read), do: "", else: req.buffer
-      Process.delete(@body_read)
+      # followed it was kept aside.
+      buffer = if Process.delete(@body_read), do: Process.delete(@surplus) || "", else: req.buffer
       next(req, handler, buffer)
     end
   end
@@ -127,20 +133,17 @@ defmodule InterfaceService.HttpConn do
   # The first bytes of a request: an idle keep-alive connection is
   # garbage-collected once, then waits out the rest of the idle timeout.
   defp wait_request(socket, "") do
-    case :gen_tcp.recv(socket, 0, @idle_gc_ms) do
+    case recv(socket, @idle_gc_ms) do
       {:ok, data} ->
         data
 
-      {:error, :timeout} ->
+      :timeout ->
         :erlang.garbage_collect()
-        recv!(socket, 0, @idle_timeout - @idle_gc_ms)
-
-      {:error, _} ->
-        closed(socket)
+        recv!(socket, @idle_timeout - @idle_gc_ms)
     end
   end
 
-  defp wait_request(socket, _partial), do: recv!(socket, 0, @header_timeout)
+  defp wait_request(socket, _partial), do: recv!(socket, @header_timeout)
 
   defp header_lines(_socket, _buffer, _headers, @max_headers), do: :bad_request
 
@@ -153,7 +156,7 @@ defmodule InterfaceService.HttpConn do
         {:ok, headers, rest}
 
       {:more, _} ->
-        header_lines(socket, buffer <> recv!(socket, 0, @header_timeout), headers, count)
+        header_lines(socket, buffer <> recv!(socket, @header_timeout), headers, count)
 
       _invalid ->
         :bad_request
@@ -163,7 +166,7 @@ defmodule InterfaceService.HttpConn do
   # Names by lowercase; a repeated header's values are joined with ", ".
   defp add_header(headers, field, value) do
     name = field_name(field)
-    value = String.trim(value)
+    value = trim(value)
 
     case headers do
       %{^name => old} -> %{headers | name => old <> ", " <> value}
@@ -171,8 +174,19 @@ defmodule InterfaceService.HttpConn do
     end
   end
 
+  # decode_packet drops the spaces before a value, not those after it.
+  defp trim(""), do: ""
+
+  defp trim(value) do
+    case :binary.last(value) do
+      c when c in [?\s, ?\t] -> String.trim(value)
+      _ -> value
+    end
+  end
+
   # decode_packet names the headers it knows with atoms in canonical case.
-  for field <- ~w(Cache-Control Connection Date Pragma Upgrade Via Accept Accept-Charset
+  for field <-
+        ~w(Cache-Control Connection Date Pragma Transfer-Encoding Upgrade Via Accept Accept-Charset
                   Accept-Encoding Accept-Language Authorization From Host If-Modified-Since
                   If-Match If-None-Match If-Range If-Unmodified-Since Max-Forwards
                   Proxy-Authorization Range Referer User-Agent Age Location Proxy-Authenticate
@@ -181,6 +195,13 @@ defmodule InterfaceService.HttpConn do
                   Content-Range Content-Type Etag Expires Last-Modified Accept-Ranges Set-Cookie
                   Set-Cookie2 X-Forwarded-For Cookie Keep-Alive Proxy-Connection) do
     defp field_name(unquote(String.to_atom(field))), do: unquote(String.downcase(field))
+  end
+
+  # Other names come in canonical case too ("Mcp-Session-Id"); the ones
+  # the gateway reads are looked up rather than lowercased each time.
+  for field <- ~w(Origin Expect Mcp-Session-Id Mcp-Protocol-Version Mcp-Method Mcp-Name
+                  Last-Event-Id) do
+    defp field_name(unquote(field)), do: unquote(String.downcase(field))
   end
 
   defp field_name(field) when is_atom(field), do: field |> Atom.to_string() |> String.downcase()
@@ -284,9 +305,9 @@ defmodule InterfaceService.HttpConn do
   defp expects_continue?(nil), do: false
   defp expects_continue?(value), do: String.downcase(value, :ascii) == "100-continue"
 
-  defp done_reading(socket, surplus) do
+  defp done_reading(_socket, surplus) do
     # Bytes past the body belong to the next (pipelined) request.
-    if surplus != "", do: :gen_tcp.unrecv(socket, surplus)
+    if surplus != "", do: Process.put(@surplus, surplus)
     Process.put(@body_read, true)
   end
 
@@ -297,7 +318,7 @@ defmodule InterfaceService.HttpConn do
     if size >= n do
       {binary_part(buffer, 0, n), binary_part(buffer, n, size - n)}
     else
-      {buffer <> recv!(socket, n - size, timeout), ""}
+      take(socket, buffer <> recv!(socket, timeout), n, timeout)
     end
   end
 
@@ -352,14 +373,56 @@ defmodule InterfaceService.HttpConn do
         {:error, :bad_length}
 
       [_] ->
-        line(socket, buffer <> recv!(socket, 0, timeout), timeout)
+        line(socket, buffer <> recv!(socket, timeout), timeout)
     end
   end
 
-  defp recv!(socket, n, timeout) do
-    case :gen_tcp.recv(socket, n, timeout) do
+  defp recv!(socket, timeout) do
+    case recv(socket, timeout) do
       {:ok, data} -> data
-      {:error, _} -> closed(socket)
+      :timeout -> closed(socket)
+    end
+  end
+
+  # The next bytes from the client, or :timeout; a closed socket ends the
+  # connection.
+  defp recv(socket, timeout) do
+    receive do
+      {:tcp, ^socket, data} ->
+        {:ok, data}
+
+      {:tcp_passive, ^socket} ->
+        active!(socket)
+        recv(socket, timeout)
+
+      {:tcp_closed, ^socket} ->
+        closed(socket)
+
+      {:tcp_error, ^socket, _reason} ->
+        closed(socket)
+    after
+      timeout -> :timeout
+    end
+  end
+
+  @doc """
+  Puts the socket (back) into the mode the request loop reads in. Streams
+  call it on `{:tcp_passive, socket}`; they see `{:tcp_closed, socket}` as
+  soon as the client hangs up.
+  """
+  def active!(socket), do: :inet.setopts(socket, active: @active_n)
+
+  @doc "Drops what the client sent while a stream was open, keeping the socket readable."
+  def discard_input(socket) do
+    receive do
+      {:tcp, ^socket, _} ->
+        discard_input(socket)
+
+      {:tcp_passive, ^socket} ->
+        active!(socket)
+        discard_input(socket)
+    after
+      0 -> :ok
     end
   end
 

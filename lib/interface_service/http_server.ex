@@ -290,10 +290,6 @@ defmodule InterfaceService.HttpServer do
   def peer(%{req: req}), do: req.peer
 
   @doc false
-  # For streams: deliver {:tcp_closed, socket} as soon as the client hangs up.
-  def watch_close(socket), do: :inet.setopts(socket, active: :once)
-
-  @doc false
   def query_params(%{query: ""}), do: %{}
 
   def query_params(%{query: query}) do

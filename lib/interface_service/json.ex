@@ -39,9 +39,8 @@ defmodule InterfaceService.Json do
   # Checking is cheaper than rebuilding every map with string keys. Tuples
   # are not plain (jiffy would take {[...]} for an object), nor are structs
   # (their __struct__ key would be written).
-  defp plain?(map) when is_map(map) and not is_map_key(map, :__struct__) do
-    :maps.fold(fn k, v, ok -> ok and (is_atom(k) or is_binary(k)) and plain?(v) end, true, map)
-  end
+  defp plain?(map) when is_map(map) and not is_map_key(map, :__struct__),
+    do: plain_pairs?(:maps.to_list(map))
 
   # jiffy writes the atom null as JSON null; to_json/1 makes it "null".
   defp plain?(:null), do: false
@@ -49,6 +48,13 @@ defmodule InterfaceService.Json do
   defp plain?([h | t]), do: plain?(h) and plain?(t)
   defp plain?(b) when is_binary(b) or is_number(b) or is_atom(b), do: true
   defp plain?(_), do: false
+
+  defp plain_pairs?([]), do: true
+
+  defp plain_pairs?([{k, v} | rest]) when is_atom(k) or is_binary(k),
+    do: plain?(v) and plain_pairs?(rest)
+
+  defp plain_pairs?(_), do: false
 
   @doc "Converts an engine term into one jiffy can encode."
   @spec to_json(term()) :: term()

@@ -36,7 +36,7 @@ defmodule InterfaceService.Metrics do
       tab,
       key,
       [{2, duration_us}, {3, 1}, {pos, 1}],
-      List.to_tuple([key, 0, 0 | List.duplicate(0, @nb + 1)])
+      :erlang.make_tuple(@nb + 4, 0, [{1, key}])
     )
 
     :ok

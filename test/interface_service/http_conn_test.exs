@@ -72,6 +72,11 @@ defmodule InterfaceService.HttpConnTest do
     assert json(body)["result"] == %{}
     assert {200, _, body} = read_response(sock)
     assert json(body)["status"] == "ok"
+    # Header values lose surrounding blanks; an empty one is still a header.
+    :ok =
+      :gen_tcp.send(sock, post_mcp(sid, @ping, "Accept:  application/json \t\r\nX-Empty:\r\n"))
+
+    assert {200, _, _} = read_response(sock)
     :ok = :gen_tcp.send(sock, post_mcp(sid, @ping))
     assert {200, _, _} = read_response(sock)
     :gen_tcp.close(sock)

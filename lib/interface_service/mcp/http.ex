@@ -18,6 +18,7 @@ defmodule InterfaceService.Mcp.Http do
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
+  @json_accepts ["application/json", "text/event-stream", "*/*", "application/*"]
   @cancelled -32_800
 
   def handle(%{method: :POST} = conn), do: post(conn)
@@ -69,12 +70,9 @@ defmodule InterfaceService.Mcp.Http do
         :ok
 
       accept ->
-        accept = String.downcase(accept)
-
-        if Enum.any?(
-             ["application/json", "text/event-stream", "*/*", "application/*"],
-             &String.contains?(accept, &1)
-           ),
+        # Lowercase only when the value as sent does not match.
+        if String.contains?(accept, "application/json") or
+             String.contains?(String.downcase(accept), @json_accepts),
            do: :ok,
            else:
              reply(
@@ -451,8 +449,12 @@ defmodule InterfaceService.Mcp.Http do
 
   defp accepts_sse?(conn) do
     case HttpServer.header(conn, "accept") do
-      nil -> false
-      accept -> String.contains?(String.downcase(accept), "text/event-stream")
+      nil ->
+        false
+
+      accept ->
+        String.contains?(accept, "text/event-stream") or
+          String.contains?(String.downcase(accept), "text/event-stream")
     end
   end
 
@@ -487,7 +489,6 @@ defmodule InterfaceService.Mcp.Http do
               HttpConn.write_chunk(resp, ": stream open\n\n")
 
               socket = resp.socket
-              HttpServer.watch_close(socket)
 
               try do
                 notification_loop(resp, socket, conn.config.sse_keepalive_ms)
@@ -517,27 +518,23 @@ defmodule InterfaceService.Mcp.Http do
       {:tcp_closed, ^socket} ->
         exit(:normal)
 
+      {:tcp_error, ^socket, _reason} ->
+        exit(:normal)
+
       {:tcp, ^socket, _data} ->
-        HttpServer.watch_close(socket)
+        notification_loop(resp, socket, keepalive_ms)
+
+      {:tcp_passive, ^socket} ->
+        HttpConn.active!(socket)
         notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
         HttpConn.write_chunk(resp, "")
-        # The socket is in active mode; hand it back to the request loop quietly.
-        :inet.setopts(socket, active: false)
-        flush_socket(socket)
+        HttpConn.discard_input(socket)
     after
       keepalive_ms ->
         HttpConn.write_chunk(resp, ": keep-alive\n\n")
         notification_loop(resp, socket, keepalive_ms)
-    end
-  end
-
-  defp flush_socket(socket) do
-    receive do
-      {:tcp, ^socket, _} -> flush_socket(socket)
-    after
-      0 -> :ok
     end
   end
 

@@ -328,16 +328,22 @@ defmodule InterfaceService.Mcp.Protocol do
   def encode!(messages) when is_list(messages),
     do: ["[", Enum.map_intersperse(messages, ",", &encode!/1), "]"]
 
-  def encode!(%{result: %{structuredContent: {:json, structured}} = result} = msg) do
-    # Both objects have members (jsonrpc and id; content and isError), so
-    # each can be opened up and joined with a comma.
+  def encode!(
+        %{
+          jsonrpc: "2.0",
+          id: id,
+          result: %{structuredContent: {:json, structured}} = result
+        } = msg
+      )
+      when map_size(msg) == 3 and map_size(result) > 1 do
+    # The other members of result (at least content and isError) are
+    # encoded as one object, which is then opened up to join them.
     "{" <> members =
       result |> Map.delete(:structuredContent) |> Json.encode!() |> IO.iodata_to_binary()
 
-    envelope = msg |> Map.delete(:result) |> Json.encode!() |> IO.iodata_to_binary()
-
     [
-      binary_part(envelope, 0, byte_size(envelope) - 1),
+      ~s({"jsonrpc":"2.0","id":),
+      if(is_integer(id), do: Integer.to_string(id), else: Json.encode!(id)),
       ~s(,"result":{"structuredContent":),
       structured,
       ",",

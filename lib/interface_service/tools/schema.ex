@@ -53,46 +53,58 @@ defmodule InterfaceService.Tools.Schema do
 
   defp check_enum(_value, _schema, _path), do: []
 
+  # Messages (and the paths in them) are built only for values that fail:
+  # a valid call builds no strings at all.
   defp check_range(value, schema, path) when is_number(value) do
-    bound(value >= Map.get(schema, :minimum, value), "#{path} must be >= #{schema[:minimum]}") ++
-      bound(value <= Map.get(schema, :maximum, value), "#{path} must be <= #{schema[:maximum]}")
+    min = Map.get(schema, :minimum)
+    max = Map.get(schema, :maximum)
+
+    cond do
+      min != nil and value < min -> ["#{path} must be >= #{min}"]
+      max != nil and value > max -> ["#{path} must be <= #{max}"]
+      true -> []
+    end
   end
 
   defp check_range(value, schema, path) when is_binary(value) do
-    len = String.length(value)
+    min = Map.get(schema, :minLength, 0)
+    max = Map.get(schema, :maxLength)
 
-    bound(
-      len >= Map.get(schema, :minLength, 0),
-      "#{path} must have at least #{schema[:minLength]} characters"
-    ) ++
-      bound(
-        len <= Map.get(schema, :maxLength, len),
-        "#{path} must have at most #{schema[:maxLength]} characters"
-      )
+    # A string has at most as many characters as bytes, and a non-empty one
+    # has at least one: most strings are judged without counting.
+    len =
+      if (max == nil or byte_size(value) <= max) and (min == 0 or (min == 1 and value != "")),
+        do: nil,
+        else: String.length(value)
+
+    cond do
+      len == nil -> []
+      len < min -> ["#{path} must have at least #{min} characters"]
+      max != nil and len > max -> ["#{path} must have at most #{max} characters"]
+      true -> []
+    end
   end
 
   defp check_range(value, schema, path) when is_list(value) do
+    min = Map.get(schema, :minItems, 0)
+    max = Map.get(schema, :maxItems)
     len = length(value)
 
-    bound(
-      len >= Map.get(schema, :minItems, 0),
-      "#{path} must have at least #{schema[:minItems]} items"
-    ) ++
-      bound(
-        len <= Map.get(schema, :maxItems, len),
-        "#{path} must have at most #{schema[:maxItems]} items"
-      )
+    cond do
+      len < min -> ["#{path} must have at least #{min} items"]
+      max != nil and len > max -> ["#{path} must have at most #{max} items"]
+      true -> []
+    end
   end
 
   defp check_range(_value, _schema, _path), do: []
 
-  defp bound(true, _msg), do: []
-  defp bound(false, msg), do: [msg]
-
   defp check_nested(value, %{items: item_schema}, path) when is_list(value) do
     value
     |> Enum.with_index()
-    |> Enum.flat_map(fn {item, i} -> check(item, item_schema, "#{path}[#{i}]") end)
+    |> Enum.flat_map(fn {item, i} ->
+      check(item, item_schema, [path, "[", Integer.to_string(i), "]"])
+    end)
   end
 
   defp check_nested(value, schema, path) when is_map(value) do
@@ -117,7 +129,7 @@ defmodule InterfaceService.Tools.Schema do
     nested =
       Enum.flat_map(props, fn {key, sub} ->
         case Map.fetch(value, to_string(key)) do
-          {:ok, v} -> check(v, sub, "#{path}.#{key}")
+          {:ok, v} -> check(v, sub, [path, ".", to_string(key)])
           :error -> []
         end
       end)
