@@ -62,36 +62,6 @@ defmodule SwarmService.Test.ClusterLoad do
     |> Enum.sort()
   end
 
-  @doc """
-  Watches (by polling every ms, up to 5 s) for knowledge `key` to appear on
-  this node; sends `{:seen, node(), key, os_time_us}` to `collector`.
-  """
-  def watch_knowledge(key, collector) do
-    spawn(fn -> poll_knowledge(key, collector, 5_000) end)
-    :ok
-  end
-
-  defp poll_knowledge(key, collector, left) do
-    case RuvSwarm.knowledge_get(key) do
-      {:ok, _} ->
-        send(collector, {:seen, node(), key, System.os_time(:microsecond)})
-
-      _ when left > 0 ->
-        Process.sleep(1)
-        poll_knowledge(key, collector, left - 1)
-
-      _ ->
-        :gave_up
-    end
-  end
-
-  @doc "Writes knowledge `key` here; returns the OS time (µs) just before the write."
-  def put_knowledge(key, value) do
-    at = System.os_time(:microsecond)
-    {:ok, _} = RuvSwarm.knowledge_put(key, value, [])
-    at
-  end
-
   defp forward(collector) do
     receive do
       {:swarm_event, _, %{type: :task_completed, task_id: id}} ->
