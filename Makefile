@@ -55,7 +55,7 @@ bench: deps
 	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs
 	RUV_SWARM_GATEWAY=off mix run bench/throughput.exs
 	MIX_ENV=test mix run bench/cluster.exs
-	MIX_ENV=test mix run --no-start bench/knowledge.exs
+	mix run --no-start bench/knowledge.exs
 
 clean:
 	rm -rf _build target priv/native
