@@ -118,7 +118,10 @@ defmodule SwarmService.Cluster.Failover do
   defp follow(previous, entry) do
     cond do
       entry.state == :destroyed or entry.home != node() ->
-        if previous.home == node() and previous.state == :live, do: step_down(entry)
+        # Replaced while cut off (our own destroy needs no second stop).
+        if previous.home == node() and entry.home != node() and previous.state == :live,
+          do: step_down(entry)
+
         if entry.backup != node(), do: Replica.drop(entry.swarm)
         if previous.home != entry.home or entry.state == :destroyed, do: AgentHost.release(entry)
 
