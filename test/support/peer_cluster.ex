@@ -162,12 +162,7 @@ defmodule SwarmService.Test.PeerCluster do
 
     if info.pid do
       ref = Process.monitor(info.pid)
-      # The VM and its helper processes (erl_child_setup) at once: a helper
-      # outliving the VM by a moment prints a broken-pipe error.
-      # A helper may exit on its own in between, so kill's status is not
-      # checked; the monitor below says whether the VM died.
-      {children, _} = System.cmd("pgrep", ["-P", info.os_pid])
-      System.cmd("kill", ["-9", info.os_pid | String.split(children)], stderr_to_stdout: true)
+      kill_tree(info.os_pid)
 
       receive do
         {:DOWN, ^ref, _, _, _} -> :ok
@@ -336,10 +331,35 @@ defmodule SwarmService.Test.PeerCluster do
     end
   end
 
-  defp stop_peer(%{pid: pid}) do
-    :peer.stop(pid)
+  # Stopping is killing: nothing of a peer's state matters after a test,
+  # and a peer that halts by itself races its helper processes (below).
+  defp stop_peer(%{pid: pid, os_pid: os_pid}) do
+    ref = Process.monitor(pid)
+    kill_tree(os_pid)
+
+    receive do
+      {:DOWN, ^ref, _, _, _} -> :ok
+    after
+      @wait_timeout -> :peer.stop(pid)
+    end
   catch
     :exit, _ -> :ok
+  end
+
+  # SIGKILL to the VM and its helper processes (erl_child_setup and its
+  # port programs such as inet_gethost) in one go: a helper that outlives
+  # the VM by a moment reports a broken pipe on the test's stderr.
+  defp kill_tree(os_pid) do
+    # (Short-lived helpers may be gone already: kill's status is moot.)
+    _ = System.cmd("kill", ["-9" | descendants([os_pid])], stderr_to_stdout: true)
+    :ok
+  end
+
+  defp descendants([]), do: []
+
+  defp descendants([pid | rest]) do
+    {children, _} = System.cmd("pgrep", ["-P", pid])
+    [pid | descendants(String.split(children) ++ rest)]
   end
 
   defp peer_env(opts, names) do

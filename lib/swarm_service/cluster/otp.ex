@@ -144,9 +144,12 @@ defmodule SwarmService.Cluster.OTP do
 
   def handle_call(:leave, _from, state) do
     state = Enum.reduce(Map.keys(state.retry), %{state | left?: true}, &cancel_retry(&2, &1))
-    peers = Node.list()
-    _ = GenServer.multi_call(peers, __MODULE__, {:departing, node()}, 5_000)
-    Enum.each(peers, &:erlang.disconnect_node/1)
+    _ = GenServer.multi_call(Node.list(), __MODULE__, {:departing, node()}, 5_000)
+    # :global.disconnect/0 removes just this node: disconnecting peer by
+    # peer would make :global (prevent_overlapping_partitions) reconnect
+    # and disconnect nodes while the connections go one by one.
+    _ = :global.disconnect()
+    Enum.each(Node.list(), &:erlang.disconnect_node/1)
     Logger.info("cluster: #{node()} left the cluster")
     {:reply, :ok, state}
   end
