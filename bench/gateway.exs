@@ -4,7 +4,10 @@
 #   * tools/call swarm_status over MCP (2025-11-25 session, JSON responses) at
 #     1, 16 and 64 concurrent keep-alive clients: requests/s, p50, p99;
 #   * GET /health at 1 client: p50, p99;
-#   * the same swarm_status as a native call, and the MCP/native ratio.
+#   * the same swarm_status as a native call, and the MCP/native ratio;
+#   * the same 64-client load against a trivial server in this VM that
+#     answers every request with canned bytes of the MCP response's size:
+#     what the load generator itself costs, the ceiling for this machine.
 # The client is a small raw :gen_tcp keep-alive HTTP/1.1 client, so the
 # numbers are the gateway's and not an HTTP library's. Prints a table and one
 # JSON line per measurement. Ratios and percentiles only: nothing is asserted.
@@ -65,6 +68,63 @@ defmodule GatewayBench.Client do
   defp read_body(sock, buf, len) do
     {:ok, more} = :gen_tcp.recv(sock, len - byte_size(buf), 10_000)
     read_body(sock, buf <> more, len)
+  end
+end
+
+defmodule GatewayBench.Trivial do
+  @moduledoc false
+  # Answers every request with the same canned response: finds the end of
+  # the head and Content-Length, skips the body, writes. Nothing else.
+
+  def start(response_body) do
+    {:ok, listen} =
+      :gen_tcp.listen(0, [:binary, active: false, reuseaddr: true, nodelay: true, backlog: 1024])
+
+    response = [
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ",
+      Integer.to_string(byte_size(response_body)),
+      "\r\n\r\n",
+      response_body
+    ]
+
+    spawn(fn -> accept(listen, IO.iodata_to_binary(response)) end)
+    {:ok, port} = :inet.port(listen)
+    port
+  end
+
+  defp accept(listen, response) do
+    {:ok, sock} = :gen_tcp.accept(listen)
+    pid = spawn(fn -> receive(do: (:go -> serve(sock, response, ""))) end)
+    :ok = :gen_tcp.controlling_process(sock, pid)
+    send(pid, :go)
+    accept(listen, response)
+  end
+
+  defp serve(sock, response, buf) do
+    case :binary.match(buf, "\r\n\r\n") do
+      {pos, 4} ->
+        [_, len] = Regex.run(~r/Content-Length: (\d+)/, binary_part(buf, 0, pos))
+
+        rest =
+          fill(sock, binary_part(buf, pos + 4, byte_size(buf) - pos - 4), String.to_integer(len))
+
+        :ok = :gen_tcp.send(sock, response)
+        n = String.to_integer(len)
+        serve(sock, response, binary_part(rest, n, byte_size(rest) - n))
+
+      :nomatch ->
+        case :gen_tcp.recv(sock, 0) do
+          {:ok, more} -> serve(sock, response, buf <> more)
+          {:error, _} -> :ok
+        end
+    end
+  end
+
+  defp fill(_sock, buf, len) when byte_size(buf) >= len, do: buf
+
+  defp fill(sock, buf, len) do
+    {:ok, more} = :gen_tcp.recv(sock, 0)
+    fill(sock, buf <> more, len)
   end
 end
 
@@ -134,7 +194,14 @@ defmodule GatewayBench do
 
     health = load("GET /health", 1, port, fn s -> Client.request(s, "GET", "/health", [], "") end)
 
-    rows = [native | mcp] ++ [health]
+    trivial = GatewayBench.Trivial.start(resp)
+
+    ceiling =
+      load("client only (canned server)", 64, trivial, fn s ->
+        Client.request(s, "POST", "/mcp", headers, body)
+      end)
+
+    rows = [native | mcp] ++ [health, ceiling]
     print_table(rows)
     ratio = Enum.at(mcp, 0).p50_us / native.p50_us
     IO.puts("\nMCP/native p50 ratio (1 client): #{Float.round(ratio, 1)}x\n")
@@ -238,7 +305,7 @@ defmodule GatewayBench do
 
   defp print_table(rows) do
     IO.puts(
-      String.pad_trailing("measurement", 28) <>
+      String.pad_trailing("measurement", 30) <>
         String.pad_leading("clients", 8) <>
         String.pad_leading("req/s", 10) <>
         String.pad_leading("p50 µs", 10) <> String.pad_leading("p99 µs", 10)
@@ -246,7 +313,7 @@ defmodule GatewayBench do
 
     for r <- rows do
       IO.puts(
-        String.pad_trailing(r.name, 28) <>
+        String.pad_trailing(r.name, 30) <>
           String.pad_leading(Integer.to_string(r.clients), 8) <>
           String.pad_leading(Integer.to_string(r.rps), 10) <>
           String.pad_leading(:erlang.float_to_binary(r.p50_us, decimals: 1), 10) <>

@@ -73,7 +73,10 @@ defmodule InterfaceService.HttpConn do
   end
 
   defp next(base, handler, buffer) do
-    case read_head(base.socket, buffer) do
+    # A connection over the cap gets one answer (503) and is not waited for long.
+    idle = if base.over_capacity, do: @header_timeout, else: @idle_timeout
+
+    case read_head(base.socket, buffer, idle) do
       {:ok, method, uri, version, headers, rest} ->
         req = %{
           base
@@ -106,24 +109,24 @@ defmodule InterfaceService.HttpConn do
 
   # --- reading the head -----------------------------------------------------
 
-  defp read_head(socket, buffer) do
-    with {:ok, method, uri, version, rest} <- request_line(socket, buffer),
+  defp read_head(socket, buffer, idle) do
+    with {:ok, method, uri, version, rest} <- request_line(socket, buffer, idle),
          {:ok, headers, rest} <- header_lines(socket, rest, %{}, 0) do
       {:ok, method, uri, version, headers, rest}
     end
   end
 
-  defp request_line(socket, buffer) do
+  defp request_line(socket, buffer, idle) do
     case :erlang.decode_packet(:http_bin, buffer, packet_size: @max_line) do
       {:ok, {:http_request, method, uri, version}, rest} ->
         {:ok, method, uri, version, rest}
 
       # Empty lines before a request are allowed (RFC 9112 §2.2).
       {:ok, {:http_error, line}, rest} when line in ["\r\n", "\n"] ->
-        request_line(socket, rest)
+        request_line(socket, rest, idle)
 
       {:more, _} ->
-        request_line(socket, buffer <> wait_request(socket, buffer))
+        request_line(socket, buffer <> wait_request(socket, buffer, idle), idle)
 
       _invalid ->
         :bad_request
@@ -132,18 +135,18 @@ defmodule InterfaceService.HttpConn do
 
   # The first bytes of a request: an idle keep-alive connection is
   # garbage-collected once, then waits out the rest of the idle timeout.
-  defp wait_request(socket, "") do
+  defp wait_request(socket, "", idle) do
     case recv(socket, @idle_gc_ms) do
       {:ok, data} ->
         data
 
       :timeout ->
         :erlang.garbage_collect()
-        recv!(socket, @idle_timeout - @idle_gc_ms)
+        recv!(socket, idle - @idle_gc_ms)
     end
   end
 
-  defp wait_request(socket, _partial), do: recv!(socket, @header_timeout)
+  defp wait_request(socket, _partial, _idle), do: recv!(socket, @header_timeout)
 
   defp header_lines(_socket, _buffer, _headers, @max_headers), do: :bad_request
 
@@ -410,7 +413,13 @@ defmodule InterfaceService.HttpConn do
   call it on `{:tcp_passive, socket}`; they see `{:tcp_closed, socket}` as
   soon as the client hangs up.
   """
-  def active!(socket), do: :inet.setopts(socket, active: @active_n)
+  def active!(socket) do
+    case :inet.setopts(socket, active: @active_n) do
+      :ok -> :ok
+      # Already gone: no message would ever tell.
+      {:error, _} -> closed(socket)
+    end
+  end
 
   @doc "Drops what the client sent while a stream was open, keeping the socket readable."
   def discard_input(socket) do
