@@ -18,12 +18,13 @@ defmodule SwarmService.RuvSwarm do
 
   Every function returns `{:error, reason}` on bad input instead of raising.
   Reasons are `:swarm_not_found`, `:swarm_exists`, `:agent_not_found`,
-  `:task_not_found`, `:not_found` (memory key), `:no_task`, `:timeout`,
+  `:task_not_found`, `:not_found` (memory or knowledge key), `:no_task`, `:timeout`,
   `:cancelled`, `{:invalid_argument, message}`, `{:swarm_full, max}`,
   `{:too_large, what, size, limit}`, `{:dependency_cycle, path}`,
   `{:task_finished, status}`, `{:version_conflict, expected, found}`,
-  `{:failed, message}`, `{:timed_out, message}`. `format_error/1` turns any
-  of them into a sentence.
+  `{:failed, message}`, `{:timed_out, message}`, and on a cluster
+  `:no_quorum`, `{:home_down, node}`, `{:replication_failed, reason}`.
+  `format_error/1` turns any of them into a sentence.
 
   ## Across a cluster
 
@@ -681,7 +682,7 @@ defmodule SwarmService.RuvSwarm do
   def format_error(:task_not_found),
     do: "no task with that id (finished tasks are kept for a while only)"
 
-  def format_error(:not_found), do: "no memory entry with that key"
+  def format_error(:not_found), do: "no entry with that key"
   def format_error(:no_task), do: "no task is waiting for this agent"
 
   def format_error(:no_quorum),

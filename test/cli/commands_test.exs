@@ -142,18 +142,22 @@ defmodule SwarmService.CLI.CommandsTest do
     test "forces a node that ignores SIGTERM after the timeout" do
       with_home(fn home ->
         # A VM that ignores SIGTERM stands in for a wedged node.
+        # It says when SIGTERM is ignored (a marker file): before that, the
+        # signal would still stop it and the test would prove nothing.
         erl = System.find_executable("erl")
+        File.mkdir_p!(home)
+        ready = Path.join(home, "sigterm-ignored")
+
+        eval =
+          ~s|os:set_signal(sigterm, ignore), file:write_file("#{ready}", <<>>), timer:sleep(infinity).|
 
         port =
-          Port.open({:spawn_executable, erl}, [
-            :nouse_stdio,
-            args: ["-noshell", "-eval", "os:set_signal(sigterm, ignore), timer:sleep(infinity)."]
-          ])
+          Port.open({:spawn_executable, erl}, [:nouse_stdio, args: ["-noshell", "-eval", eval]])
 
         {:os_pid, pid} = Port.info(port, :os_pid)
 
         try do
-          wait_until(fn -> OSProcess.beam_alive?(pid) end)
+          wait_until(fn -> File.exists?(ready) end)
           write_pid_file(home, pid)
 
           assert {0, out, ""} = cli(~w(stop --timeout 300))
