@@ -280,17 +280,25 @@ defmodule InterfaceService.HttpConn do
         if String.downcase(te, :ascii) == "chunked", do: :chunked, else: :bad
 
       %{"content-length" => value} ->
-        value
-        |> String.split(",")
-        |> Enum.map(&Integer.parse(String.trim(&1)))
-        |> Enum.uniq()
-        |> case do
-          [{n, ""}] when n >= 0 -> n
-          _ -> :bad
+        case Integer.parse(value) do
+          {n, ""} when n >= 0 -> n
+          _ -> repeated_length(value)
         end
 
       _ ->
         :none
+    end
+  end
+
+  # "5, 5" (the header sent twice) is 5; values that disagree are refused.
+  defp repeated_length(value) do
+    value
+    |> String.split(",")
+    |> Enum.map(&Integer.parse(String.trim(&1)))
+    |> Enum.uniq()
+    |> case do
+      [{n, ""}] when n >= 0 -> n
+      _ -> :bad
     end
   end
 
