@@ -83,6 +83,7 @@ defmodule InterfaceService.Sse do
 
         HttpConn.write_chunk(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
         socket = resp.socket
+        HttpConn.watch_close(socket)
 
         replayed =
           case HttpServer.header(conn, "last-event-id") do
@@ -145,8 +146,8 @@ defmodule InterfaceService.Sse do
     )
   end
 
-  # Ends when the client disconnects (noticed at once: the socket is active,
-  # so the stream stops counting against the cap) or a write fails.
+  # Ends when the client disconnects (noticed at once through the socket
+  # watch, so the stream stops counting against the cap) or a write fails.
   # `replayed`: ids already sent from the recent list, which may also
   # arrive live once.
   defp loop(resp, socket, swarm_id, keepalive_ms, replayed) do
@@ -158,10 +159,7 @@ defmodule InterfaceService.Sse do
         exit(:normal)
 
       {:tcp, ^socket, _data} ->
-        loop(resp, socket, swarm_id, keepalive_ms, replayed)
-
-      {:tcp_passive, ^socket} ->
-        HttpConn.active!(socket)
+        HttpConn.watch_close(socket)
         loop(resp, socket, swarm_id, keepalive_ms, replayed)
 
       {:swarm_discovery, ^swarm_id, discovery} ->

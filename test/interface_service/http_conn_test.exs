@@ -145,6 +145,13 @@ defmodule InterfaceService.HttpConnTest do
                "Content-Length: 2, 3\r\n\r\n{}"
            ) =~ "HTTP/1.1 400"
 
+    # The same length twice is one length.
+    assert raw(
+             gw.port,
+             "POST /api/mcp/swarm_list HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" <>
+               "Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}"
+           ) =~ "HTTP/1.1 200"
+
     {200, _, _} = http(:get, gw.url <> "/health")
   end
 

@@ -489,6 +489,7 @@ defmodule InterfaceService.Mcp.Http do
               HttpConn.write_chunk(resp, ": stream open\n\n")
 
               socket = resp.socket
+              HttpConn.watch_close(socket)
 
               try do
                 notification_loop(resp, socket, conn.config.sse_keepalive_ms)
@@ -522,15 +523,13 @@ defmodule InterfaceService.Mcp.Http do
         exit(:normal)
 
       {:tcp, ^socket, _data} ->
-        notification_loop(resp, socket, keepalive_ms)
-
-      {:tcp_passive, ^socket} ->
-        HttpConn.active!(socket)
+        HttpConn.watch_close(socket)
         notification_loop(resp, socket, keepalive_ms)
 
       :mcp_session_closed ->
         HttpConn.write_chunk(resp, "")
-        HttpConn.discard_input(socket)
+        # Hand the socket back to the request loop quietly.
+        HttpConn.unwatch(socket)
     after
       keepalive_ms ->
         HttpConn.write_chunk(resp, ": keep-alive\n\n")
