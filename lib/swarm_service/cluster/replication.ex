@@ -46,7 +46,13 @@ defmodule SwarmService.Cluster.Replication do
   @doc "Like record/2, without waiting for the backup."
   def record_async(swarm_id, fact), do: record(swarm_id, fact, :async)
 
+  # With no node connected there is no backup to reach (a node that joins
+  # later gets the whole swarm as a snapshot), so nothing to look up.
   defp record(swarm_id, fact, mode) do
+    if Node.list() == [], do: :ok, else: record_with_backup(swarm_id, fact, mode)
+  end
+
+  defp record_with_backup(swarm_id, fact, mode) do
     case Directory.lookup(swarm_id) do
       %{home: home, backup: backup} = entry when home == node() and backup != nil ->
         case build(fact) do

@@ -30,6 +30,23 @@ defmodule SwarmService.Swarm.Home do
 
   @doc "Runs `Commands.fun(args...)` at the home of `id`."
   def run(id, fun, args) do
+    # Alone (no node connected), a swarm the engine here knows is homed
+    # here: the directory is consulted only when the engine does not know it
+    # (a swarm of a member that is out of reach).
+    if Node.list() == [] do
+      case apply(Commands, fun, args) do
+        {:error, e} = error when e in [:swarm_not_found, :agent_not_found, :task_not_found] ->
+          if Directory.home(id) == :here, do: error, else: routed(id, fun, args)
+
+        result ->
+          result
+      end
+    else
+      routed(id, fun, args)
+    end
+  end
+
+  defp routed(id, fun, args) do
     case Directory.home(id) do
       :here -> apply(Commands, fun, args)
       home -> remote(home, id, fun, args, deadline(), fun in @reads)
