@@ -2,7 +2,8 @@ defmodule InterfaceService do
   @moduledoc """
   The gateway through which the outside world reaches the swarm.
 
-  One mochiweb listener (default `127.0.0.1:4102`) serves:
+  One listener (mochiweb's acceptors, our own HTTP/1.1 connection loop;
+  default `127.0.0.1:4102`) serves:
 
     * `POST/GET/DELETE /mcp`: MCP Streamable HTTP. Revisions 2025-11-25,
       2025-06-18 and 2025-03-26 with sessions (`Mcp-Session-Id`), and the
