@@ -25,10 +25,16 @@ end
 parse_string = fn _name, value -> String.trim(value) end
 parse_strings = fn _name, value -> parse_list.(value) end
 
+# choices: [{"text", value}] in the order the error message lists them.
 parse_choice = fn choices ->
   fn name, value ->
-    Map.get(choices, value |> String.trim() |> String.downcase()) ||
-      raise "#{name} must be one of #{Enum.join(Map.keys(choices), ", ")}, got #{inspect(value)}"
+    case List.keyfind(choices, value |> String.trim() |> String.downcase(), 0) do
+      {_, chosen} ->
+        chosen
+
+      nil ->
+        raise "#{name} must be #{Enum.map_join(choices, " or ", &elem(&1, 0))}, got #{inspect(value)}"
+    end
   end
 end
 
@@ -82,7 +88,7 @@ parse_nodes = fn _name, value -> value |> parse_list.() |> Enum.map(&String.to_a
 
 cluster =
   from_env.([
-    {"RUV_SWARM_CLUSTER", :adapter, parse_choice.(%{"otp" => :otp, "local" => :local})},
+    {"RUV_SWARM_CLUSTER", :adapter, parse_choice.([{"otp", :otp}, {"local", :local}])},
     {"RUV_SWARM_SEEDS", :seeds, parse_nodes},
     {"RUV_SWARM_MEMBERS", :members, parse_nodes},
     {"RUV_SWARM_COOKIE", :cookie, parse_string},
@@ -101,5 +107,5 @@ end
 config :swarm_service,
        from_env.([
          {"RUV_SWARM_REPLICATION", :replication,
-          parse_choice.(%{"sync" => :sync, "async" => :async})}
+          parse_choice.([{"sync", :sync}, {"async", :async}])}
        ])
