@@ -10,8 +10,9 @@ defmodule SwarmService.Agent do
   #
   # Engine calls go through Swarm.Home, so the same process works whether
   # the swarm's home is this node or another (then the home reaches us
-  # through a relay). Registered as {:agent, id} => {swarm, epoch}; see
-  # Swarm.AgentHost.
+  # through a relay). Agents hosted for another node's swarm are registered
+  # as {:agent, id} => {swarm, epoch} (see Swarm.AgentHost); agents of a
+  # swarm homed here need no name, so starting them costs no registration.
   use GenServer, restart: :permanent
   require Logger
 
@@ -20,11 +21,13 @@ defmodule SwarmService.Agent do
 
   @inbox_size 100
 
-  def start_link(args) do
-    value = {args.swarm_id, Map.get(args, :epoch, 0)}
+  def start_link(%{epoch: epoch} = args) do
+    value = {args.swarm_id, epoch}
     name = {:via, Registry, {SwarmService.SwarmRegistry, {:agent, args.agent_id}, value}}
     GenServer.start_link(__MODULE__, args, name: name)
   end
+
+  def start_link(args), do: GenServer.start_link(__MODULE__, args)
 
   @doc "Coordination messages this agent received, oldest first."
   def inbox(pid), do: GenServer.call(pid, :inbox)
