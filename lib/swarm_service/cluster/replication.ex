@@ -20,7 +20,6 @@ defmodule SwarmService.Cluster.Replication do
   def start(swarm_id, executor) do
     backup = pick_backup(swarm_id, [])
     entry = %{swarm: swarm_id, home: node(), backup: nil, epoch: 1, state: :live}
-    Directory.put(entry)
     entry = if backup, do: load_backup(entry, backup, executor, []), else: entry
     Directory.publish(entry)
     :ok
@@ -46,22 +45,32 @@ defmodule SwarmService.Cluster.Replication do
   @doc "Like record/2, without waiting for the backup."
   def record_async(swarm_id, fact), do: record(swarm_id, fact, :async)
 
-  # With no node connected there is no backup to reach (a node that joins
-  # later gets the whole swarm as a snapshot), so nothing to look up.
   defp record(swarm_id, fact, mode) do
-    if Node.list() == [], do: :ok, else: record_with_backup(swarm_id, fact, mode)
-  end
+    case backed_up(swarm_id) do
+      nil ->
+        :ok
 
-  defp record_with_backup(swarm_id, fact, mode) do
-    case Directory.lookup(swarm_id) do
-      %{home: home, backup: backup} = entry when home == node() and backup != nil ->
+      entry ->
         case build(fact) do
           nil -> :ok
           fact -> send_fact(entry, fact, mode)
         end
+    end
+  end
 
-      _ ->
-        :ok
+  @doc "Whether changes to the swarm are being copied to a backup from here."
+  def active?(swarm_id), do: backed_up(swarm_id) != nil
+
+  # The swarm's row when it is homed here and has a backup. With no node
+  # connected there is no backup to reach (a node that joins later gets the
+  # whole swarm as a snapshot), so nothing is looked up.
+  defp backed_up(swarm_id) do
+    with [_ | _] <- Node.list(),
+         %{home: home, backup: backup} = entry when home == node() and backup != nil <-
+           Directory.lookup(swarm_id) do
+      entry
+    else
+      _ -> nil
     end
   end
 

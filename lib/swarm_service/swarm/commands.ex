@@ -42,7 +42,7 @@ defmodule SwarmService.Swarm.Commands do
 
   @doc "Swarms homed on this node."
   def local_swarms do
-    for s <- Native.swarm_list(), SwarmService.Cluster.Directory.home(s.id) == :here, do: s
+    for s <- Native.swarm_list(), Cluster.Directory.home(s.id) == :here, do: s
   end
 
   # ---- agents ---------------------------------------------------------------
@@ -228,9 +228,22 @@ defmodule SwarmService.Swarm.Commands do
     namespace = Map.get(opts, :namespace, "default")
 
     with :ok <- quorum(),
-         {:ok, %{version: version}} <- Native.memory_get(swarm_id, key, opts),
+         {:ok, version} <- version_for_backup(swarm_id, key, opts),
          :ok <- Native.memory_delete(swarm_id, key, opts) do
-      Replication.record(swarm_id, {:memory_deleted, namespace, key, version})
+      if version,
+        do: Replication.record(swarm_id, {:memory_deleted, namespace, key, version}),
+        else: :ok
+    end
+  end
+
+  # The backup's tombstone needs the version the delete removes; without a
+  # backup there is nothing to read.
+  defp version_for_backup(swarm_id, key, opts) do
+    if Replication.active?(swarm_id) do
+      with {:ok, %{version: version}} <- Native.memory_get(swarm_id, key, opts),
+           do: {:ok, version}
+    else
+      {:ok, nil}
     end
   end
 
