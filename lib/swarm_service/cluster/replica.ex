@@ -34,11 +34,6 @@ defmodule SwarmService.Cluster.Replica do
   @doc "Forgets a swarm."
   def drop(swarm_id), do: GenServer.call(__MODULE__, {:drop, swarm_id})
 
-  @doc "Swarm ids held here."
-  def swarms do
-    :ets.select(@table, [{{{:"$1", :epoch}, :_}, [], [:"$1"]}])
-  end
-
   @doc "The epoch held for `swarm_id`, or nil."
   def epoch(swarm_id) do
     case :ets.lookup(@table, {swarm_id, :epoch}) do
