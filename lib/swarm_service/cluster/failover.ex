@@ -47,6 +47,9 @@ defmodule SwarmService.Cluster.Failover do
     Enum.filter(Cluster.members(), &(&1 == node() or :ets.member(@ready, &1)))
   end
 
+  @doc "The swarm's row once any failover step in progress is done."
+  def current(swarm_id), do: GenServer.call(__MODULE__, {:current, swarm_id}, 60_000)
+
   @impl true
   def init(nil) do
     Replication.mode()
@@ -67,6 +70,9 @@ defmodule SwarmService.Cluster.Failover do
   defp hello(n, answer?), do: Cluster.send({__MODULE__, n}, {:hello, node(), answer?})
 
   @impl true
+  def handle_call({:current, swarm_id}, _from, state),
+    do: {:reply, Directory.lookup(swarm_id), state}
+
   def handle_call({:replace_backup, swarm_id, dead}, _from, state) do
     {:reply, do_replace_backup(Directory.lookup(swarm_id), dead), state}
   end
@@ -191,7 +197,11 @@ defmodule SwarmService.Cluster.Failover do
         if MapSet.member?(live, a.node), do: a, else: %{a | node: here}
       end
 
-    taken = %{entry | home: node(), backup: nil, epoch: entry.epoch + 1}
+    # The new backup is in the row from the start: a change made here
+    # before it is loaded waits for the load (Replication) instead of being
+    # acknowledged with no copy anywhere.
+    backup = Replication.pick_backup(entry.swarm, [lost])
+    taken = %{entry | home: node(), backup: backup, epoch: entry.epoch + 1}
 
     # The row first: the swarm's agent processes attach to their home as
     # they start, and that must be this node.
@@ -202,7 +212,6 @@ defmodule SwarmService.Cluster.Failover do
          :ok <- AgentHost.release(taken),
          {:ok, _} <- Swarm.start(id, executor: snapshot.executor) do
       Replica.drop(id)
-      backup = Replication.pick_backup(id, [lost])
 
       taken =
         if backup,

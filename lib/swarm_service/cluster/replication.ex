@@ -89,24 +89,29 @@ defmodule SwarmService.Cluster.Replication do
       {:error, :stale_epoch} ->
         {:error, :no_quorum}
 
-      {:error, _unreachable_or_unloaded} ->
-        # Replaced (or reloaded) backups hold every fact applied before the
-        # snapshot they got, this one included if it was applied already.
-        case Failover.replace_backup(entry.swarm, entry.backup) do
-          %{backup: nil} -> :ok
-          %{home: home} = new when home == node() -> retry(new, fact)
-          _ -> {:error, :no_quorum}
-        end
+      {:error, :not_loaded} ->
+        # The backup is being loaded right now (by Failover): once that is
+        # done it holds everything applied before its snapshot; send again.
+        retry(Failover.current(entry.swarm), fact)
+
+      {:error, _unreachable} ->
+        # A replaced backup holds every fact applied before the snapshot it
+        # got, this one included if it was applied already.
+        retry(Failover.replace_backup(entry.swarm, entry.backup), fact)
     end
   end
 
-  defp retry(entry, fact) do
+  defp retry(%{home: home, backup: nil}, _fact) when home == node(), do: :ok
+
+  defp retry(%{home: home} = entry, fact) when home == node() do
     case safe_call(entry.backup, Replica, :apply, [entry.swarm, entry.epoch, fact]) do
       :ok -> :ok
       {:error, :stale_epoch} -> {:error, :no_quorum}
       {:error, reason} -> {:error, {:replication_failed, reason}}
     end
   end
+
+  defp retry(_moved, _fact), do: {:error, :no_quorum}
 
   @doc """
   Makes `backup` the backup of the swarm in `entry` (homed here): sends it
