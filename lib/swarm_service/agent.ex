@@ -1,18 +1,26 @@
 defmodule SwarmService.Agent do
   @moduledoc false
-  # The process of a push agent. It attaches to the engine, receives
-  # {:swarm_work, work} messages, and runs each attempt in a linked worker
-  # process, so a crashing executor fails one attempt and a dying agent
-  # takes its workers (and their OS commands) with it. Work held when the
-  # agent dies is retried elsewhere by the engine. Workers are kept and
-  # reused (one per slot of capacity) rather than spawned per attempt; a
-  # cancelled module worker is killed and replaced.
+  # The process of a push agent. It attaches to the engine and keeps one
+  # linked worker process per slot of capacity; each attempt runs in the
+  # worker of the slot the engine gave it, so a crashing executor fails one
+  # attempt and a dying agent takes its workers (and their OS commands)
+  # with it. Work held when the agent dies is retried elsewhere by the
+  # engine.
+  #
+  # The first work for a slot comes here, {:swarm_work, work, slot}; the
+  # agent starts the slot's worker, passes the work on and names the
+  # worker to the engine, which from then on sends that slot's work to the
+  # worker directly: one message per task instead of three. Cancels come
+  # here: a module worker is killed (a command worker kills its process
+  # tree itself), and the engine forgets the slot's worker until the agent
+  # names one again. A worker that dies is reported, and the attempt it
+  # held is retried.
   #
   # Engine calls go through Swarm.Home, so the same process works whether
   # the swarm's home is this node or another (then the home reaches us
-  # through a relay). Agents hosted for another node's swarm are registered
-  # as {:agent, id} => {swarm, epoch} (see Swarm.AgentHost); agents of a
-  # swarm homed here need no name, so starting them costs no registration.
+  # through a relay, and all work comes through the agent). Agents hosted
+  # for another node's swarm are registered as {:agent, id} => {swarm,
+  # epoch} (see Swarm.AgentHost); agents of a swarm homed here need no name.
   use GenServer, restart: :permanent
   require Logger
 
@@ -33,7 +41,7 @@ defmodule SwarmService.Agent do
   def inbox(pid), do: GenServer.call(pid, :inbox)
 
   @impl true
-  def init(%{swarm_id: swarm_id, agent_id: agent_id, executor: executor}) do
+  def init(%{swarm_id: swarm_id, agent_id: agent_id, executor: executor} = args) do
     Process.flag(:trap_exit, true)
 
     case Home.run(agent_id, :attach_agent, [swarm_id, agent_id, self()]) do
@@ -43,9 +51,11 @@ defmodule SwarmService.Agent do
            swarm_id: swarm_id,
            agent_id: agent_id,
            executor: executor,
-           # worker pid => work id it runs, or nil when idle
+           # A hosted agent's engine is on another node: no direct sends.
+           direct: not Map.has_key?(args, :epoch),
+           # slot => worker pid, and back
            workers: %{},
-           idle: [],
+           slots: %{},
            inbox: :queue.new()
          }}
 
@@ -61,36 +71,29 @@ defmodule SwarmService.Agent do
   def handle_call(:inbox, _from, state), do: {:reply, :queue.to_list(state.inbox), state}
 
   @impl true
-  def handle_info({:swarm_work, work}, state) do
-    {pid, state} = take_worker(state)
-    send(pid, {:run, work})
-    {:noreply, put_in(state.workers[pid], work.work_id)}
+  def handle_info({:swarm_work, work, slot} = msg, state) do
+    {pid, state} = worker(state, slot)
+    send(pid, msg)
+
+    if state.direct,
+      do: Home.run(state.agent_id, :attach_worker, [state.agent_id, slot, pid, work.work_id])
+
+    {:noreply, state}
   end
 
-  def handle_info({:worker_idle, pid}, state) do
-    if Map.has_key?(state.workers, pid) do
-      {:noreply, %{state | workers: Map.put(state.workers, pid, nil), idle: [pid | state.idle]}}
-    else
-      {:noreply, state}
-    end
-  end
+  def handle_info({:swarm_cancel, work_id, reason, slot}, state) do
+    case {state.workers, state.executor} do
+      {%{^slot => pid}, {:command, _, _}} ->
+        # The command worker kills its process tree and waits for more.
+        send(pid, {:cancel, work_id, reason})
+        {:noreply, state}
 
-  def handle_info({:swarm_cancel, work_id, reason}, state) do
-    case Enum.find(state.workers, fn {_, w} -> w == work_id end) do
-      {pid, _} ->
-        case state.executor do
-          {:command, _, _} ->
-            # The command worker kills its process tree and reports idle.
-            send(pid, {:cancel, work_id, reason})
-            {:noreply, state}
+      {%{^slot => pid}, _} ->
+        Process.unlink(pid)
+        Process.exit(pid, :kill)
+        {:noreply, forget(state, pid)}
 
-          _ ->
-            Process.unlink(pid)
-            Process.exit(pid, :kill)
-            {:noreply, %{state | workers: Map.delete(state.workers, pid)}}
-        end
-
-      nil ->
+      _ ->
         {:noreply, state}
     end
   end
@@ -103,36 +106,51 @@ defmodule SwarmService.Agent do
   end
 
   def handle_info({:EXIT, pid, reason}, state) do
-    case Map.pop(state.workers, pid) do
-      {nil, _} ->
-        # Not a worker: our supervisor is shutting us down.
-        {:stop, reason, state}
+    # (The EXIT of our supervisor is handled by GenServer itself.)
+    case state.slots do
+      %{^pid => slot} ->
+        msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
+        Home.run(state.agent_id, :worker_lost, [state.agent_id, slot, msg])
+        {:noreply, forget(state, pid)}
 
-      {work_id, workers} ->
-        if work_id != nil and reason != :normal do
-          msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
-          Home.run(work_id, :fail, [work_id, state.agent_id, msg, false])
-        end
-
-        {:noreply, %{state | workers: workers, idle: List.delete(state.idle, pid)}}
+      _ ->
+        # A worker already replaced or killed on a cancel.
+        {:noreply, state}
     end
   end
 
   def handle_info(_other, state), do: {:noreply, state}
 
-  defp take_worker(%{idle: [pid | rest]} = state), do: {pid, %{state | idle: rest}}
+  # The slot's worker, started if it has none (or its old one died and the
+  # EXIT has not arrived yet: that EXIT is then ignored).
+  defp worker(state, slot) do
+    case state.workers do
+      %{^slot => pid} when node(pid) == node() ->
+        if Process.alive?(pid), do: {pid, state}, else: start_worker(forget(state, pid), slot)
 
-  defp take_worker(state) do
+      _ ->
+        start_worker(state, slot)
+    end
+  end
+
+  defp start_worker(state, slot) do
     %{agent_id: agent_id, swarm_id: swarm_id, executor: executor} = state
     agent = self()
-    {spawn_link(fn -> worker_loop(agent, executor, agent_id, swarm_id) end), state}
+    pid = spawn_link(fn -> worker_loop(agent, executor, agent_id, swarm_id) end)
+
+    {pid,
+     %{state | workers: Map.put(state.workers, slot, pid), slots: Map.put(state.slots, pid, slot)}}
+  end
+
+  defp forget(state, pid) do
+    {slot, slots} = Map.pop(state.slots, pid)
+    %{state | slots: slots, workers: Map.delete(state.workers, slot)}
   end
 
   defp worker_loop(agent, executor, agent_id, swarm_id) do
     receive do
-      {:run, work} ->
+      {:swarm_work, work, _slot} ->
         run(executor, work, agent_id, swarm_id)
-        send(agent, {:worker_idle, self()})
         worker_loop(agent, executor, agent_id, swarm_id)
 
       {:EXIT, ^agent, reason} ->
@@ -145,8 +163,6 @@ defmodule SwarmService.Agent do
   end
 
   defp run(executor, work, agent_id, swarm_id) do
-    Home.run(work.work_id, :start_work, [work.work_id, agent_id])
-
     outcome =
       case executor do
         {:module, mod, arg} -> run_module(mod, arg, work, agent_id, swarm_id)

@@ -320,23 +320,41 @@ defmodule SwarmService.RuvSwarm do
     * `:timeout_ms` (per attempt), `:retries` (total attempts, default 3),
       `:backoff_ms` / `:max_backoff_ms` (exponential backoff with jitter)
 
+  `opts` may name `notify: pid`: that process gets `{:swarm_task_done,
+  task_id, outcome}` when the task ends, `outcome` being what
+  `await_task/2` would return. It costs nothing extra, so a caller with many
+  tasks in flight need not call `await_task/2` for each. A notification is
+  not moved when the swarm's home fails over; `await_task/2` is.
+
       iex> {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm()
       iex> {:ok, task} = SwarmService.RuvSwarm.orchestrate(swarm, "summarise the logs")
       iex> {:ok, %{status: :pending}} = SwarmService.RuvSwarm.task_status(task)
       iex> SwarmService.RuvSwarm.orchestrate(swarm, subtasks: [%{name: "a", depends_on: ["b"]}, %{name: "b", depends_on: ["a"]}])
       {:error, {:dependency_cycle, "a -> b -> a"}}
   """
-  @spec orchestrate(id, String.t() | map | keyword) :: {:ok, id} | {:error, reason}
-  def orchestrate(swarm_id, description) when is_binary(description) do
-    orchestrate(swarm_id, %{description: description})
+  @spec orchestrate(id, String.t() | map | keyword, keyword) :: {:ok, id} | {:error, reason}
+  def orchestrate(swarm_id, task, opts \\ [])
+
+  def orchestrate(swarm_id, description, opts) when is_binary(description) do
+    orchestrate(swarm_id, %{description: description}, opts)
   end
 
-  def orchestrate(swarm_id, task) do
-    with {:ok, t} <- Options.normalize(task, @task_keys),
+  def orchestrate(swarm_id, task, opts) do
+    with {:ok, notify} <- notify_option(opts),
+         {:ok, t} <- Options.normalize(task, @task_keys),
          t = Map.put_new_lazy(t, :input, fn -> Map.get(t, :description) end),
          :ok <- Options.check_payload(t, "task"),
          {:ok, t} <- normalize_subtasks(t) do
-      Home.run(swarm_id, :submit, [swarm_id, t])
+      Home.run(swarm_id, :submit, [swarm_id, t, notify])
+    end
+  end
+
+  defp notify_option(opts) do
+    case Options.normalize(opts, [:notify]) do
+      {:ok, %{notify: pid}} when is_pid(pid) -> {:ok, pid}
+      {:ok, %{notify: _}} -> Options.invalid("notify must be a pid")
+      {:ok, _} -> {:ok, nil}
+      error -> error
     end
   end
 
@@ -396,13 +414,13 @@ defmodule SwarmService.RuvSwarm do
 
     try do
       case Home.run(task_id, :watch, [task_id, self()]) do
-        :done ->
-          outcome(task_id)
+        {:done, outcome} ->
+          outcome
 
         :watching ->
           receive do
-            {:swarm_task_done, ^task_id} ->
-              outcome(task_id)
+            {:swarm_task_done, ^task_id, outcome} ->
+              outcome
 
             {:nodedown, ^home} ->
               case Home.await_new_home(task_id, home, deadline) do
@@ -425,17 +443,6 @@ defmodule SwarmService.RuvSwarm do
         after
           0 -> :ok
         end
-      end
-    end
-  end
-
-  defp outcome(task_id) do
-    with {:ok, t} <- task_results(task_id) do
-      case t.status do
-        :completed -> {:ok, t.result}
-        :failed -> {:error, {:failed, t.error}}
-        :timed_out -> {:error, {:timed_out, t.error}}
-        :cancelled -> {:error, :cancelled}
       end
     end
   end

@@ -91,6 +91,15 @@ defmodule SwarmService.Test.Executors do
     end
   end
 
+  defmodule DieOnce do
+    @moduledoc false
+    # Kills its own worker process (nothing to rescue) on a first attempt at
+    # `:die`; otherwise reports its input, attempt and worker pid.
+    @behaviour SwarmService.Executor
+    def run(%{input: :die, attempt: 1}, _ctx), do: Process.exit(self(), :kill)
+    def run(task, _ctx), do: {:ok, {task.input, task.attempt, self()}}
+  end
+
   defmodule Notify do
     @moduledoc false
     # Tells the test process it started, then waits to be released.

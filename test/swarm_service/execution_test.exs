@@ -122,6 +122,62 @@ defmodule SwarmService.ExecutionTest do
   end
 
   describe "failures lose nothing" do
+    test "a worker killed mid-task: that attempt is retried, its agent carries on" do
+      s = swarm!(agents: 1, executor: {:module, Executors.DieOnce})
+      [agent] = agent_ids(s)
+      agent_pid = pids(s)[agent]
+      # The slot's worker is known to the engine after its first task, so
+      # the next work goes to it directly.
+      {_, {:ok, {:warm, 1, worker}}} = run!(s, %{input: :warm})
+      {_, {:ok, {:warm, 1, ^worker}}} = run!(s, %{input: :warm})
+      :ok = RuvSwarm.subscribe(s)
+      {t, {:ok, {:die, 2, worker2}}} = run!(s, %{input: :die, backoff_ms: 1})
+      refute worker2 == worker
+      assert_receive {:swarm_event, ^s, %{type: :task_retried, task_id: ^t, reason: reason}}
+      assert reason =~ "executor crashed: :killed"
+      assert pids(s)[agent] == agent_pid
+      {_, {:ok, {:after, 1, ^worker2}}} = run!(s, %{input: :after})
+    end
+
+    test "cancelling one attempt on a multi-slot agent leaves the others running" do
+      {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 1)
+      on_exit(fn -> RuvSwarm.destroy_swarm(s) end)
+
+      {:ok, _} =
+        RuvSwarm.spawn_agent(s, capacity: 2, executor: {:module, Executors.Notify, self()})
+
+      {:ok, a} = RuvSwarm.orchestrate(s, "a")
+      {:ok, b} = RuvSwarm.orchestrate(s, "b")
+      assert_receive {:started, _, _, wa}
+      assert_receive {:started, _, _, wb}
+      refute wa == wb
+      send(wa, :release)
+      send(wb, :release)
+      assert {:ok, :released} = RuvSwarm.await_task(a, 1_000)
+      assert {:ok, :released} = RuvSwarm.await_task(b, 1_000)
+
+      # Both workers are now known to the engine; cancel one of two tasks.
+      {:ok, c} = RuvSwarm.orchestrate(s, "c")
+      assert_receive {:started, wid_c, _, wc}
+      {:ok, d} = RuvSwarm.orchestrate(s, "d")
+      assert_receive {:started, _, _, wd}
+      assert String.starts_with?(wid_c, c)
+      assert wc in [wa, wb] and wd in [wa, wb]
+      ref = Process.monitor(wc)
+      :ok = RuvSwarm.cancel_task(c)
+      assert_receive {:DOWN, ^ref, :process, ^wc, :killed}
+      assert Process.alive?(wd)
+      send(wd, :release)
+      assert {:ok, :released} = RuvSwarm.await_task(d, 1_000)
+      assert {:error, :cancelled} = RuvSwarm.await_task(c, 100)
+      # The freed slot gets a fresh worker.
+      {:ok, e} = RuvSwarm.orchestrate(s, "e")
+      assert_receive {:started, _, _, we}
+      refute we == wc
+      send(we, :release)
+      assert {:ok, :released} = RuvSwarm.await_task(e, 1_000)
+    end
+
     test "an agent process crash: the task is retried on another agent" do
       s = swarm!(agents: 2, executor: {:module, Executors.Crash})
       {t, {:ok, {:survived, 2, _agent}}} = run!(s, %{input: "x", backoff_ms: 1})

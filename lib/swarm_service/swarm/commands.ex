@@ -136,9 +136,11 @@ defmodule SwarmService.Swarm.Commands do
 
   # ---- tasks ------------------------------------------------------------------
 
-  def submit(swarm_id, task) do
+  def submit(swarm_id, task, notify) do
+    notify = notify && Relay.local(notify)
+
     with :ok <- quorum(),
-         {:ok, task_id} <- Native.task_submit(swarm_id, task),
+         {:ok, task_id} <- Native.task_submit(swarm_id, task, notify),
          :ok <- record_item(swarm_id, :task, task_id) do
       {:ok, task_id}
     end
@@ -159,7 +161,13 @@ defmodule SwarmService.Swarm.Commands do
     with :ok <- quorum(), do: Native.work_claim(agent_id, lease_ms)
   end
 
-  def start_work(work_id, agent_id), do: Native.work_start(work_id, agent_id)
+  @doc "An agent names the worker of a slot; only a worker on this node can be sent to."
+  def attach_worker(agent_id, slot, pid, work_id) when node(pid) == node(),
+    do: Native.agent_worker(agent_id, slot, pid, work_id)
+
+  def attach_worker(_agent_id, _slot, _pid, _work_id), do: :ignored
+
+  def worker_lost(agent_id, slot, reason), do: Native.agent_worker_lost(agent_id, slot, reason)
 
   def progress(work_id, agent_id, progress), do: Native.work_progress(work_id, agent_id, progress)
 

@@ -48,8 +48,24 @@ pub struct Agent {
     /// Position in join order; topology roles derive from it.
     pub pos: u32,
     free_idx: Option<u32>,
-    /// Units in this agent's hands: (task, unit, attempt).
-    work: Vec<(u64, u32, u32)>,
+    /// Units in this agent's hands.
+    work: Vec<Held>,
+}
+
+/// A unit an agent holds, and the slot (0..capacity) it occupies. A push
+/// agent runs one worker per slot, so the slot names the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    task: u64,
+    unit: u32,
+    attempt: u32,
+    slot: u32,
+}
+
+impl Held {
+    fn is(&self, task: u64, unit: u32, attempt: u32) -> bool {
+        (self.task, self.unit, self.attempt) == (task, unit, attempt)
+    }
 }
 
 impl Agent {
@@ -69,6 +85,13 @@ impl Agent {
 
     fn has_caps(&self, caps: &[String]) -> bool {
         caps.iter().all(|c| self.capabilities.contains(c))
+    }
+
+    /// The lowest slot no held unit occupies, so a worker is reused.
+    fn free_slot(&self) -> u32 {
+        (0..)
+            .find(|s| self.work.iter().all(|h| h.slot != *s))
+            .expect("a free slot")
     }
 }
 
@@ -94,6 +117,8 @@ pub struct WorkItem {
 pub struct DispatchOrder {
     pub agent_seq: u64,
     pub agent_id: String,
+    /// The agent's worker slot the work occupies until it ends.
+    pub slot: u32,
     pub work: WorkItem,
 }
 
@@ -101,6 +126,7 @@ pub struct DispatchOrder {
 pub struct CancelOrder {
     pub agent_seq: u64,
     pub work_id: String,
+    pub slot: u32,
     pub reason: String,
 }
 
@@ -451,7 +477,13 @@ impl Swarm {
     fn take_work_back(&mut self, seq: u64, reason: &str, now: u64) {
         let agent_id = self.agents[&seq].id.clone();
         let work = self.agents[&seq].work.clone();
-        for (task, unit, attempt) in work {
+        for Held {
+            task,
+            unit,
+            attempt,
+            ..
+        } in work
+        {
             let live = self.unit_is_live(task, unit, attempt, seq);
             self.release_agent(seq, task, unit, attempt, None, now);
             if live {
@@ -522,19 +554,21 @@ impl Swarm {
         attempt: u32,
         outcome: Option<(bool, u64)>,
         now: u64,
-    ) {
+    ) -> u32 {
         let Some(a) = self.agents.get_mut(&seq) else {
-            return;
+            return 0;
         };
         let before = a.status();
-        if let Some(i) = a.work.iter().position(|w| *w == (task, unit, attempt)) {
-            a.work.swap_remove(i);
+        let mut slot = 0;
+        if let Some(i) = a.work.iter().position(|h| h.is(task, unit, attempt)) {
+            slot = a.work.swap_remove(i).slot;
             a.running -= 1;
         }
         if let Some((ok, latency)) = outcome {
             a.metrics.record(ok, latency as f64);
         }
         self.after_agent_change(seq, before, now);
+        slot
     }
 
     /// Agent ids directly connected to `agent_id` in this topology.
@@ -705,19 +739,20 @@ impl Swarm {
             priority: t.priority,
             route,
         };
-        let new_status = if dispatch == Dispatch::Pull {
-            TaskStatus::Running
-        } else {
-            TaskStatus::Assigned
-        };
-        if matches!(t.status, TaskStatus::Pending)
-            || (t.status == TaskStatus::Assigned && new_status == TaskStatus::Running)
-        {
-            self.set_task_status(task, new_status);
+        // A push agent's worker starts the moment the work reaches it and a
+        // pull agent claimed it to run it: either way it is running now.
+        if t.status == TaskStatus::Pending {
+            self.set_task_status(task, TaskStatus::Running);
         }
         let a = self.agents.get_mut(&agent).expect("agent");
+        let slot = a.free_slot();
         a.running += 1;
-        a.work.push((task, unit, attempt));
+        a.work.push(Held {
+            task,
+            unit,
+            attempt,
+            slot,
+        });
         self.after_agent_change(agent, before, now);
         if let Some(ms) = timeout {
             self.timers.push(Timer {
@@ -731,16 +766,25 @@ impl Swarm {
         self.counters.units_dispatched += 1;
         let task_id = work.task_id.clone();
         let aid = agent_id.clone();
+        let name = unit_name.clone();
         self.emit(now, || Event::TaskAssigned {
+            task_id,
+            unit: name,
+            agent_id: aid,
+            attempt,
+        });
+        let task_id = work.task_id.clone();
+        let aid = agent_id.clone();
+        self.emit(now, || Event::TaskStarted {
             task_id,
             unit: unit_name,
             agent_id: aid,
-            attempt,
         });
         if dispatch == Dispatch::Push {
             self.outbox.dispatches.push(DispatchOrder {
                 agent_seq: agent,
                 agent_id,
+                slot,
                 work: work.clone(),
             });
         }
@@ -863,25 +907,6 @@ impl Swarm {
             .then_some((task, unit, attempt, agent)))
     }
 
-    /// The agent started working: the task is running.
-    pub fn start_work(&mut self, work_id: &str, agent_id: &str, now: u64) -> Result<bool> {
-        let Some((task, unit, _, _)) = self.live_work(work_id, agent_id)? else {
-            return Ok(false);
-        };
-        if self.tasks[&task].status == TaskStatus::Assigned {
-            self.set_task_status(task, TaskStatus::Running);
-        }
-        let task_id = self.tasks[&task].id.clone();
-        let unit = self.tasks[&task].units[unit as usize].name.clone();
-        let agent_id = agent_id.to_owned();
-        self.emit(now, || Event::TaskStarted {
-            task_id,
-            unit,
-            agent_id,
-        });
-        Ok(true)
-    }
-
     pub fn report_progress(
         &mut self,
         work_id: &str,
@@ -973,6 +998,42 @@ impl Swarm {
         self.release_agent(agent, task, unit, attempt, Some((false, latency)), now);
         self.fail_attempt(task, unit, Some(agent), reason, timed_out, now);
         self.fill_agent(agent, now);
+        Ok(true)
+    }
+
+    /// Whether the unit `work_id` is live in the agent's `slot`.
+    pub fn slot_holds(&self, agent_id: &str, slot: u32, work_id: &str) -> Result<bool> {
+        let seq = self.agent_seq(agent_id)?;
+        let (task, unit, attempt) = self.parse_work_id(work_id)?;
+        Ok(self.agents[&seq]
+            .work
+            .iter()
+            .any(|h| h.slot == slot && h.is(task, unit, attempt)))
+    }
+
+    /// The worker in an agent's `slot` died: whatever unit it held is a
+    /// failed attempt, retried elsewhere. Returns whether one was held.
+    pub fn worker_lost(
+        &mut self,
+        agent_id: &str,
+        slot: u32,
+        reason: &str,
+        now: u64,
+    ) -> Result<bool> {
+        let seq = self.agent_seq(agent_id)?;
+        let Some(h) = self.agents[&seq]
+            .work
+            .iter()
+            .find(|h| h.slot == slot)
+            .copied()
+        else {
+            return Ok(false);
+        };
+        let reason = truncate(reason, limits::MAX_TEXT_BYTES);
+        let latency = now.saturating_sub(self.tasks[&h.task].units[h.unit as usize].dispatched_at);
+        self.release_agent(seq, h.task, h.unit, h.attempt, Some((false, latency)), now);
+        self.fail_attempt(h.task, h.unit, Some(seq), reason, false, now);
+        self.fill_agent(seq, now);
         Ok(true)
     }
 
@@ -1074,10 +1135,11 @@ impl Swarm {
         let reason = format!("task {}", status.as_str());
         let freed: Vec<u64> = released.iter().map(|r| r.0).collect();
         for (agent, unit, attempt, wid) in released {
-            self.release_agent(agent, task, unit, attempt, None, now);
+            let slot = self.release_agent(agent, task, unit, attempt, None, now);
             self.outbox.cancels.push(CancelOrder {
                 agent_seq: agent,
                 work_id: wid,
+                slot,
                 reason: reason.clone(),
             });
         }
@@ -1162,7 +1224,7 @@ impl Swarm {
                         format!("timed out after {elapsed} ms")
                     };
                     let wid = work_id(&t.id, timer.unit, timer.attempt);
-                    self.release_agent(
+                    let slot = self.release_agent(
                         agent,
                         timer.task,
                         timer.unit,
@@ -1174,6 +1236,7 @@ impl Swarm {
                         self.outbox.cancels.push(CancelOrder {
                             agent_seq: agent,
                             work_id: wid,
+                            slot,
                             reason: reason.clone(),
                         });
                     }

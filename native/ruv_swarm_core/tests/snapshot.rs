@@ -233,7 +233,7 @@ fn export_import_export_round_trips() {
     use TaskStatus::*;
     assert_eq!(
         statuses,
-        [Completed, Failed, Cancelled, Running, Pending, Assigned]
+        [Completed, Failed, Cancelled, Running, Pending, Running]
     );
     let imported = Swarm::import(first.clone(), now).unwrap();
     let second = imported.export(now);

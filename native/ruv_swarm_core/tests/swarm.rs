@@ -74,8 +74,7 @@ fn work_waits_for_an_agent_then_completes_with_its_result() {
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].0, a);
     assert_eq!(work[0].1.input, b"hello");
-    assert_eq!(status(&s, &t), TaskStatus::Assigned);
-    assert!(s.start_work(&work[0].1.work_id, &a, 2).unwrap());
+    // A push agent's worker starts as the work reaches it.
     assert_eq!(status(&s, &t), TaskStatus::Running);
     assert!(s
         .complete_work(&work[0].1.work_id, &a, b"HELLO".to_vec(), 5)
@@ -279,7 +278,7 @@ fn attempt_timeout_retries_then_reports_timed_out() {
         .unwrap();
     let (_, w1) = dispatched(&mut s).remove(0);
     s.tick(99, 100);
-    assert_eq!(status(&s, &t), TaskStatus::Assigned);
+    assert_eq!(status(&s, &t), TaskStatus::Running);
     s.tick(100, 100);
     let out = s.drain();
     assert_eq!(out.cancels.len(), 1, "the agent is told to stop");
@@ -322,11 +321,58 @@ fn a_lost_agent_never_loses_its_task() {
     let t2 = s.submit(task("y"), 4).unwrap();
     let (who, _) = dispatched(&mut s).remove(0);
     s.remove_agent(&who, 5).unwrap();
-    // Its unit waits for a retry: still pending or assigned, never lost.
-    assert!(matches!(
-        status(&s, &t2),
-        TaskStatus::Pending | TaskStatus::Assigned
-    ));
+    // Its unit waits for a retry: unfinished, never lost.
+    assert!(!status(&s, &t2).is_terminal());
+}
+
+#[test]
+fn work_occupies_the_lowest_free_slot_and_a_lost_worker_frees_it() {
+    let mut s = swarm(Topology::Mesh, Strategy::Balanced);
+    let a = s
+        .add_agent(
+            AgentSpec {
+                capacity: 3,
+                dispatch: Dispatch::Push,
+                ..AgentSpec::default()
+            },
+            0,
+        )
+        .unwrap();
+    s.attach_agent(&a, 0).unwrap();
+    s.drain();
+    let ids: Vec<String> = (0..3)
+        .map(|i| s.submit(task(&format!("t{i}")), 1).unwrap())
+        .collect();
+    let slots: Vec<(u32, String)> = s
+        .drain()
+        .dispatches
+        .into_iter()
+        .map(|d| (d.slot, d.work.work_id))
+        .collect();
+    assert_eq!(slots.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2]);
+    // Slot 1 ends; the next work reuses it, not a fourth slot.
+    s.complete_work(&slots[1].1, &a, vec![], 2).unwrap();
+    let next = s.submit(task("t3"), 3).unwrap();
+    let d = s.drain().dispatches.remove(0);
+    assert_eq!((d.slot, d.work.task_id.as_str()), (1, next.as_str()));
+    // The worker of slot 2 dies: its unit is retried (here on the same
+    // agent, the only one), the others keep running.
+    assert!(s.worker_lost(&a, 2, "worker crashed", 4).unwrap());
+    s.tick(10_000, 100);
+    let out = s.drain();
+    assert_eq!(out.dispatches.len(), 1);
+    assert_eq!(out.dispatches[0].work.task_id, ids[2]);
+    assert_eq!(out.dispatches[0].work.attempt, 2);
+    assert_eq!(out.dispatches[0].slot, 2);
+    assert!(s.task(&ids[2]).unwrap().units[0]
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("worker crashed")));
+    // A slot holding nothing reports nothing.
+    s.complete_work(&out.dispatches[0].work.work_id, &a, vec![], 10_001)
+        .unwrap();
+    assert!(!s.worker_lost(&a, 2, "idle worker died", 10_002).unwrap());
+    assert_eq!(status(&s, &ids[0]), TaskStatus::Running);
 }
 
 #[test]

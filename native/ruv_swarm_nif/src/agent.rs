@@ -60,6 +60,7 @@ fn agent_attach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid) -> Term<'a>
     with_swarm(env, cell, |st, now| {
         let id = id?;
         let seq = st.swarm.agent(&id)?.seq;
+        st.forget_agent(seq);
         st.agent_pids.insert(seq, pid);
         st.swarm.attach_agent(&id, now)?;
         ok_atom(env)
@@ -78,9 +79,53 @@ fn agent_detach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid, reason: Ter
         if st.agent_pids.get(&seq) != Some(&pid) {
             return Ok(atoms::ignored().encode(env));
         }
-        st.agent_pids.remove(&seq);
+        st.forget_agent(seq);
         st.swarm.detach_agent(&id, &reason, now)?;
         ok_atom(env)
+    })
+}
+
+/// The agent's process handed the work `work_id` to `pid`, its worker for
+/// `slot`: later work for that slot goes to the worker directly. Ignored
+/// unless the slot still holds that work (a cancel may have freed it).
+#[rustler::nif]
+fn agent_worker<'a>(
+    env: Env<'a>,
+    agent_id: Term<'a>,
+    slot: u32,
+    pid: LocalPid,
+    work_id: Term<'a>,
+) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, _| {
+        let id = id?;
+        let seq = st.swarm.agent(&id)?.seq;
+        let work_id = codec::string(work_id, "work id")?;
+        if !st.agent_pids.contains_key(&seq) || !st.swarm.slot_holds(&id, slot, &work_id)? {
+            return Ok(atoms::ignored().encode(env));
+        }
+        st.set_worker(seq, slot, Some(pid));
+        ok_atom(env)
+    })
+}
+
+/// The worker of `slot` died: the unit it held (if any) is retried.
+#[rustler::nif]
+fn agent_worker_lost<'a>(
+    env: Env<'a>,
+    agent_id: Term<'a>,
+    slot: u32,
+    reason: Term<'a>,
+) -> Term<'a> {
+    let id = codec::string(agent_id, "agent id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
+    with_swarm(env, cell, |st, now| {
+        let (id, reason) = (id?, codec::string(reason, "reason")?);
+        let seq = st.swarm.agent(&id)?.seq;
+        st.set_worker(seq, slot, None);
+        let held = st.swarm.worker_lost(&id, slot, &reason, now)?;
+        crate::task::accepted(env, held)
     })
 }
 
@@ -91,7 +136,7 @@ fn agent_remove<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     with_swarm(env, cell, |st, now| {
         let id = id?;
         let seq = st.swarm.agent(&id)?.seq;
-        let pid = st.agent_pids.remove(&seq);
+        let pid = st.forget_agent(seq);
         st.swarm.remove_agent(&id, now)?;
         ok(
             env,

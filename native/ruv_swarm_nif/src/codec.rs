@@ -7,7 +7,7 @@ use ruv_swarm_core::events::{Event, EventRecord};
 use ruv_swarm_core::memory::Entry;
 use ruv_swarm_core::swarm::{Agent, WorkItem};
 use ruv_swarm_core::task::{Task, TaskResult};
-use ruv_swarm_core::{Error, Payload, Result, Swarm};
+use ruv_swarm_core::{Error, Payload, Result, Swarm, TaskStatus};
 
 use crate::atoms;
 
@@ -279,6 +279,19 @@ pub fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
             .collect::<Vec<_>>()
             .encode(env),
         Some(TaskResult::Named(named)) => payload_map(env, named),
+    }
+}
+
+/// How a finished task ended, as `RuvSwarm.await_task/2` reports it:
+/// `{:ok, result}`, `{:error, {:failed | :timed_out, message}}` or
+/// `{:error, :cancelled}`.
+pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
+    let message = || opt_str(env, t.error.as_deref());
+    match t.status {
+        TaskStatus::Completed => (atoms::ok(), result_term(env, t.result.as_ref())).encode(env),
+        TaskStatus::TimedOut => (atoms::error(), (atoms::timed_out(), message())).encode(env),
+        TaskStatus::Cancelled => (atoms::error(), atoms::cancelled()).encode(env),
+        _ => (atoms::error(), (atoms::failed(), message())).encode(env),
     }
 }
 

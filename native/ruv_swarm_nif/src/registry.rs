@@ -20,6 +20,9 @@ pub struct State {
     pub swarm: Swarm,
     /// Processes of push agents, by agent sequence number.
     pub agent_pids: HashMap<u64, LocalPid>,
+    /// Their worker processes by slot, where known: work for a slot with a
+    /// worker goes straight to it, other work to the agent process.
+    pub workers: HashMap<u64, Vec<Option<LocalPid>>>,
     pub subscribers: Vec<LocalPid>,
     pub discovery_subscribers: Vec<(LocalPid, Filter)>,
     /// Processes awaiting a task's end, by task id.
@@ -30,7 +33,33 @@ pub struct State {
     pub wake_at: u64,
 }
 
+impl State {
+    fn worker(&self, agent_seq: u64, slot: u32) -> Option<LocalPid> {
+        self.workers.get(&agent_seq)?.get(slot as usize).copied()?
+    }
+
+    pub fn set_worker(&mut self, agent_seq: u64, slot: u32, pid: Option<LocalPid>) {
+        let slots = self.workers.entry(agent_seq).or_default();
+        let i = slot as usize;
+        if slots.len() <= i {
+            if pid.is_none() {
+                return;
+            }
+            slots.resize(i + 1, None);
+        }
+        slots[i] = pid;
+    }
+
+    /// Forgets an agent's process and its workers.
+    pub fn forget_agent(&mut self, agent_seq: u64) -> Option<LocalPid> {
+        self.workers.remove(&agent_seq);
+        self.agent_pids.remove(&agent_seq)
+    }
+}
+
 pub struct Cell(Mutex<State>);
+
+const SPINS: u32 = 2000;
 
 impl Cell {
     /// Locks the swarm. parking_lot spins briefly before sleeping, which
@@ -38,6 +67,12 @@ impl Cell {
     /// no poisoning: a panicking command (caught by rustler) leaves the
     /// swarm usable rather than wedged.
     pub fn lock(&self) -> MutexGuard<'_, State> {
+        for _ in 0..SPINS {
+            if let Some(g) = self.0.try_lock() {
+                return g;
+            }
+            std::hint::spin_loop();
+        }
         self.0.lock()
     }
 }
@@ -81,6 +116,7 @@ fn new_cell(swarm: Swarm) -> Arc<Cell> {
     let state = State {
         swarm,
         agent_pids: HashMap::new(),
+        workers: HashMap::new(),
         subscribers: Vec::new(),
         discovery_subscribers: Vec::new(),
         waiters: BTreeMap::new(),
@@ -144,30 +180,50 @@ pub fn deliver(env: Env, st: &mut State) {
         }
         let mut dead_agents = Vec::new();
         for d in &out.dispatches {
-            let sent = st.agent_pids.get(&d.agent_seq).is_some_and(|pid| {
-                let msg = (
-                    atoms::swarm_work(),
-                    codec::work(env, &st.swarm.id, &d.agent_id, &d.work),
-                );
-                env.send(pid, msg).is_ok()
+            let msg = (
+                atoms::swarm_work(),
+                codec::work(env, &st.swarm.id, &d.agent_id, &d.work),
+                d.slot,
+            )
+                .encode(env);
+            let to_worker = st.worker(d.agent_seq, d.slot).is_some_and(|pid| {
+                env.send(&pid, msg).is_ok() || {
+                    // It died since: its agent starts another.
+                    st.set_worker(d.agent_seq, d.slot, None);
+                    false
+                }
             });
+            let sent = to_worker
+                || st
+                    .agent_pids
+                    .get(&d.agent_seq)
+                    .is_some_and(|pid| env.send(pid, msg).is_ok());
             if !sent {
                 dead_agents.push(d.agent_id.clone());
             }
         }
         for c in &out.cancels {
+            // The agent stops (or replaces) that worker: until it names the
+            // slot's worker again, work for the slot goes through the agent.
+            st.set_worker(c.agent_seq, c.slot, None);
             if let Some(pid) = st.agent_pids.get(&c.agent_seq) {
                 let msg = (
                     atoms::swarm_cancel(),
                     codec::bin(env, &c.work_id),
                     codec::bin(env, &c.reason),
+                    c.slot,
                 );
                 let _ = env.send(pid, msg);
             }
         }
         for task_id in &out.finished {
             if let Some(pids) = st.waiters.remove(task_id) {
-                let msg = (atoms::swarm_task_done(), codec::bin(env, task_id)).encode(env);
+                let outcome = match st.swarm.task(task_id) {
+                    Ok(t) => codec::outcome(env, t),
+                    // Already out of a (tiny) history.
+                    Err(e) => crate::error::reply(env, Err(e)),
+                };
+                let msg = (atoms::swarm_task_done(), codec::bin(env, task_id), outcome).encode(env);
                 for pid in pids {
                     let _ = env.send(&pid, msg);
                 }
@@ -195,8 +251,7 @@ pub fn deliver(env: Env, st: &mut State) {
         let now = now_ms();
         for agent_id in dead_agents {
             if let Ok(a) = st.swarm.agent(&agent_id) {
-                let seq = a.seq;
-                st.agent_pids.remove(&seq);
+                st.forget_agent(a.seq);
                 let _ = st
                     .swarm
                     .detach_agent(&agent_id, "agent process is not alive", now);

@@ -89,11 +89,28 @@ pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
     Ok(s)
 }
 
+/// Submits a task. `notify` (a pid or nil) gets `{:swarm_task_done, id,
+/// outcome}` when it ends, as if it had called `task_watch` at once.
 #[rustler::nif]
-fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>) -> Term<'a> {
+fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>, notify: Term<'a>) -> Term<'a> {
     let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, now| {
-        let id = st.swarm.submit(spec(task)?, now)?;
+        let notify = if notify == atoms::nil().encode(env) {
+            None
+        } else {
+            Some(
+                notify
+                    .decode::<LocalPid>()
+                    .map_err(|_| Error::invalid("notify must be a local pid"))?,
+            )
+        };
+        let spec = spec(task)?;
+        let id = st.swarm.submit(spec, now)?;
+        if let Some(pid) = notify {
+            // Registered before the effects are delivered, so even a task
+            // that finished within this call is reported.
+            st.waiters.entry(id.clone()).or_default().push(pid);
+        }
         ok(env, codec::bin(env, &id))
     })
 }
@@ -120,16 +137,17 @@ fn task_cancel<'a>(env: Env<'a>, task_id: Term<'a>) -> Term<'a> {
     })
 }
 
-/// Asks for `{:swarm_task_done, task_id}` when the task finishes. Replies
-/// `:done` if it already has, `:watching` otherwise.
+/// Asks for `{:swarm_task_done, task_id, outcome}` when the task finishes.
+/// Replies `{:done, outcome}` if it already has, `:watching` otherwise.
 #[rustler::nif]
 fn task_watch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let id = codec::string(task_id, "task id");
     let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
     with_swarm(env, cell, |st, _| {
         let id = id?;
-        if st.swarm.task(&id)?.status.is_terminal() {
-            return Ok(atoms::done().encode(env));
+        let t = st.swarm.task(&id)?;
+        if t.status.is_terminal() {
+            return Ok((atoms::done(), codec::outcome(env, t)).encode(env));
         }
         st.waiters.entry(id).or_default().push(pid);
         Ok(atoms::watching().encode(env))
@@ -142,24 +160,13 @@ fn work_cell(
     work_id.clone().and_then(|w| registry::owning_work(&w))
 }
 
-fn accepted(env: Env, applied: bool) -> ruv_swarm_core::Result<Term> {
+pub(crate) fn accepted(env: Env, applied: bool) -> ruv_swarm_core::Result<Term> {
     Ok(if applied {
         atoms::ok()
     } else {
         atoms::ignored()
     }
     .encode(env))
-}
-
-#[rustler::nif]
-fn work_start<'a>(env: Env<'a>, work_id: Term<'a>, agent_id: Term<'a>) -> Term<'a> {
-    let w = codec::string(work_id, "work id");
-    with_swarm(env, work_cell(&w), |st, now| {
-        let applied = st
-            .swarm
-            .start_work(&w?, &codec::string(agent_id, "agent id")?, now)?;
-        accepted(env, applied)
-    })
 }
 
 #[rustler::nif]
