@@ -534,15 +534,19 @@ impl Swarm {
         let a = &self.agents[&seq];
         let after = a.status();
         let free = a.dispatch == Dispatch::Push && self.can_take(a);
-        let agent_id = a.id.clone();
         self.set_free(seq, free);
         if before != after {
             self.agent_counts[before as usize] -= 1;
             self.agent_counts[after as usize] += 1;
-            self.emit(now, || Event::AgentStatusChanged {
-                agent_id,
-                status: after,
-            });
+            let agent_id = self.agents[&seq].id.as_str();
+            let event = self
+                .outbox
+                .record_events
+                .then(|| Event::AgentStatusChanged {
+                    agent_id: agent_id.to_owned(),
+                    status: after,
+                });
+            self.emit(now, || event.expect("built while recording"));
         }
     }
 
@@ -697,7 +701,7 @@ impl Swarm {
     }
 
     /// Hands a ready unit to an agent. Push agents get it through the
-    /// outbox; pull agents get the returned work item.
+    /// outbox; for pull agents it is returned.
     fn start_unit(
         &mut self,
         task: u64,
@@ -705,7 +709,7 @@ impl Swarm {
         agent: u64,
         lease_ms: Option<u64>,
         now: u64,
-    ) -> WorkItem {
+    ) -> Option<WorkItem> {
         let n = self.order.len();
         let a = &self.agents[&agent];
         let before = a.status();
@@ -764,31 +768,28 @@ impl Swarm {
             });
         }
         self.counters.units_dispatched += 1;
-        let task_id = work.task_id.clone();
-        let aid = agent_id.clone();
-        let name = unit_name.clone();
+        // (Events are built only while someone listens.)
         self.emit(now, || Event::TaskAssigned {
-            task_id,
-            unit: name,
-            agent_id: aid,
+            task_id: work.task_id.clone(),
+            unit: unit_name.clone(),
+            agent_id: agent_id.clone(),
             attempt,
         });
-        let task_id = work.task_id.clone();
-        let aid = agent_id.clone();
         self.emit(now, || Event::TaskStarted {
-            task_id,
+            task_id: work.task_id.clone(),
             unit: unit_name,
-            agent_id: aid,
+            agent_id: agent_id.clone(),
         });
-        if dispatch == Dispatch::Push {
-            self.outbox.dispatches.push(DispatchOrder {
-                agent_seq: agent,
-                agent_id,
-                slot,
-                work: work.clone(),
-            });
+        if dispatch == Dispatch::Pull {
+            return Some(work);
         }
-        work
+        self.outbox.dispatches.push(DispatchOrder {
+            agent_seq: agent,
+            agent_id,
+            slot,
+            work,
+        });
+        None
     }
 
     /// Gives a free push agent queued work until it is full.
@@ -858,8 +859,9 @@ impl Swarm {
         self.tasks.insert(seq, task);
         self.task_counts[TaskStatus::Pending as usize] += 1;
         self.counters.tasks_submitted += 1;
-        let tid = id.clone();
-        self.emit(now, || Event::TaskSubmitted { task_id: tid });
+        self.emit(now, || Event::TaskSubmitted {
+            task_id: id.clone(),
+        });
         for u in roots {
             self.make_ready(seq, u, now);
         }
@@ -1184,13 +1186,7 @@ impl Swarm {
         let Some(entry) = self.pop_for_agent(seq) else {
             return Ok(None);
         };
-        Ok(Some(self.start_unit(
-            entry.task,
-            entry.unit,
-            seq,
-            Some(lease_ms),
-            now,
-        )))
+        Ok(self.start_unit(entry.task, entry.unit, seq, Some(lease_ms), now))
     }
 
     /// Fires due timers (attempt deadlines, leases, retry backoffs) and

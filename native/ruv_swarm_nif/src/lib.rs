@@ -9,6 +9,7 @@ mod agent;
 mod alloc;
 mod atoms;
 mod codec;
+mod delivery;
 mod discovery;
 mod error;
 mod logging;

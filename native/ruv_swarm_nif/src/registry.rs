@@ -13,7 +13,7 @@ use ruv_swarm_core::discovery::Filter;
 use ruv_swarm_core::ids::{self, Kind};
 use ruv_swarm_core::{Error, Result, Swarm};
 
-use crate::{atoms, codec};
+use crate::{atoms, codec, delivery};
 
 /// One swarm and the pids that listen to it.
 pub struct State {
@@ -34,20 +34,23 @@ pub struct State {
 }
 
 impl State {
-    fn worker(&self, agent_seq: u64, slot: u32) -> Option<LocalPid> {
+    pub fn worker(&self, agent_seq: u64, slot: u32) -> Option<LocalPid> {
         self.workers.get(&agent_seq)?.get(slot as usize).copied()?
     }
 
+    /// Names (or forgets) the worker of a slot the engine handed out, so
+    /// `slot` is below the agent's capacity.
     pub fn set_worker(&mut self, agent_seq: u64, slot: u32, pid: Option<LocalPid>) {
-        let slots = self.workers.entry(agent_seq).or_default();
         let i = slot as usize;
-        if slots.len() <= i {
-            if pid.is_none() {
-                return;
+        match (self.workers.get_mut(&agent_seq), pid) {
+            (Some(slots), _) if i < slots.len() => slots[i] = pid,
+            (_, None) => {}
+            (_, Some(_)) => {
+                let slots = self.workers.entry(agent_seq).or_default();
+                slots.resize(i + 1, None);
+                slots[i] = pid;
             }
-            slots.resize(i + 1, None);
         }
-        slots[i] = pid;
     }
 
     /// Forgets an agent's process and its workers.
@@ -57,24 +60,44 @@ impl State {
     }
 }
 
-pub struct Cell(Mutex<State>);
+/// A swarm's state, and the lock its messages are sent under: a command
+/// takes the second before it lets go of the first, so messages leave in
+/// the order the state changed while the next command already runs.
+pub struct Cell {
+    state: Mutex<State>,
+    mail: Mutex<()>,
+}
 
+/// How many times a command retries a held swarm lock before parking.
 const SPINS: u32 = 2000;
 
 impl Cell {
-    /// Locks the swarm. parking_lot spins briefly before sleeping, which
-    /// suits commands that hold the lock for a microsecond or two, and has
-    /// no poisoning: a panicking command (caught by rustler) leaves the
-    /// swarm usable rather than wedged.
+    /// Locks the swarm. Commands hold the lock for a microsecond or two,
+    /// while parking a scheduler thread and waking it costs the OS far
+    /// more (on two cores, a single busy swarm ran 40% slower), so a
+    /// waiter first spins for up to some tens of microseconds, reading the
+    /// lock and trying it only when it looks free. parking_lot has no
+    /// poisoning: a panicking command (caught by rustler) leaves the swarm
+    /// usable rather than wedged.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        for _ in 0..SPINS {
-            if let Some(g) = self.0.try_lock() {
+        spin_lock(&self.state)
+    }
+
+    pub fn lock_mail(&self) -> MutexGuard<'_, ()> {
+        spin_lock(&self.mail)
+    }
+}
+
+fn spin_lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    for _ in 0..SPINS {
+        if !m.is_locked() {
+            if let Some(g) = m.try_lock() {
                 return g;
             }
-            std::hint::spin_loop();
         }
-        self.0.lock()
+        std::hint::spin_loop();
     }
+    m.lock()
 }
 
 static SWARMS: LazyLock<RwLock<HashMap<String, Arc<Cell>>>> = LazyLock::new(Default::default);
@@ -123,7 +146,10 @@ fn new_cell(swarm: Swarm) -> Arc<Cell> {
         owner: None,
         wake_at: u64::MAX,
     };
-    Arc::new(Cell(Mutex::new(state)))
+    Arc::new(Cell {
+        state: Mutex::new(state),
+        mail: Mutex::new(()),
+    })
 }
 
 pub fn remove(id: &str) -> Option<Arc<Cell>> {
@@ -168,104 +194,6 @@ pub fn all() -> Vec<Arc<Cell>> {
         .values()
         .cloned()
         .collect()
-}
-
-/// Sends the effects of the commands just applied, then tells the owner if
-/// a timer is now due earlier than its next tick.
-pub fn deliver(env: Env, st: &mut State) {
-    loop {
-        let out = st.swarm.drain();
-        if out.is_empty() {
-            break;
-        }
-        let mut dead_agents = Vec::new();
-        for d in &out.dispatches {
-            let msg = (
-                atoms::swarm_work(),
-                codec::work(env, &st.swarm.id, &d.agent_id, &d.work),
-                d.slot,
-            )
-                .encode(env);
-            let to_worker = st.worker(d.agent_seq, d.slot).is_some_and(|pid| {
-                env.send(&pid, msg).is_ok() || {
-                    // It died since: its agent starts another.
-                    st.set_worker(d.agent_seq, d.slot, None);
-                    false
-                }
-            });
-            let sent = to_worker
-                || st
-                    .agent_pids
-                    .get(&d.agent_seq)
-                    .is_some_and(|pid| env.send(pid, msg).is_ok());
-            if !sent {
-                dead_agents.push(d.agent_id.clone());
-            }
-        }
-        for c in &out.cancels {
-            // The agent stops (or replaces) that worker: until it names the
-            // slot's worker again, work for the slot goes through the agent.
-            st.set_worker(c.agent_seq, c.slot, None);
-            if let Some(pid) = st.agent_pids.get(&c.agent_seq) {
-                let msg = (
-                    atoms::swarm_cancel(),
-                    codec::bin(env, &c.work_id),
-                    codec::bin(env, &c.reason),
-                    c.slot,
-                );
-                let _ = env.send(pid, msg);
-            }
-        }
-        for task_id in &out.finished {
-            if let Some(pids) = st.waiters.remove(task_id) {
-                let outcome = match st.swarm.task(task_id) {
-                    Ok(t) => codec::outcome(env, t),
-                    // Already out of a (tiny) history.
-                    Err(e) => crate::error::reply(env, Err(e)),
-                };
-                let msg = (atoms::swarm_task_done(), codec::bin(env, task_id), outcome).encode(env);
-                for pid in pids {
-                    let _ = env.send(&pid, msg);
-                }
-            }
-        }
-        if !out.events.is_empty() {
-            let swarm_id = codec::bin(env, &st.swarm.id);
-            let mut alive = vec![true; st.subscribers.len()];
-            for e in &out.events {
-                let msg = (atoms::swarm_event(), swarm_id, codec::event(env, e)).encode(env);
-                for (i, pid) in st.subscribers.iter().enumerate() {
-                    if alive[i] && env.send(pid, msg).is_err() {
-                        alive[i] = false;
-                    }
-                }
-            }
-            let mut i = 0;
-            st.subscribers.retain(|_| {
-                i += 1;
-                alive[i - 1]
-            });
-        }
-        // A push agent whose process is gone cannot run what it was given:
-        // take it offline so the work is retried elsewhere.
-        let now = now_ms();
-        for agent_id in dead_agents {
-            if let Ok(a) = st.swarm.agent(&agent_id) {
-                st.forget_agent(a.seq);
-                let _ = st
-                    .swarm
-                    .detach_agent(&agent_id, "agent process is not alive", now);
-            }
-        }
-    }
-    st.swarm.outbox.record_events = !st.subscribers.is_empty();
-    if let (Some(next), Some(owner)) = (st.swarm.next_deadline(), st.owner) {
-        if next < st.wake_at {
-            st.wake_at = next;
-            let msg = (atoms::swarm_wakeup(), codec::bin(env, &st.swarm.id));
-            let _ = env.send(&owner, msg);
-        }
-    }
 }
 
 /// Longest wall time (ns) one swarm command took, lock wait included, since
@@ -313,7 +241,7 @@ pub fn with_swarm<'a>(
     let result = cell.and_then(|cell| {
         let mut st = cell.lock();
         let r = f(&mut st, now_ms());
-        deliver(env, &mut st);
+        delivery::post(env, &cell, st);
         r
     });
     let reply = crate::error::reply(env, result);

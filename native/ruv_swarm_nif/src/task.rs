@@ -93,18 +93,19 @@ pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
 /// outcome}` when it ends, as if it had called `task_watch` at once.
 #[rustler::nif]
 fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>, notify: Term<'a>) -> Term<'a> {
+    // Decoded before the swarm is locked: other commands wait less.
+    let spec = spec(task);
+    let notify = if notify == atoms::nil().encode(env) {
+        Ok(None)
+    } else {
+        notify
+            .decode::<LocalPid>()
+            .map(Some)
+            .map_err(|_| Error::invalid("notify must be a local pid"))
+    };
     let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, now| {
-        let notify = if notify == atoms::nil().encode(env) {
-            None
-        } else {
-            Some(
-                notify
-                    .decode::<LocalPid>()
-                    .map_err(|_| Error::invalid("notify must be a local pid"))?,
-            )
-        };
-        let spec = spec(task)?;
+        let (spec, notify) = (spec?, notify?);
         let id = st.swarm.submit(spec, now)?;
         if let Some(pid) = notify {
             // Registered before the effects are delivered, so even a task
@@ -195,11 +196,10 @@ fn work_complete<'a>(
     result: Term<'a>,
 ) -> Term<'a> {
     let w = codec::string(work_id, "work id");
+    let agent = codec::string(agent_id, "agent id");
+    let result = codec::payload(result);
     with_swarm(env, work_cell(&w), |st, now| {
-        let agent = codec::string(agent_id, "agent id")?;
-        let applied = st
-            .swarm
-            .complete_work(&w?, &agent, codec::payload(result), now)?;
+        let applied = st.swarm.complete_work(&w?, &agent?, result, now)?;
         accepted(env, applied)
     })
 }
