@@ -139,30 +139,41 @@ rows =
 best = Enum.max_by(rows, & &1.tasks_per_s)
 half = trunc(best.tasks_per_s / 2)
 
-IO.puts(
-  "\n== submit-to-result latency at half the best rate (#{half} tasks/s, #{best.agents} agents) =="
-)
+# The pacer submits in 1 ms bursts; one agent (one slot) must run a burst's
+# tasks one after another, so its latency shows the burst, not the engine.
+# The goal is judged at 100 agents; 1 agent is printed for comparison.
+IO.puts("\n== submit-to-result latency at half the best rate (#{half} tasks/s) ==")
+IO.puts("agents    p50 us    p90 us    p99 us  p99.9 us")
 
-{:ok, s} =
-  RuvSwarm.spawn_swarm(
-    agents: best.agents,
-    max_agents: best.agents,
-    executor: {:module, Bench.Trivial}
-  )
+paced_rows =
+  for agents <- [1, 100] do
+    {:ok, s} =
+      RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
 
-lat = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
-RuvSwarm.destroy_swarm(s)
+    Bench.Throughput.saturate(s, 2_000, submitters)
+    lat = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
+    RuvSwarm.destroy_swarm(s)
+    [p50, p90, p99, p999] = Enum.map([0.5, 0.9, 0.99, 0.999], &Bench.Throughput.pct(lat, &1))
 
-paced = %{
-  bench: "throughput",
-  paced_rate: half,
-  p50_us: Bench.Throughput.pct(lat, 0.5),
-  p99_us: Bench.Throughput.pct(lat, 0.99)
-}
+    IO.puts(
+      String.pad_leading("#{agents}", 6) <>
+        Enum.map_join(
+          [p50, p90, p99, p999],
+          &String.pad_leading(:erlang.float_to_binary(&1, decimals: 1), 10)
+        )
+    )
 
-IO.puts(
-  "p50 #{Float.round(paced.p50_us, 1)} us, p99 #{Float.round(paced.p99_us, 1)} us over #{length(lat)} tasks"
-)
+    %{
+      bench: "throughput",
+      agents: agents,
+      paced_rate: half,
+      p50_us: p50,
+      p99_us: p99,
+      p999_us: p999
+    }
+  end
+
+paced = Enum.find(paced_rows, &(&1.agents == 100))
 
 IO.puts("\n== command agents ==")
 n = if quick, do: 500, else: 2_000
@@ -191,4 +202,4 @@ summary = %{
 }
 
 IO.puts("")
-for row <- rows ++ [paced, summary], do: IO.puts(:jiffy.encode(row))
+for row <- rows ++ paced_rows ++ [summary], do: IO.puts(:jiffy.encode(row))
