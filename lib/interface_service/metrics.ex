@@ -152,7 +152,7 @@ defmodule InterfaceService.Metrics do
   defp format_seconds(us), do: :erlang.float_to_binary(us / 1_000_000, [:compact, decimals: 6])
 
   @agent_states [:idle, :busy, :offline]
-  @task_states [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out]
+  @task_states [:pending, :running, :completed, :failed, :cancelled, :timed_out]
 
   # The engine may be absent or busy; a scrape must still answer.
   defp engine_gauges(api) do

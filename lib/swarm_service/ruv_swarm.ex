@@ -110,7 +110,7 @@ defmodule SwarmService.RuvSwarm do
     :subtasks
   ]
   @subtask_keys [:name, :input, :depends_on, :capabilities]
-  @task_statuses [:pending, :assigned, :running, :completed, :failed, :cancelled, :timed_out]
+  @task_statuses [:pending, :running, :completed, :failed, :cancelled, :timed_out]
   @memory_keys [:namespace, :tags, :ttl_ms, :if_version]
   @search_keys [:namespace, :prefix, :tags, :text, :limit]
   @discovery_keys [:agent_id, :type, :content, :confidence, :tags]
@@ -213,7 +213,7 @@ defmodule SwarmService.RuvSwarm do
 
   @doc """
   Status of a swarm: topology, strategy, `agents` by status (total, idle,
-  busy, offline), `tasks` by status (pending, assigned, running, completed,
+  busy, offline), `tasks` by status (pending, running, completed,
   failed, cancelled, timed_out), queued units, memory and discovery counts,
   and `counters` (tasks submitted, units dispatched/completed/failed,
   retries, ...). Costs the same at 10 agents and at 100,000.
@@ -376,10 +376,10 @@ defmodule SwarmService.RuvSwarm do
   defp normalize_subtasks(t), do: {:ok, t}
 
   @doc """
-  A task's status: `status` (`:pending`, `:assigned`, `:running`,
-  `:completed`, `:failed`, `:cancelled`, `:timed_out`), priority, strategy,
-  timestamps, total attempts, `error` and each unit's status, agent and
-  attempts.
+  A task's status: `status` (`:pending`, `:running` from the moment an
+  agent is given a unit of it, `:completed`, `:failed`, `:cancelled`,
+  `:timed_out`), priority, strategy, timestamps, total attempts, `error`
+  and each unit's status, agent and attempts.
   """
   @spec task_status(id) :: {:ok, map} | {:error, reason}
   def task_status(task_id), do: Home.run(task_id, :task_get, [task_id, false])

@@ -16,7 +16,7 @@ defmodule SwarmService.SnapshotTest do
   defp requeued(snapshot) do
     update_in(snapshot.tasks, fn tasks ->
       for t <- tasks do
-        if t.status in [:assigned, :running], do: %{t | status: :pending}, else: t
+        if t.status == :running, do: %{t | status: :pending}, else: t
       end
     end)
   end

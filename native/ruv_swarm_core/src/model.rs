@@ -50,7 +50,7 @@ named_enum!(
 );
 named_enum!(
     TaskStatus {
-        Pending => "pending", Assigned => "assigned", Running => "running",
+        Pending => "pending", Running => "running",
         Completed => "completed", Failed => "failed", Cancelled => "cancelled",
         TimedOut => "timed_out"
     }

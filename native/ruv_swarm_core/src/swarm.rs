@@ -194,7 +194,7 @@ pub struct SwarmStatus {
     pub agents: [u64; 3],
     /// Tasks by [`TaskStatus`]; finished states count every task ever
     /// finished, including those dropped from history.
-    pub tasks: [u64; 7],
+    pub tasks: [u64; 6],
     pub queued_units: usize,
     pub memory_entries: usize,
     pub memory_bytes: usize,
@@ -231,7 +231,7 @@ pub struct Swarm {
     discoveries: discovery::Log,
     counters: Counters,
     agent_counts: [u64; 3],
-    task_counts: [u64; 7],
+    task_counts: [u64; 6],
     /// Swarm-wide success rate (EWMA), which sizes adaptive hedging.
     success_ewma: f64,
     rng: SmallRng,
@@ -276,7 +276,7 @@ impl Swarm {
             discoveries: discovery::Log::new(cfg.discovery_log),
             counters: Counters::default(),
             agent_counts: [0; 3],
-            task_counts: [0; 7],
+            task_counts: [0; 6],
             success_ewma: 1.0,
             rng: SmallRng::from_rng(&mut rand::rng()),
             outbox: Outbox::default(),

@@ -284,7 +284,7 @@ fn imported_swarm_answers_as_before() {
         .collect();
     assert_eq!(d, snap.discoveries);
     let status = t.status();
-    assert_eq!(status.tasks, [3, 0, 0, 1, 1, 1, 0]);
+    assert_eq!(status.tasks, [3, 0, 1, 1, 1, 0]);
     assert_eq!(status.counters.tasks_submitted, 6);
 }
 

@@ -11,7 +11,7 @@ rustler::atoms! {
     balanced, specialized, adaptive,
     idle, busy, offline,
     low, medium, high, critical,
-    pending, assigned, running, completed, failed, cancelled, timed_out,
+    pending, running, completed, failed, cancelled, timed_out,
     parallel, sequential,
     push, pull,
     // message tags

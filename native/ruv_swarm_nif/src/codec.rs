@@ -181,12 +181,11 @@ pub fn swarm_status<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
         env,
         [
             (atoms::pending(), t[0].encode(env)),
-            (atoms::assigned(), t[1].encode(env)),
-            (atoms::running(), t[2].encode(env)),
-            (atoms::completed(), t[3].encode(env)),
-            (atoms::failed(), t[4].encode(env)),
-            (atoms::cancelled(), t[5].encode(env)),
-            (atoms::timed_out(), t[6].encode(env)),
+            (atoms::running(), t[1].encode(env)),
+            (atoms::completed(), t[2].encode(env)),
+            (atoms::failed(), t[3].encode(env)),
+            (atoms::cancelled(), t[4].encode(env)),
+            (atoms::timed_out(), t[5].encode(env)),
         ],
     );
     let c = st.counters;
