@@ -10,98 +10,127 @@
 alias SwarmService.RuvSwarm
 
 defmodule Bench.Trivial do
+  # Gives back its input: the submit time, so the harness needs no table of
+  # tasks in flight to compute a latency.
   @behaviour SwarmService.Executor
-  def run(_task, _ctx), do: {:ok, :done}
+  def run(%{input: input}, _ctx), do: {:ok, input}
+end
+
+defmodule Bench.Histogram do
+  # Latencies counted in 1 µs buckets (the last one holds everything
+  # slower) in a :counters array: recording allocates nothing, so the
+  # harness never grows a large heap whose garbage collection would take a
+  # core away from the system under test.
+  @buckets 100_000
+
+  def new, do: :counters.new(@buckets, [:write_concurrency])
+
+  def record(h, ns), do: :counters.add(h, min(div(ns, 1000), @buckets - 1) + 1, 1)
+
+  def count(h), do: Enum.reduce(1..@buckets, 0, &(&2 + :counters.get(h, &1)))
+
+  @doc "Upper bounds (µs) of the latencies at the given fractions, e.g. [0.5, 0.99]."
+  def percentiles(h, fractions) do
+    total = count(h)
+    targets = Enum.map(fractions, &max(1, ceil(&1 * total)))
+    walk(h, 1, 0, targets, [])
+  end
+
+  defp walk(_h, _i, _seen, [], acc), do: Enum.reverse(acc)
+
+  defp walk(_h, i, _seen, targets, acc) when i > @buckets,
+    do: Enum.reverse(acc, Enum.map(targets, fn _ -> @buckets * 1.0 end))
+
+  defp walk(h, i, seen, [t | rest] = targets, acc) do
+    seen = seen + :counters.get(h, i)
+
+    if seen >= t,
+      do: walk_same(h, i, seen, rest, [i * 1.0 | acc]),
+      else: walk(h, i + 1, seen, targets, acc)
+  end
+
+  # Several fractions may fall in one bucket.
+  defp walk_same(h, i, seen, [t | rest], acc) when seen >= t,
+    do: walk_same(h, i, seen, rest, [i * 1.0 | acc])
+
+  defp walk_same(h, i, seen, targets, acc), do: walk(h, i + 1, seen, targets, acc)
 end
 
 defmodule Bench.Throughput do
   # Each submitter keeps up to `window` tasks in flight and records its own
   # submit-to-result latencies, so no single harness process sits between
   # the swarm and its callers. A latency ends when the result is in the
-  # submitter's hands (the `notify` message carries it), and every result is
-  # checked.
-  def submitter(swarm, n, window) do
-    loop(swarm, n, window, %{}, [])
+  # submitter's hands: the `notify` message carries the result, which is
+  # the submit time the task was given as input.
+  def submitter(swarm, n, window, hist), do: loop(swarm, n, window, 0, hist)
+
+  defp loop(_swarm, 0, _window, 0, _hist), do: :ok
+
+  defp loop(swarm, left, window, open, hist) when left > 0 and open < window do
+    submit(swarm, self())
+    loop(swarm, left - 1, window, open + 1, hist)
   end
 
-  defp loop(_swarm, 0, _window, open, lat) when map_size(open) == 0, do: lat
-
-  defp loop(swarm, left, window, open, lat) when left > 0 and map_size(open) < window do
-    t0 = System.monotonic_time(:nanosecond)
-    {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping}, notify: self())
-    loop(swarm, left - 1, window, Map.put(open, id, t0), lat)
-  end
-
-  defp loop(swarm, left, window, open, lat) do
+  defp loop(swarm, left, window, open, hist) do
     receive do
-      {:swarm_task_done, id, {:ok, :done}} ->
-        {t0, open} = Map.pop(open, id)
-        loop(swarm, left, window, open, [System.monotonic_time(:nanosecond) - t0 | lat])
+      {:swarm_task_done, _id, {:ok, t0}} ->
+        Bench.Histogram.record(hist, System.monotonic_time(:nanosecond) - t0)
+        loop(swarm, left, window, open - 1, hist)
     end
   end
 
-  # As fast as `submitters` processes with `window` tasks in flight each can go.
+  defp submit(swarm, notify) do
+    t0 = System.monotonic_time(:nanosecond)
+    {:ok, _} = RuvSwarm.orchestrate(swarm, %{input: t0}, notify: notify)
+  end
+
+  # As fast as `submitters` processes with `window` tasks in flight each can
+  # go: {tasks/s, histogram}.
   def saturate(swarm, total, submitters, window \\ 64) do
+    hist = Bench.Histogram.new()
     t0 = System.monotonic_time(:nanosecond)
 
-    lat =
-      1..submitters
-      |> Enum.map(fn _ ->
-        Task.async(fn -> submitter(swarm, div(total, submitters), window) end)
-      end)
-      |> Enum.flat_map(&Task.await(&1, :infinity))
+    1..submitters
+    |> Enum.map(fn _ ->
+      Task.async(fn -> submitter(swarm, div(total, submitters), window, hist) end)
+    end)
+    |> Enum.each(&Task.await(&1, :infinity))
 
-    {length(lat) / ((System.monotonic_time(:nanosecond) - t0) / 1.0e9), Enum.sort(lat)}
+    seconds = (System.monotonic_time(:nanosecond) - t0) / 1.0e9
+    {Bench.Histogram.count(hist) / seconds, hist}
   end
 
   # Open loop at a fixed rate, in 1 ms batches. A separate collector takes
-  # completions the moment they arrive, so the pacer's sleeps never add to
-  # the measured latency.
+  # results the moment they arrive, so the pacer's sleeps never add to the
+  # measured latency.
   def paced(swarm, rate, seconds) do
     per_ms = max(1, div(rate, 1000))
     batches = trunc(seconds * 1000)
     parent = self()
-    collector = spawn_link(fn -> collect(parent, batches * per_ms, %{}, []) end)
+    hist = Bench.Histogram.new()
+    collector = spawn_link(fn -> collect(parent, batches * per_ms, hist) end)
     start = System.monotonic_time(:millisecond)
 
     for batch <- 0..(batches - 1) do
       wait = start + batch - System.monotonic_time(:millisecond)
       if wait > 0, do: Process.sleep(wait)
-
-      for _ <- 1..per_ms do
-        t0 = System.monotonic_time(:nanosecond)
-        {:ok, id} = RuvSwarm.orchestrate(swarm, %{input: :ping}, notify: collector)
-        send(collector, {:submitted, id, t0})
-      end
+      for _ <- 1..per_ms, do: submit(swarm, collector)
     end
 
     receive do
-      {:latencies, lat} -> Enum.sort(lat)
+      :collected -> hist
     end
   end
 
-  defp collect(parent, 0, _open, lat), do: send(parent, {:latencies, lat})
+  defp collect(parent, 0, _hist), do: send(parent, :collected)
 
-  defp collect(parent, left, open, lat) do
+  defp collect(parent, left, hist) do
     receive do
-      {:submitted, id, t0} ->
-        case Map.pop(open, id) do
-          {nil, open} -> collect(parent, left, Map.put(open, id, {:t0, t0}), lat)
-          {{:t1, t1}, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
-        end
-
-      {:swarm_task_done, id, {:ok, :done}} ->
-        t1 = System.monotonic_time(:nanosecond)
-
-        case Map.pop(open, id) do
-          {nil, open} -> collect(parent, left, Map.put(open, id, {:t1, t1}), lat)
-          {{:t0, t0}, open} -> collect(parent, left - 1, open, [t1 - t0 | lat])
-        end
+      {:swarm_task_done, _id, {:ok, t0}} ->
+        Bench.Histogram.record(hist, System.monotonic_time(:nanosecond) - t0)
+        collect(parent, left - 1, hist)
     end
   end
-
-  def pct(sorted, p),
-    do: Enum.at(sorted, min(length(sorted) - 1, trunc(p * length(sorted)))) / 1000
 end
 
 quick = System.get_env("QUICK") in ["1", "true"]
@@ -121,9 +150,8 @@ rows =
 
     # Warm up: every agent gets its worker process before measuring.
     Bench.Throughput.saturate(s, max(2_000, 2 * agents), submitters)
-    {rate, lat} = Bench.Throughput.saturate(s, total, submitters)
-    p50 = Bench.Throughput.pct(lat, 0.5)
-    p99 = Bench.Throughput.pct(lat, 0.99)
+    {rate, hist} = Bench.Throughput.saturate(s, total, submitters)
+    [p50, p99] = Bench.Histogram.percentiles(hist, [0.5, 0.99])
 
     IO.puts(
       String.pad_leading("#{agents}", 6) <>
@@ -151,9 +179,9 @@ paced_rows =
       RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
 
     Bench.Throughput.saturate(s, 2_000, submitters)
-    lat = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
+    hist = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
     RuvSwarm.destroy_swarm(s)
-    [p50, p90, p99, p999] = Enum.map([0.5, 0.9, 0.99, 0.999], &Bench.Throughput.pct(lat, &1))
+    [p50, p90, p99, p999] = Bench.Histogram.percentiles(hist, [0.5, 0.9, 0.99, 0.999])
 
     IO.puts(
       String.pad_leading("#{agents}", 6) <>

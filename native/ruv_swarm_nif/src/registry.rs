@@ -68,17 +68,18 @@ pub struct Cell {
     mail: Mutex<()>,
 }
 
-/// How many times a command retries a held swarm lock before parking.
+/// How many times a command retries a held swarm lock before yielding.
 const SPINS: u32 = 2000;
 
 impl Cell {
     /// Locks the swarm. Commands hold the lock for a microsecond or two,
     /// while parking a scheduler thread and waking it costs the OS far
     /// more (on two cores, a single busy swarm ran 40% slower), so a
-    /// waiter first spins for up to some tens of microseconds, reading the
-    /// lock and trying it only when it looks free. parking_lot has no
-    /// poisoning: a panicking command (caught by rustler) leaves the swarm
-    /// usable rather than wedged.
+    /// waiter spins, reading the lock and trying it only when it looks
+    /// free, and after some tens of microseconds yields its core instead
+    /// of sleeping (the holder may be the thread the OS preempted).
+    /// parking_lot has no poisoning: a panicking command (caught by
+    /// rustler) leaves the swarm usable rather than wedged.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         spin_lock(&self.state)
     }
@@ -89,15 +90,20 @@ impl Cell {
 }
 
 fn spin_lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    for _ in 0..SPINS {
+    let mut spins = 0;
+    loop {
         if !m.is_locked() {
             if let Some(g) = m.try_lock() {
                 return g;
             }
         }
-        std::hint::spin_loop();
+        spins += 1;
+        if spins < SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
-    m.lock()
 }
 
 static SWARMS: LazyLock<RwLock<HashMap<String, Arc<Cell>>>> = LazyLock::new(Default::default);
