@@ -286,14 +286,20 @@ impl Swarm {
     // ---- events ---------------------------------------------------------
 
     fn emit(&mut self, now: u64, event: impl FnOnce() -> Event) {
+        self.emit_from(now, |_| event());
+    }
+
+    /// Like `emit`, for an event built from the swarm itself.
+    fn emit_from(&mut self, now: u64, event: impl FnOnce(&Self) -> Event) {
         self.counters.events += 1;
         if self.outbox.record_events {
             let seq = self.next_event;
             self.next_event += 1;
+            let event = event(self);
             self.outbox.events.push(EventRecord {
                 seq,
                 at: now,
-                event: event(),
+                event,
             });
         }
     }
@@ -538,15 +544,10 @@ impl Swarm {
         if before != after {
             self.agent_counts[before as usize] -= 1;
             self.agent_counts[after as usize] += 1;
-            let agent_id = self.agents[&seq].id.as_str();
-            let event = self
-                .outbox
-                .record_events
-                .then(|| Event::AgentStatusChanged {
-                    agent_id: agent_id.to_owned(),
-                    status: after,
-                });
-            self.emit(now, || event.expect("built while recording"));
+            self.emit_from(now, |s| Event::AgentStatusChanged {
+                agent_id: s.agents[&seq].id.clone(),
+                status: after,
+            });
         }
     }
 
@@ -996,11 +997,24 @@ impl Swarm {
         let Some((task, unit, attempt, agent)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
-        let latency = now.saturating_sub(self.tasks[&task].units[unit as usize].dispatched_at);
-        self.release_agent(agent, task, unit, attempt, Some((false, latency)), now);
-        self.fail_attempt(task, unit, Some(agent), reason, timed_out, now);
-        self.fill_agent(agent, now);
+        self.fail_held(agent, (task, unit, attempt), reason, timed_out, now);
         Ok(true)
+    }
+
+    /// A unit the agent `seq` holds failed: the agent lets it go (and may
+    /// take queued work), the unit is retried or fails its task.
+    fn fail_held(
+        &mut self,
+        seq: u64,
+        (task, unit, attempt): (u64, u32, u32),
+        reason: &str,
+        timed_out: bool,
+        now: u64,
+    ) {
+        let latency = now.saturating_sub(self.tasks[&task].units[unit as usize].dispatched_at);
+        self.release_agent(seq, task, unit, attempt, Some((false, latency)), now);
+        self.fail_attempt(task, unit, Some(seq), reason, timed_out, now);
+        self.fill_agent(seq, now);
     }
 
     /// Whether the unit `work_id` is live in the agent's `slot`.
@@ -1032,10 +1046,7 @@ impl Swarm {
             return Ok(false);
         };
         let reason = truncate(reason, limits::MAX_TEXT_BYTES);
-        let latency = now.saturating_sub(self.tasks[&h.task].units[h.unit as usize].dispatched_at);
-        self.release_agent(seq, h.task, h.unit, h.attempt, Some((false, latency)), now);
-        self.fail_attempt(h.task, h.unit, Some(seq), reason, false, now);
-        self.fill_agent(seq, now);
+        self.fail_held(seq, (h.task, h.unit, h.attempt), reason, false, now);
         Ok(true)
     }
 
