@@ -125,7 +125,7 @@ defmodule SwarmService.Agent do
   # EXIT has not arrived yet: that EXIT is then ignored).
   defp worker(state, slot) do
     case state.workers do
-      %{^slot => pid} when node(pid) == node() ->
+      %{^slot => pid} ->
         if Process.alive?(pid), do: {pid, state}, else: start_worker(forget(state, pid), slot)
 
       _ ->

@@ -299,7 +299,13 @@ defmodule SwarmService.Cluster do
   means no partition protection (see the moduledoc).
   """
   @spec quorum?() :: boolean()
-  def quorum?, do: quorum?(members(), configured_members())
+  def quorum? do
+    # Checked on every write: without a member list there is nothing to count.
+    case configured_members() do
+      [] -> true
+      configured -> quorum?(members(), configured)
+    end
+  end
 
   @doc "The leader of the quorum side (see the moduledoc), `nil` without quorum."
   @spec leader() :: node() | nil

@@ -55,7 +55,7 @@ defmodule SwarmService.Executor do
   @doc "Reports progress (0.0..1.0) of the current attempt; emits a `:task_progress` event."
   @spec progress(context, number) :: :ok | :ignored | {:error, term}
   def progress(%{work_id: work_id, agent_id: agent_id}, fraction) when is_number(fraction) do
-    SwarmService.Native.work_progress(work_id, agent_id, fraction)
+    SwarmService.Swarm.Home.run(work_id, :progress, [work_id, agent_id, fraction])
   end
 
   @doc false

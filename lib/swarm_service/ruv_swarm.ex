@@ -228,7 +228,7 @@ defmodule SwarmService.RuvSwarm do
   """
   @spec totals() :: %{swarms: non_neg_integer, agents: map, tasks: map}
   def totals do
-    statuses = for %{id: id} <- Native.swarm_list(), {:ok, s} <- [Native.swarm_status(id)], do: s
+    statuses = local_statuses()
 
     add = fn key, zero ->
       Enum.reduce(statuses, zero, &Map.merge(&2, Map.fetch!(&1, key), fn _, a, b -> a + b end))
@@ -239,6 +239,12 @@ defmodule SwarmService.RuvSwarm do
       agents: add.(:agents, Map.new([:total, :idle, :busy, :offline], &{&1, 0})),
       tasks: add.(:tasks, Map.new(@task_statuses, &{&1, 0}))
     }
+  end
+
+  # Status of every swarm this node's engine holds (skipping any destroyed
+  # since it was listed).
+  defp local_statuses do
+    for %{id: id} <- Native.swarm_list(), {:ok, s} <- [Native.swarm_status(id)], do: s
   end
 
   @doc "Whether the native engine is loaded (it is unless the NIF failed to build or load)."
@@ -591,9 +597,8 @@ defmodule SwarmService.RuvSwarm do
     %{allocated_bytes: bytes, swarms: count} = Native.engine_memory()
 
     per_swarm =
-      for %{id: id} <- Native.swarm_list(), {:ok, s} = Native.swarm_status(id) do
-        %{id: id, memory_entries: s.memory_entries, memory_bytes: s.memory_bytes}
-      end
+      for s <- local_statuses(),
+          do: %{id: s.id, memory_entries: s.memory_entries, memory_bytes: s.memory_bytes}
 
     {:ok, %{engine_bytes: bytes, swarms: count, per_swarm: per_swarm}}
   end
