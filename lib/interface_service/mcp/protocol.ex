@@ -53,19 +53,6 @@ defmodule InterfaceService.Mcp.Protocol do
   @spec modern_version() :: String.t()
   def modern_version, do: @modern
 
-  @doc false
-  def codes do
-    %{
-      parse_error: @parse_error,
-      invalid_request: @invalid_request,
-      method_not_found: @method_not_found,
-      invalid_params: @invalid_params,
-      internal_error: @internal_error,
-      header_mismatch: @header_mismatch,
-      unsupported_version: @unsupported_version
-    }
-  end
-
   @doc """
   Classifies one JSON-RPC message: `{:request, id, method, params}`,
   `{:notification, method, params}`, `:response`, or `{:invalid, id, reason}`.

@@ -64,9 +64,6 @@ defmodule InterfaceService.Mcp.Session do
     end
   end
 
-  @doc "The protocol version negotiated for a session tuple."
-  def version({_id, v, _c, _l, _lvl, _s}), do: v
-
   @doc "Valid log levels, lowest first."
   def log_levels, do: @log_levels
 

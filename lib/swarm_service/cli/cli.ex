@@ -27,7 +27,7 @@ defmodule SwarmService.CLI do
   the cookie and the logs. See `SwarmService.CLI.Paths`.
   """
 
-  alias SwarmService.CLI.{Daemon, HealthClient, OSProcess, Paths, PidFile}
+  alias SwarmService.CLI.{Daemon, HealthClient, Paths, PidFile}
 
   @default_port 4102
   @default_health_port 9898
@@ -76,10 +76,6 @@ defmodule SwarmService.CLI do
 
   @typedoc "Process exit status."
   @type exit_code :: 0..255
-
-  @doc "The usage text."
-  @spec usage() :: String.t()
-  def usage, do: @usage
 
   @doc """
   Runs a command and returns its exit status. A foreground `start` does not
@@ -540,9 +536,4 @@ defmodule SwarmService.CLI do
     IO.puts(:stderr, "ruv-swarm: #{message}")
     1
   end
-
-  @doc false
-  # Used by tests to tell whether the node behind a PID file is gone.
-  @spec alive?(pos_integer()) :: boolean()
-  def alive?(pid), do: OSProcess.beam_alive?(pid)
 end

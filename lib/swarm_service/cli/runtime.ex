@@ -40,12 +40,6 @@ defmodule SwarmService.CLI.Runtime do
       else: :ignore
   end
 
-  @doc "The PID file contents of this node, or `nil` when it is not managed."
-  @spec info() :: PidFile.info() | nil
-  def info do
-    if Process.whereis(__MODULE__), do: GenServer.call(__MODULE__, :info)
-  end
-
   @impl true
   def init([]) do
     Process.flag(:trap_exit, true)
@@ -68,9 +62,6 @@ defmodule SwarmService.CLI.Runtime do
         {:stop, {:shutdown, message}}
     end
   end
-
-  @impl true
-  def handle_call(:info, _from, state), do: {:reply, state.info, state}
 
   @impl true
   # Exits of ports we opened (epmd) arrive here because exits are trapped.

@@ -87,11 +87,19 @@ impl Agent {
         caps.iter().all(|c| self.capabilities.contains(c))
     }
 
-    /// The lowest slot no held unit occupies, so a worker is reused.
+    /// The lowest slot no held unit occupies, so a worker is reused. It is
+    /// at most the number of units held.
     fn free_slot(&self) -> u32 {
-        (0..)
-            .find(|s| self.work.iter().all(|h| h.slot != *s))
-            .expect("a free slot")
+        if self.work.is_empty() {
+            return 0;
+        }
+        let mut used = vec![false; self.work.len() + 1];
+        for h in &self.work {
+            if let Some(u) = used.get_mut(h.slot as usize) {
+                *u = true;
+            }
+        }
+        used.iter().position(|u| !u).expect("a free slot") as u32
     }
 }
 

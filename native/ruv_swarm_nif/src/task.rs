@@ -95,7 +95,7 @@ pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
 fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>, notify: Term<'a>) -> Term<'a> {
     // Decoded before the swarm is locked: other commands wait less.
     let spec = spec(task);
-    let notify = if notify == atoms::nil().encode(env) {
+    let notify = if codec::is_nil(notify) {
         Ok(None)
     } else {
         notify
