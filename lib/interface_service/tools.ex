@@ -14,6 +14,7 @@ defmodule InterfaceService.Tools do
   """
 
   alias InterfaceService.Tools.{Bench, Schema}
+  import Schema, only: [object: 1, object: 2, integer: 2, enum_of: 1]
 
   @type definition :: %{name: String.t(), description: String.t(), inputSchema: map()}
   @type ctx :: %{
@@ -45,11 +46,187 @@ defmodule InterfaceService.Tools do
   @strings %{type: "array", items: %{type: "string", maxLength: 200}, maxItems: 64}
   @any %{}
 
-  defp obj(props, required \\ []),
-    do: %{type: "object", properties: props, required: required, additionalProperties: false}
-
-  defp int(min, max), do: %{type: "integer", minimum: min, maximum: max}
-  defp enum(table), do: %{type: "string", enum: table |> Map.keys() |> Enum.sort()}
+  # Built once, at compile time: tools/list and every call read a literal.
+  @definitions [
+                 {"swarm_init", "Create a swarm of agents with a topology and strategy.",
+                  object(%{
+                    topology: enum_of(@topologies),
+                    strategy: enum_of(@strategies),
+                    agents: integer(0, 1000),
+                    max_agents: integer(1, 100_000),
+                    name: @name,
+                    agent_type: @name,
+                    capabilities: @strings
+                  })},
+                 {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
+                  object(%{swarm_id: @id}, ["swarm_id"])},
+                 {"swarm_list", "List the swarms in this node.", object(%{})},
+                 {"swarm_destroy", "Stop a swarm and its agents.",
+                  object(%{swarm_id: @id}, ["swarm_id"])},
+                 {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      duration_ms: integer(0, 60_000),
+                      max_events: integer(1, 1000)
+                    },
+                    ["swarm_id"]
+                  )},
+                 {"agent_spawn",
+                  "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      type: @name,
+                      name: @name,
+                      capabilities: @strings,
+                      capacity: integer(1, 1000),
+                      command: %{
+                        type: "array",
+                        items: %{type: "string", maxLength: 4096},
+                        minItems: 1,
+                        maxItems: 64
+                      },
+                      timeout_ms: integer(1, 3_600_000),
+                      node: @name
+                    },
+                    ["swarm_id"]
+                  )},
+                 {"agent_list", "List a swarm's agents with status and load.",
+                  object(%{swarm_id: @id}, ["swarm_id"])},
+                 {"agent_metrics",
+                  "An agent's completed/failed counts, latency and success rate.",
+                  object(%{agent_id: @id}, ["agent_id"])},
+                 {"task_orchestrate",
+                  "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      description: %{type: "string", minLength: 1, maxLength: 100_000},
+                      input: @any,
+                      priority: enum_of(@priorities),
+                      strategy: enum_of(@task_strategies),
+                      capabilities: @strings,
+                      max_agents: integer(1, 10_000),
+                      timeout_ms: integer(1, 86_400_000),
+                      retries: integer(1, 100),
+                      wait_ms: integer(0, 600_000),
+                      subtasks: %{
+                        type: "array",
+                        maxItems: 1000,
+                        items:
+                          object(
+                            %{
+                              name: @name,
+                              description: %{type: "string", maxLength: 100_000},
+                              input: @any,
+                              depends_on: @strings
+                            },
+                            [
+                              "name"
+                            ]
+                          )
+                      }
+                    },
+                    ["swarm_id", "description"]
+                  )},
+                 {"task_status", "Status of a task and its units.",
+                  object(%{task_id: @id}, ["task_id"])},
+                 {"task_results", "Result of a task and of each unit.",
+                  object(%{task_id: @id}, ["task_id"])},
+                 {"task_cancel", "Cancel a task.", object(%{task_id: @id}, ["task_id"])},
+                 {"task_claim",
+                  "Pull the next task for an external agent (work is null when none).",
+                  object(%{agent_id: @id, lease_ms: integer(100, 3_600_000)}, ["agent_id"])},
+                 {"task_complete", "Report a claimed task's result, or its failure with error.",
+                  object(
+                    %{
+                      work_id: @id,
+                      agent_id: @id,
+                      result: @any,
+                      error: %{type: "string", maxLength: 10_000}
+                    },
+                    [
+                      "work_id",
+                      "agent_id"
+                    ]
+                  )},
+                 {"memory_store",
+                  "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      key: %{type: "string", minLength: 1, maxLength: 1024},
+                      value: @any,
+                      namespace: @name,
+                      ttl_ms: integer(1, 31_536_000_000),
+                      tags: @strings
+                    },
+                    ["swarm_id", "key", "value"]
+                  )},
+                 {"memory_get", "Read a value from swarm memory.",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      key: %{type: "string", minLength: 1, maxLength: 1024},
+                      namespace: @name
+                    },
+                    [
+                      "swarm_id",
+                      "key"
+                    ]
+                  )},
+                 {"memory_search", "Search swarm memory by key prefix, tags or text.",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      prefix: %{type: "string", maxLength: 1024},
+                      tags: @strings,
+                      text: %{type: "string", maxLength: 1024},
+                      namespace: @name,
+                      limit: integer(1, 1000)
+                    },
+                    ["swarm_id"]
+                  )},
+                 {"memory_usage", "Memory used by the engine and the node.", object(%{})},
+                 {"share_discovery", "Publish a discovery to the swarm's subscribers.",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      agent_id: @id,
+                      type: @name,
+                      content: @any,
+                      confidence: %{type: "number", minimum: 0, maximum: 1},
+                      tags: @strings
+                    },
+                    ["swarm_id", "type", "content"]
+                  )},
+                 {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
+                  object(
+                    %{
+                      swarm_id: @id,
+                      type: @name,
+                      agent_id: @id,
+                      min_confidence: %{type: "number", minimum: 0, maximum: 1}
+                    },
+                    [
+                      "swarm_id"
+                    ]
+                  )},
+                 {"coordinate", "Send a coordination message through the swarm's topology.",
+                  object(%{swarm_id: @id, message: @any}, ["swarm_id", "message"])},
+                 {"features_detect", "Runtime features: engine, OTP, cores, protocols.",
+                  object(%{})},
+                 {"cluster_status",
+                  "Cluster members, quorum, leader, and each swarm's home and backup node.",
+                  object(%{})},
+                 {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
+                  object(%{iterations: integer(1, 100_000)})}
+               ]
+               |> Enum.map(fn {name, description, schema} ->
+                 %{name: name, description: description, inputSchema: schema}
+               end)
+  @by_name Map.new(@definitions, &{&1.name, &1})
 
   @doc """
   The tool definitions in `tools/list` form: name, one-line description and
@@ -57,172 +234,7 @@ defmodule InterfaceService.Tools do
   cursors stable.
   """
   @spec definitions() :: [definition()]
-  def definitions do
-    [
-      {"swarm_init", "Create a swarm of agents with a topology and strategy.",
-       obj(%{
-         topology: enum(@topologies),
-         strategy: enum(@strategies),
-         agents: int(0, 1000),
-         max_agents: int(1, 100_000),
-         name: @name,
-         agent_type: @name,
-         capabilities: @strings
-       })},
-      {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
-       obj(%{swarm_id: @id}, ["swarm_id"])},
-      {"swarm_list", "List the swarms in this node.", obj(%{})},
-      {"swarm_destroy", "Stop a swarm and its agents.", obj(%{swarm_id: @id}, ["swarm_id"])},
-      {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
-       obj(%{swarm_id: @id, duration_ms: int(0, 60_000), max_events: int(1, 1000)}, ["swarm_id"])},
-      {"agent_spawn",
-       "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
-       obj(
-         %{
-           swarm_id: @id,
-           type: @name,
-           name: @name,
-           capabilities: @strings,
-           capacity: int(1, 1000),
-           command: %{
-             type: "array",
-             items: %{type: "string", maxLength: 4096},
-             minItems: 1,
-             maxItems: 64
-           },
-           timeout_ms: int(1, 3_600_000),
-           node: @name
-         },
-         ["swarm_id"]
-       )},
-      {"agent_list", "List a swarm's agents with status and load.",
-       obj(%{swarm_id: @id}, ["swarm_id"])},
-      {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
-       obj(%{agent_id: @id}, ["agent_id"])},
-      {"task_orchestrate",
-       "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
-       obj(
-         %{
-           swarm_id: @id,
-           description: %{type: "string", minLength: 1, maxLength: 100_000},
-           input: @any,
-           priority: enum(@priorities),
-           strategy: enum(@task_strategies),
-           capabilities: @strings,
-           max_agents: int(1, 10_000),
-           timeout_ms: int(1, 86_400_000),
-           retries: int(1, 100),
-           wait_ms: int(0, 600_000),
-           subtasks: %{
-             type: "array",
-             maxItems: 1000,
-             items:
-               obj(
-                 %{
-                   name: @name,
-                   description: %{type: "string", maxLength: 100_000},
-                   input: @any,
-                   depends_on: @strings
-                 },
-                 [
-                   "name"
-                 ]
-               )
-           }
-         },
-         ["swarm_id", "description"]
-       )},
-      {"task_status", "Status of a task and its units.", obj(%{task_id: @id}, ["task_id"])},
-      {"task_results", "Result of a task and of each unit.", obj(%{task_id: @id}, ["task_id"])},
-      {"task_cancel", "Cancel a task.", obj(%{task_id: @id}, ["task_id"])},
-      {"task_claim", "Pull the next task for an external agent (work is null when none).",
-       obj(%{agent_id: @id, lease_ms: int(100, 3_600_000)}, ["agent_id"])},
-      {"task_complete", "Report a claimed task's result, or its failure with error.",
-       obj(
-         %{
-           work_id: @id,
-           agent_id: @id,
-           result: @any,
-           error: %{type: "string", maxLength: 10_000}
-         },
-         [
-           "work_id",
-           "agent_id"
-         ]
-       )},
-      {"memory_store", "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
-       obj(
-         %{
-           swarm_id: @id,
-           key: %{type: "string", minLength: 1, maxLength: 1024},
-           value: @any,
-           namespace: @name,
-           ttl_ms: int(1, 31_536_000_000),
-           tags: @strings
-         },
-         ["swarm_id", "key", "value"]
-       )},
-      {"memory_get", "Read a value from swarm memory.",
-       obj(
-         %{
-           swarm_id: @id,
-           key: %{type: "string", minLength: 1, maxLength: 1024},
-           namespace: @name
-         },
-         [
-           "swarm_id",
-           "key"
-         ]
-       )},
-      {"memory_search", "Search swarm memory by key prefix, tags or text.",
-       obj(
-         %{
-           swarm_id: @id,
-           prefix: %{type: "string", maxLength: 1024},
-           tags: @strings,
-           text: %{type: "string", maxLength: 1024},
-           namespace: @name,
-           limit: int(1, 1000)
-         },
-         ["swarm_id"]
-       )},
-      {"memory_usage", "Memory used by the engine and the node.", obj(%{})},
-      {"share_discovery", "Publish a discovery to the swarm's subscribers.",
-       obj(
-         %{
-           swarm_id: @id,
-           agent_id: @id,
-           type: @name,
-           content: @any,
-           confidence: %{type: "number", minimum: 0, maximum: 1},
-           tags: @strings
-         },
-         ["swarm_id", "type", "content"]
-       )},
-      {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
-       obj(
-         %{
-           swarm_id: @id,
-           type: @name,
-           agent_id: @id,
-           min_confidence: %{type: "number", minimum: 0, maximum: 1}
-         },
-         [
-           "swarm_id"
-         ]
-       )},
-      {"coordinate", "Send a coordination message through the swarm's topology.",
-       obj(%{swarm_id: @id, message: @any}, ["swarm_id", "message"])},
-      {"features_detect", "Runtime features: engine, OTP, cores, protocols.", obj(%{})},
-      {"cluster_status",
-       "Cluster members, quorum, leader, and each swarm's home and backup node.", obj(%{})},
-      {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
-       obj(%{iterations: int(1, 100_000)})}
-    ]
-    |> Enum.map(fn {name, description, schema} ->
-      %{name: name, description: description, inputSchema: schema}
-    end)
-  end
+  def definitions, do: @definitions
 
   @aliases %{"swarm_spawn" => "swarm_init", "coordinate_task" => "task_orchestrate"}
 
@@ -232,17 +244,7 @@ defmodule InterfaceService.Tools do
 
   @doc "Looks a tool up by name."
   @spec fetch(String.t()) :: {:ok, definition()} | :error
-  def fetch(name) do
-    case :persistent_term.get({__MODULE__, :by_name}, nil) do
-      nil ->
-        table = Map.new(definitions(), &{&1.name, &1})
-        :persistent_term.put({__MODULE__, :by_name}, table)
-        Map.fetch(table, name)
-
-      table ->
-        Map.fetch(table, name)
-    end
-  end
+  def fetch(name), do: Map.fetch(@by_name, name)
 
   # One engine read each: they neither block, subscribe nor report progress.
   @inline ~w(swarm_status swarm_list agent_list agent_metrics task_status task_results

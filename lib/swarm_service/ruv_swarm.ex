@@ -51,7 +51,8 @@ defmodule SwarmService.RuvSwarm do
       took_ms}}`. Work that was in flight runs again (execution is
       at-least-once); completion stays exactly-once. A write that was in
       flight when the home died answers `{:error, {:home_down, node}}`
-      (it may or may not have happened); reads wait for the new home.
+      (it may or may not have happened); reads, and writes made once the
+      home is already out of reach, wait (up to 5 s) for the new home.
     * **Partitions:** with a configured member list only the side with a
       majority accepts writes and takes over swarms; the other side
       answers `{:error, :no_quorum}` and serves reads from what it has

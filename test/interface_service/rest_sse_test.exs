@@ -62,7 +62,8 @@ defmodule InterfaceService.RestSseTest do
 
   test "GET /api/mcp lists the tools", %{url: url} do
     {200, _, body} = http(:get, url <> "/api/mcp")
-    assert length(json(body)["tools"]) == 24
+    listed = for t <- json(body)["tools"], do: {t["name"], t["description"]}
+    assert listed == for(t <- InterfaceService.Tools.definitions(), do: {t.name, t.description})
   end
 
   test "command agents only from the allow-list", %{url: url} do

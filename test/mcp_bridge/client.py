@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
 
 BIN = os.environ["RUV_SWARM_MCP_BIN"]
 URL = os.environ["RUV_SWARM_URL"]
@@ -70,8 +72,8 @@ async def session_checks():
             try:
                 unknown = await session.call_tool("no_such_tool", {})
                 check("unknown tool is an error", unknown.is_error, unknown)
-            except Exception:  # a JSON-RPC error is also a correct answer
-                check("unknown tool is an error", True)
+            except MCPError as e:  # a JSON-RPC error is also a correct answer
+                check("unknown tool is an error", "no_such_tool" in str(e), e)
 
             await session.send_ping()
             check("ping", True)
@@ -81,13 +83,20 @@ async def session_checks():
 
 
 async def wrong_token_check():
-    try:
-        async with stdio_client(bridge("not-the-token")) as (read, write):
-            async with ClientSession(read, write) as session:
-                await asyncio.wait_for(session.initialize(), 10)
-        check("a wrong token is refused", False, "initialize succeeded")
-    except BaseException as e:  # noqa: BLE001 - any failure to initialize is the expected outcome
-        check("a wrong token is refused", True, e)
+    """The gateway refuses a wrong token, and the bridge's log says so."""
+    with tempfile.TemporaryFile(mode="w+") as errlog:
+        outcome = "initialize succeeded"
+        try:
+            async with stdio_client(bridge("not-the-token"), errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await asyncio.wait_for(session.initialize(), 10)
+        except BaseException as e:  # noqa: BLE001 - the SDK wraps the error in task groups
+            outcome = repr(e)
+        errlog.seek(0)
+        log = errlog.read()
+    # The client's error names the refusal, and so does the bridge's log.
+    check("a wrong token is refused, and the bridge says why",
+          "Auth required" in outcome and "invalid_token" in log, (outcome, log[-300:]))
 
 
 def raw_stdout_check():

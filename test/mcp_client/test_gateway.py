@@ -20,7 +20,7 @@ EXPECTED_TOOLS = {
     "agent_spawn", "agent_list", "agent_metrics", "task_orchestrate", "task_status",
     "task_results", "task_cancel", "task_claim", "task_complete", "memory_store",
     "memory_get", "memory_search", "memory_usage", "share_discovery",
-    "subscribe_discoveries", "coordinate", "features_detect", "benchmark_run",
+    "subscribe_discoveries", "coordinate", "features_detect", "cluster_status", "benchmark_run",
 }
 
 passed = 0
@@ -45,8 +45,8 @@ async def scenario(mode, expected_version):
 
         tools = await client.list_tools()
         names = {t.name for t in tools.tools}
-        check(f"{tag} tools/list has all {len(EXPECTED_TOOLS)} tools", EXPECTED_TOOLS <= names,
-              f"missing {EXPECTED_TOOLS - names}")
+        check(f"{tag} tools/list has exactly the {len(EXPECTED_TOOLS)} tools", EXPECTED_TOOLS == names,
+              f"missing {EXPECTED_TOOLS - names}, unexpected {names - EXPECTED_TOOLS}")
         check(f"{tag} every tool has an object inputSchema",
               all(t.input_schema.get("type") == "object" for t in tools.tools))
 

@@ -77,10 +77,12 @@ defmodule SwarmService.Test.Executors do
 
   defmodule Crash do
     @moduledoc false
-    # Kills its own agent process on the first attempt.
+    # Kills its own agent process on the first attempt, after telling the
+    # test process (its arg) which agent that was.
     @behaviour SwarmService.Executor
     def run(task, ctx) do
       if task.attempt == 1 do
+        send(ctx.arg, {:crashing, ctx.agent_id})
         # Workers are linked to their agent: kill it through the link.
         {:links, [agent | _]} = Process.info(self(), :links)
         Process.exit(agent, :kill)

@@ -179,8 +179,10 @@ defmodule SwarmService.ExecutionTest do
     end
 
     test "an agent process crash: the task is retried on another agent" do
-      s = swarm!(agents: 2, executor: {:module, Executors.Crash})
-      {t, {:ok, {:survived, 2, _agent}}} = run!(s, %{input: "x", backoff_ms: 1})
+      s = swarm!(agents: 2, executor: {:module, Executors.Crash, self()})
+      {t, {:ok, {:survived, 2, agent}}} = run!(s, %{input: "x", backoff_ms: 1})
+      assert_received {:crashing, crashed}
+      assert agent != crashed
       {:ok, %{units: [unit]}} = RuvSwarm.task_status(t)
       assert unit.attempts == 2
       # The crashed agent was restarted by its supervisor.

@@ -5,6 +5,26 @@ defmodule InterfaceService.Tools.Schema do
   # items, properties, required and additionalProperties: false. Messages
   # name the offending path so a model can correct its call.
 
+  @doc """
+  An object schema that rejects unknown properties. Property names become
+  strings, as they arrive in decoded JSON, so validation compares them as
+  they are.
+  """
+  def object(props, required \\ []) do
+    %{
+      type: "object",
+      properties: Map.new(props, fn {key, schema} -> {to_string(key), schema} end),
+      required: required,
+      additionalProperties: false
+    }
+  end
+
+  @doc "An integer schema with inclusive bounds."
+  def integer(min, max), do: %{type: "integer", minimum: min, maximum: max}
+
+  @doc "A string schema allowing the keys of `table` (sorted)."
+  def enum_of(table), do: %{type: "string", enum: table |> Map.keys() |> Enum.sort()}
+
   @doc "Validates `value` against `schema`; returns `:ok` or `{:error, message}`."
   @spec validate(term(), map()) :: :ok | {:error, String.t()}
   def validate(value, schema) do
@@ -117,10 +137,9 @@ defmodule InterfaceService.Tools.Schema do
 
     extra =
       if Map.get(schema, :additionalProperties, true) == false do
-        known = Map.keys(props) |> Enum.map(&to_string/1)
-
-        for key <- Map.keys(value), key not in known do
-          "#{path} has unknown property #{inspect(key)} (allowed: #{Enum.join(Enum.sort(known), ", ")})"
+        for key <- Map.keys(value), not Map.has_key?(props, key) do
+          allowed = props |> Map.keys() |> Enum.sort() |> Enum.join(", ")
+          "#{path} has unknown property #{inspect(key)} (allowed: #{allowed})"
         end
       else
         []
@@ -128,8 +147,8 @@ defmodule InterfaceService.Tools.Schema do
 
     nested =
       Enum.flat_map(props, fn {key, sub} ->
-        case Map.fetch(value, to_string(key)) do
-          {:ok, v} -> check(v, sub, [path, ".", to_string(key)])
+        case Map.fetch(value, key) do
+          {:ok, v} -> check(v, sub, [path, ".", key])
           :error -> []
         end
       end)

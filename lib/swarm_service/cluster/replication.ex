@@ -86,12 +86,12 @@ defmodule SwarmService.Cluster.Replication do
       :ok ->
         :ok
 
-      {:error, :stale_epoch} ->
-        {:error, :no_quorum}
-
-      {:error, :not_loaded} ->
-        # The backup is being loaded right now (by Failover): once that is
-        # done it holds everything applied before its snapshot; send again.
+      {:error, reason} when reason in [:not_loaded, :stale_epoch] ->
+        # The backup is being loaded right now by Failover, or was loaded
+        # under a newer epoch this row does not show yet (a takeover loads
+        # the new backup before it publishes the row). Once that step is
+        # done the backup holds everything applied before its snapshot; send
+        # again. If we were replaced meanwhile, retry/2 answers :no_quorum.
         retry(Failover.current(entry.swarm), fact)
 
       {:error, _unreachable} ->

@@ -6,9 +6,11 @@ defmodule SwarmService.Swarm.Home do
   # homed here is a local function call (SwarmService.Swarm.Commands), one
   # homed elsewhere is one Cluster.call to the same function there. Reads
   # survive a failover: if the home is lost mid-call they wait (bounded)
-  # for the directory to name a new home and ask it. Writes do not retry
-  # on their own, because the lost home may or may not have applied them;
-  # they answer {:error, {:home_down, node}} and the caller decides.
+  # for the directory to name a new home and ask it, and so does a write
+  # made once the home is already out of reach. A write in flight when the
+  # home is lost does not retry on its own, because the lost home may or
+  # may not have applied it: it answers {:error, {:home_down, node}} and
+  # the caller decides.
   alias SwarmService.Cluster
   alias SwarmService.Cluster.Directory
   alias SwarmService.Swarm.Commands
@@ -80,16 +82,21 @@ defmodule SwarmService.Swarm.Home do
   end
 
   defp remote(home, id, fun, args, deadline, read?) do
-    case Cluster.call(home, __MODULE__, :run_here, [id, fun, args], @call_timeout) do
-      {:error, {:nodedown, ^home}} when read? ->
-        with {:ok, _} <- await_new_home(id, home, deadline), do: run(id, fun, args)
-
-      {:error, {:nodedown, ^home}} ->
-        {:error, {:home_down, home}}
-
-      result ->
-        result
+    if home in Cluster.members() do
+      case Cluster.call(home, __MODULE__, :run_here, [id, fun, args], @call_timeout) do
+        {:error, {:nodedown, ^home}} when read? -> after_failover(id, home, fun, args, deadline)
+        {:error, {:nodedown, ^home}} -> {:error, {:home_down, home}}
+        result -> result
+      end
+    else
+      # Already out of reach: nothing is sent, so a write is as safe to
+      # redirect to the new home as a read.
+      after_failover(id, home, fun, args, deadline)
     end
+  end
+
+  defp after_failover(id, lost, fun, args, deadline) do
+    with {:ok, _} <- await_new_home(id, lost, deadline), do: run(id, fun, args)
   end
 
   defp deadline, do: now() + @failover_wait_ms

@@ -72,7 +72,7 @@ where
     // completes, and awaiting that here would stop responses flowing back.
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(Option<RequestId>, String)>();
-    let sender = tokio::spawn(async move {
+    let mut sender = tokio::spawn(async move {
         while let Some(out) = queue_rx.recv().await {
             if let Err(reason) = out.send.await {
                 tracing::warn!(method = %out.method, "could not forward to gateway: {reason}");
@@ -160,7 +160,20 @@ where
         }
     };
 
+    drop(queue_tx);
     if result.is_err() {
+        // Sends still queued fail quickly once the connection is gone; wait
+        // for them so a request is answered with the reason its own delivery
+        // failed (say, the gateway refusing the token) rather than a generic one.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut sender).await;
+        while let Ok((id, reason)) = failed_rx.try_recv() {
+            if let Some(id) = id.filter(|id| pending.remove(id)) {
+                let error = gateway_error(gateway_url, &reason);
+                let _ = client
+                    .send(ServerJsonRpcMessage::error(error, Some(id)))
+                    .await;
+            }
+        }
         // Answer what is still outstanding so the client is not left waiting.
         for id in pending.drain() {
             let error = gateway_error(gateway_url, "the gateway connection closed");
@@ -169,7 +182,6 @@ where
                 .await;
         }
     }
-    drop(queue_tx);
     sender.abort();
     // Closing the HTTP transport ends the gateway session (DELETE /mcp). It
     // is bounded: rmcp's worker can wait for a message that will never come
