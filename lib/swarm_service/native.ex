@@ -31,6 +31,7 @@ defmodule SwarmService.Native do
   def swarm_list, do: nif()
   def swarm_status(_id), do: nif()
   def swarm_set_owner(_id, _pid), do: nif()
+  def swarm_report_outcomes(_id, _on), do: nif()
   def swarm_tick(_id), do: nif()
   def swarm_subscribe(_id, _pid), do: nif()
   def swarm_unsubscribe(_id, _pid), do: nif()

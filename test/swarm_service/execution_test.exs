@@ -139,6 +139,30 @@ defmodule SwarmService.ExecutionTest do
       {_, {:ok, {:after, 1, ^worker2}}} = run!(s, %{input: :after})
     end
 
+    test "work queued behind a cancelled or timed-out attempt starts in the freed slot" do
+      s = swarm!(agents: 1, executor: {:module, Executors.Notify, self()})
+      # After its first task the slot's worker is known to the engine, which
+      # then sends the slot's work to it directly.
+      {:ok, warm} = RuvSwarm.orchestrate(s, "warm")
+      assert_receive {:started, _, _, w0}
+      send(w0, :release)
+      {:ok, :released} = RuvSwarm.await_task(warm, 1_000)
+
+      for stop <- [:cancel, :timeout] do
+        {:ok, a} = RuvSwarm.orchestrate(s, %{input: "a", timeout_ms: 200, retries: 1})
+        assert_receive {:started, wid_a, _, _}
+        assert String.starts_with?(wid_a, a)
+        # Queued: the agent's only slot is busy.
+        {:ok, b} = RuvSwarm.orchestrate(s, "b")
+        if stop == :cancel, do: :ok = RuvSwarm.cancel_task(a)
+
+        assert_receive {:started, wid_b, _, wb}, 2_000
+        assert String.starts_with?(wid_b, b)
+        send(wb, :release)
+        assert {:ok, :released} = RuvSwarm.await_task(b, 1_000)
+      end
+    end
+
     test "cancelling one attempt on a multi-slot agent leaves the others running" do
       {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 1)
       on_exit(fn -> RuvSwarm.destroy_swarm(s) end)

@@ -13,7 +13,6 @@ defmodule SwarmService.Swarm.Server do
 
   # Upper bound between ticks even when nothing seems due.
   @idle_tick_ms 1_000
-  @outcomes [:task_completed, :task_failed, :task_cancelled, :task_timed_out]
 
   def start_link({swarm_id, opts}) do
     # The swarm's default executor rides along as the registry value, so
@@ -60,7 +59,9 @@ defmodule SwarmService.Swarm.Server do
 
   @impl true
   def handle_cast(:replicate_outcomes, state) do
-    Native.swarm_subscribe(state.id, self())
+    # Finished task ids only: subscribing to events would make the engine
+    # build every event of the swarm for four kinds of them.
+    Native.swarm_report_outcomes(state.id, true)
     {:noreply, state}
   end
 
@@ -88,8 +89,7 @@ defmodule SwarmService.Swarm.Server do
     end
   end
 
-  def handle_info({:swarm_event, id, %{type: type, task_id: task_id}}, state)
-      when type in @outcomes do
+  def handle_info({:swarm_task_finished, id, task_id}, state) do
     Replication.record_async(id, fn ->
       case Native.export_item(task_id) do
         {:ok, task} -> {:task, task}

@@ -15,7 +15,7 @@ rustler::atoms! {
     parallel, sequential,
     push, pull,
     // message tags
-    swarm_work, swarm_cancel, swarm_task_done, swarm_event, swarm_discovery,
+    swarm_work, swarm_cancel, swarm_task_done, swarm_task_finished, swarm_event, swarm_discovery,
     swarm_wakeup, ruv_swarm_log,
     // log levels
     debug, info, warning,

@@ -1,6 +1,6 @@
 //! The messages a command's effects turn into: work and cancels for
-//! agents, outcomes for waiters, events for subscribers, a wake-up for the
-//! swarm's timer process.
+//! agents, outcomes for waiters, events and discoveries for subscribers, a wake-up (and,
+//! when asked, finished task ids) for the swarm's server process.
 //!
 //! They are built while the swarm is locked and sent after it is released
 //! (under the swarm's mail lock, which keeps them in order): a send may
@@ -74,6 +74,28 @@ pub fn post<'c>(env: Env, cell: &'c Cell, mut st: MutexGuard<'c, State>) {
 fn collect<'a>(env: Env<'a>, st: &mut State) -> Vec<Letter<'a>> {
     let out = st.swarm.drain();
     let mut letters = Vec::with_capacity(out.dispatches.len() + out.finished.len());
+    // Cancels before dispatches: work for a slot just freed by a cancel
+    // must not go to the worker the cancel stops. With the slot's worker
+    // forgotten, it goes to the agent, after the cancel.
+    for c in out.cancels {
+        // The agent stops (or replaces) that worker: until it names the
+        // slot's worker again, work for the slot goes through the agent.
+        st.set_worker(c.agent_seq, c.slot, None);
+        if let Some(&to) = st.agent_pids.get(&c.agent_seq) {
+            let msg = (
+                atoms::swarm_cancel(),
+                codec::bin(env, &c.work_id),
+                codec::bin(env, &c.reason),
+                c.slot,
+            )
+                .encode(env);
+            letters.push(Letter {
+                to,
+                msg,
+                bounce: Bounce::Nothing,
+            });
+        }
+    }
     for d in out.dispatches {
         let msg = (
             atoms::swarm_work(),
@@ -110,16 +132,13 @@ fn collect<'a>(env: Env<'a>, st: &mut State) -> Vec<Letter<'a>> {
             }
         }
     }
-    for c in out.cancels {
-        // The agent stops (or replaces) that worker: until it names the
-        // slot's worker again, work for the slot goes through the agent.
-        st.set_worker(c.agent_seq, c.slot, None);
-        if let Some(&to) = st.agent_pids.get(&c.agent_seq) {
+    let reporter = st.owner.filter(|_| st.report_outcomes);
+    for task_id in &out.finished {
+        if let Some(to) = reporter {
             let msg = (
-                atoms::swarm_cancel(),
-                codec::bin(env, &c.work_id),
-                codec::bin(env, &c.reason),
-                c.slot,
+                atoms::swarm_task_finished(),
+                codec::bin(env, &st.swarm.id),
+                codec::bin(env, task_id),
             )
                 .encode(env);
             letters.push(Letter {
@@ -128,8 +147,6 @@ fn collect<'a>(env: Env<'a>, st: &mut State) -> Vec<Letter<'a>> {
                 bounce: Bounce::Nothing,
             });
         }
-    }
-    for task_id in &out.finished {
         if let Some(pids) = st.waiters.remove(task_id) {
             let outcome = match st.swarm.task(task_id) {
                 Ok(t) => codec::outcome(env, t),
@@ -153,6 +170,29 @@ fn collect<'a>(env: Env<'a>, st: &mut State) -> Vec<Letter<'a>> {
                 msg,
                 bounce: Bounce::Subscriber,
             }));
+        }
+    }
+    if !st.shared.is_empty() {
+        let swarm_id = codec::bin(env, &st.swarm.id);
+        for d in std::mem::take(&mut st.shared) {
+            let mut msg = None;
+            for (to, f) in &st.discovery_subscribers {
+                if f.matches(&d) {
+                    let msg = *msg.get_or_insert_with(|| {
+                        (
+                            atoms::swarm_discovery(),
+                            swarm_id,
+                            codec::discovery(env, &d),
+                        )
+                            .encode(env)
+                    });
+                    letters.push(Letter {
+                        to: *to,
+                        msg,
+                        bounce: Bounce::Subscriber,
+                    });
+                }
+            }
         }
     }
     st.swarm.outbox.record_events = !st.subscribers.is_empty();
@@ -240,7 +280,10 @@ fn settle(st: &mut State, fixes: Vec<Fix>) {
                         .detach_agent(&agent_id, "agent process is not alive", now);
                 }
             }
-            Fix::Subscriber(pid) => st.subscribers.retain(|s| *s != pid),
+            Fix::Subscriber(pid) => {
+                st.subscribers.retain(|s| *s != pid);
+                st.discovery_subscribers.retain(|(s, _)| *s != pid);
+            }
         }
     }
 }

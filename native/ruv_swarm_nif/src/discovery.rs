@@ -1,9 +1,10 @@
 //! Discoveries: sharing, filtered subscriptions, recent history.
 
-use rustler::{Encoder, Env, LocalPid, Term};
+use rustler::{Env, LocalPid, Term};
 use ruv_swarm_core::discovery::Filter;
 use ruv_swarm_core::limits;
 use ruv_swarm_core::Error;
+use ruv_swarm_core::Payload;
 
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
@@ -26,45 +27,61 @@ fn filter(t: Term) -> ruv_swarm_core::Result<Filter> {
     })
 }
 
+/// A discovery as `discovery_share` receives it, decoded.
+struct Shared {
+    kind: String,
+    content: Payload,
+    confidence: f64,
+    tags: Vec<String>,
+    agent: Option<String>,
+}
+
 /// `d` is a map: type, content, confidence, tags, agent_id (optional).
-/// Delivers `{:swarm_discovery, swarm_id, discovery}` to matching subscribers.
-#[rustler::nif]
-fn discovery_share<'a>(env: Env<'a>, swarm_id: Term<'a>, d: Term<'a>) -> Term<'a> {
-    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
-        if !d.is_map() {
-            return Err(Error::invalid("a discovery must be a map"));
-        }
-        let kind = codec::field(d, atoms::type_())
-            .ok_or_else(|| Error::invalid("a discovery needs a type"))?;
-        let kind = codec::string(kind, "type")?;
-        let content = codec::field(d, atoms::content())
+fn shared(d: Term) -> ruv_swarm_core::Result<Shared> {
+    if !d.is_map() {
+        return Err(Error::invalid("a discovery must be a map"));
+    }
+    let kind = codec::field(d, atoms::type_())
+        .ok_or_else(|| Error::invalid("a discovery needs a type"))?;
+    Ok(Shared {
+        kind: codec::string(kind, "type")?,
+        content: codec::field(d, atoms::content())
             .map(codec::payload)
-            .unwrap_or_default();
-        let confidence = match codec::field(d, atoms::confidence()) {
+            .unwrap_or_default(),
+        confidence: match codec::field(d, atoms::confidence()) {
             Some(v) => codec::number(v, "confidence")?,
             None => 1.0,
-        };
-        let tags = match codec::field(d, atoms::tags()) {
+        },
+        tags: match codec::field(d, atoms::tags()) {
             Some(v) => codec::strings(v, "tags", limits::MAX_LIST_ITEMS)?,
             None => Vec::new(),
-        };
-        let agent = codec::field(d, atoms::agent_id())
+        },
+        agent: codec::field(d, atoms::agent_id())
             .map(|v| codec::string(v, "agent_id"))
-            .transpose()?;
-        let found =
-            st.swarm
-                .share_discovery(agent.as_deref(), &kind, content, confidence, tags, now)?;
+            .transpose()?,
+    })
+}
+
+/// Shares a discovery; subscribers whose filter it matches get
+/// `{:swarm_discovery, swarm_id, discovery}`. Decoded before the swarm is locked.
+#[rustler::nif]
+fn discovery_share<'a>(env: Env<'a>, swarm_id: Term<'a>, d: Term<'a>) -> Term<'a> {
+    let d = shared(d);
+    with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
+        let d = d?;
+        let found = st.swarm.share_discovery(
+            d.agent.as_deref(),
+            &d.kind,
+            d.content,
+            d.confidence,
+            d.tags,
+            now,
+        )?;
+        let id = codec::bin(env, &found.id);
         if !st.discovery_subscribers.is_empty() {
-            let msg = (
-                atoms::swarm_discovery(),
-                codec::bin(env, &st.swarm.id),
-                codec::discovery(env, &found),
-            )
-                .encode(env);
-            st.discovery_subscribers
-                .retain(|(pid, f)| !f.matches(&found) || env.send(pid, msg).is_ok());
+            st.shared.push(found);
         }
-        ok(env, codec::bin(env, &found.id))
+        ok(env, id)
     })
 }
 

@@ -9,7 +9,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustler::{Encoder, Env, LocalPid, Term};
-use ruv_swarm_core::discovery::Filter;
+use ruv_swarm_core::discovery::{Discovery, Filter};
 use ruv_swarm_core::ids::{self, Kind};
 use ruv_swarm_core::{Error, Result, Swarm};
 
@@ -25,10 +25,16 @@ pub struct State {
     pub workers: HashMap<u64, Vec<Option<LocalPid>>>,
     pub subscribers: Vec<LocalPid>,
     pub discovery_subscribers: Vec<(LocalPid, Filter)>,
+    /// Discoveries shared by the command being applied, for the subscribers
+    /// whose filter they match (sent with the command's other messages).
+    pub shared: Vec<Discovery>,
     /// Processes awaiting a task's end, by task id.
     pub waiters: BTreeMap<String, Vec<LocalPid>>,
     /// The swarm's Elixir server, which runs its timers.
     pub owner: Option<LocalPid>,
+    /// Whether the owner hears of every task that finishes (a backed-up
+    /// swarm copies outcomes the engine reached on its own to the backup).
+    pub report_outcomes: bool,
     /// When the owner will tick next (ms, engine clock).
     pub wake_at: u64,
 }
@@ -148,8 +154,10 @@ fn new_cell(swarm: Swarm) -> Arc<Cell> {
         workers: HashMap::new(),
         subscribers: Vec::new(),
         discovery_subscribers: Vec::new(),
+        shared: Vec::new(),
         waiters: BTreeMap::new(),
         owner: None,
+        report_outcomes: false,
         wake_at: u64::MAX,
     };
     Arc::new(Cell {

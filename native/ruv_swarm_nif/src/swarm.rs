@@ -80,6 +80,17 @@ fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     })
 }
 
+/// Turns on (or off) `{:swarm_task_finished, swarm_id, task_id}` to the
+/// owner for every task that finishes.
+#[rustler::nif]
+fn swarm_report_outcomes<'a>(env: Env<'a>, id: Term<'a>, on: bool) -> Term<'a> {
+    let cell = registry::swarm_of(id);
+    with_swarm(env, cell, |st, _| {
+        st.report_outcomes = on;
+        ok_atom(env)
+    })
+}
+
 /// Fires due timers. Replies `{:ok, ms_until_next | nil}`.
 #[rustler::nif]
 fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {

@@ -4,6 +4,7 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
   # peers and stops them when it ends.
   use ExUnit.Case, async: false
 
+  alias SwarmService.Cluster.Replica
   alias SwarmService.RuvSwarm
   alias SwarmService.Test.{ClusterLoad, PeerCluster}
   alias SwarmService.Test.Executors.Where
@@ -87,6 +88,16 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     {:ok, _} = rpc(b, :await_task, [done, 10_000])
     {:ok, v} = rpc(c, :memory_store, [swarm, "plan", %{step: 1}, [tags: ["x"]]])
 
+    # A task the engine times out on its own (no call to copy with): its
+    # outcome reaches the backup just after it happens.
+    {:ok, late} = rpc(b, :orchestrate, [swarm, %{input: 5_000, timeout_ms: 50, retries: 1}])
+    assert {:error, {:timed_out, _}} = rpc(b, :await_task, [late, 10_000])
+
+    eventually(fn ->
+      {snapshot, _subscribers} = PeerCluster.rpc(backup, Replica, :snapshot, [swarm])
+      Enum.any?(snapshot.tasks, &(&1.id == late and &1.status == :timed_out))
+    end)
+
     # Tasks that cannot run yet (no agent has the capability): they must
     # survive as queued work.
     queued =
@@ -103,6 +114,7 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
     assert new_backup == other
 
     assert {:ok, %{input: "before"}} = rpc(other, :await_task, [done, 1_000])
+    assert {:error, {:timed_out, _}} = rpc(other, :await_task, [late, 1_000])
     {:ok, done_result} = rpc(other, :task_results, [done])
     assert done_result.status == :completed
 
