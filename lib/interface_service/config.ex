@@ -13,7 +13,7 @@ defmodule InterfaceService.Config do
   | `:enabled` | `true` | start the listener at all |
   | `:ip` | `{127, 0, 0, 1}` | address to bind (tuple or string) |
   | `:port` | `4102` | TCP port, `0` picks a free one |
-  | `:tokens` | `[]` | accepted bearer tokens; required when `:ip` is not loopback |
+  | `:tokens` | `[]` | accepted bearer tokens (held as SHA-256 digests); required when `:ip` is not loopback |
   | `:allowed_hosts` | loopback names | `Host` header names accepted, or `:any` |
   | `:allowed_origins` | loopback origins | `Origin` values accepted, or `:any` |
   | `:rate_limit` | `500` | requests per second per client, `0` disables |
@@ -159,9 +159,11 @@ defmodule InterfaceService.Config do
   defp bool!(_key, value) when is_boolean(value), do: value
   defp bool!(key, value), do: bad!(key, value, "true or false")
 
+  # Kept as SHA-256 digests: hashed once here rather than per request, and
+  # a crash report or :sys.get_state/1 shows no token.
   defp tokens!(tokens) when is_list(tokens) do
     Enum.map(tokens, fn
-      t when is_binary(t) and byte_size(t) >= 8 -> t
+      t when is_binary(t) and byte_size(t) >= 8 -> :crypto.hash(:sha256, t)
       t -> bad!(:tokens, t, "strings of at least 8 characters")
     end)
   end
@@ -205,7 +207,11 @@ defmodule InterfaceService.Config do
 
   defp public_url!(other), do: bad!(:public_url, other, "an http(s) URL")
 
-  defp module!(_key, mod) when is_atom(mod) and mod not in [nil, true, false], do: mod
+  # Checked here so a wrong module fails the start, not every tool call.
+  defp module!(key, mod) when is_atom(mod) and mod not in [nil, true, false] do
+    if Code.ensure_loaded?(mod), do: mod, else: bad!(key, mod, "a module that can be loaded")
+  end
+
   defp module!(key, other), do: bad!(key, other, "a module")
 
   defp allowlist!(list) when is_list(list) do

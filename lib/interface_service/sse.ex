@@ -67,7 +67,7 @@ defmodule InterfaceService.Sse do
   defp stream(conn, swarm_id, filters) do
     api = conn.config.api
 
-    case subscribe(api, swarm_id, filters) do
+    case api.subscribe_discoveries(swarm_id, filters) do
       :ok ->
         resp = conn.req
 
@@ -101,17 +101,10 @@ defmodule InterfaceService.Sse do
     end
   end
 
-  defp subscribe(api, swarm_id, filters) do
-    api.subscribe_discoveries(swarm_id, filters)
-  rescue
-    e in UndefinedFunctionError ->
-      if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
-  end
-
   # Sends the recent discoveries after `last_id`; returns the ids sent.
   defp replay(resp, api, swarm_id, filters, last_id) do
     recent =
-      case recent(api, swarm_id, filters) do
+      case api.recent_discoveries(swarm_id, filters, @replay_limit) do
         {:ok, list} -> list
         _ -> []
       end
@@ -124,13 +117,6 @@ defmodule InterfaceService.Sse do
 
     Enum.each(missed, &write_event(resp, &1))
     MapSet.new(missed, &Map.get(&1, :id))
-  end
-
-  defp recent(api, swarm_id, filters) do
-    api.recent_discoveries(swarm_id, filters, @replay_limit)
-  rescue
-    e in UndefinedFunctionError ->
-      if e.module == api, do: {:error, :engine_unavailable}, else: reraise(e, __STACKTRACE__)
   end
 
   defp write_event(resp, discovery) do

@@ -276,14 +276,7 @@ defmodule InterfaceService.Tools do
     with {:ok, tool} <- fetch_tool(name),
          :ok <- valid_object(args),
          :ok <- invalid_arguments(Schema.validate(args, tool.inputSchema)) do
-      try do
-        run(name, args, ctx)
-      rescue
-        e in UndefinedFunctionError ->
-          if e.module == ctx.api,
-            do: {:error, :engine_unavailable},
-            else: reraise(e, __STACKTRACE__)
-      end
+      run(name, args, ctx)
     end
   end
 
@@ -674,7 +667,6 @@ defmodule InterfaceService.Tools do
   @spec error_message(term(), module()) :: String.t()
   def error_message({:invalid_arguments, msg}, _api), do: "invalid arguments: " <> msg
   def error_message(:unknown_tool, _api), do: "unknown tool"
-  def error_message(:engine_unavailable, _api), do: "the swarm engine is not running in this node"
 
   def error_message({:timeout_after, ms}, _api), do: "the call did not finish within #{ms} ms"
 
@@ -721,7 +713,6 @@ defmodule InterfaceService.Tools do
   def http_status({:command_not_allowed, _}), do: 403
   def http_status({:swarm_full, _}), do: 409
   def http_status({:too_large, _, _, _}), do: 413
-  def http_status(:engine_unavailable), do: 503
   def http_status(:no_quorum), do: 503
   def http_status({:home_down, _}), do: 503
   def http_status({:timeout_after, _}), do: 504

@@ -31,6 +31,14 @@ defmodule SwarmService.Application do
       InterfaceService
     ]
 
-    Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)
+    # Without its engine the node would start and fail every call; the
+    # NIF loader has already logged why it could not load.
+    case Code.ensure_loaded(SwarmService.Native) do
+      {:module, _} ->
+        Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)
+
+      {:error, reason} ->
+        {:error, {:engine_not_loaded, reason}}
+    end
   end
 end

@@ -49,7 +49,10 @@ defmodule SwarmService.RuvSwarm do
       agents of lost nodes to itself, re-subscribes subscribers and sends
       them `{:swarm_event, id, %{type: :failover, from, to, epoch,
       took_ms}}`. Work that was in flight runs again (execution is
-      at-least-once); completion stays exactly-once. A write that was in
+      at-least-once); completion stays exactly-once. Events are sent at
+      most once: those of the last changes a dying home made may never
+      arrive, so after a `:failover` event read the state you depend on
+      (`await_task/2` does this itself). A write that was in
       flight when the home died answers `{:error, {:home_down, node}}`
       (it may or may not have happened); reads, and writes made once the
       home is already out of reach, wait (up to 5 s) for the new home.

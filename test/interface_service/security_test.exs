@@ -50,6 +50,10 @@ defmodule InterfaceService.SecurityTest do
     assert_raise ArgumentError, ~r/:tokens/, fn ->
       InterfaceService.Config.new!(tokens: ["short"])
     end
+
+    assert_raise ArgumentError, ~r/:api.*a module that can be loaded/, fn ->
+      InterfaceService.Config.new!(api: NoSuchEngineApi)
+    end
   end
 
   test "Origin and Host outside the allow-list are 403" do
