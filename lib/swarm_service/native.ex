@@ -54,6 +54,7 @@ defmodule SwarmService.Native do
   def task_get(_task_id, _with_results), do: nif()
   def task_cancel(_task_id), do: nif()
   def task_watch(_task_id, _pid), do: nif()
+  def task_unwatch(_task_id, _pid), do: nif()
   def work_progress(_work_id, _agent_id, _progress), do: nif()
   def work_complete(_work_id, _agent_id, _result), do: nif()
   def work_fail(_work_id, _agent_id, _reason, _timed_out), do: nif()

@@ -438,7 +438,7 @@ defmodule SwarmService.RuvSwarm do
                 error -> error
               end
           after
-            max(deadline - System.monotonic_time(:millisecond), 0) -> {:error, :timeout}
+            max(deadline - System.monotonic_time(:millisecond), 0) -> give_up(task_id)
           end
 
         {:error, _} = error ->
@@ -454,6 +454,18 @@ defmodule SwarmService.RuvSwarm do
           0 -> :ok
         end
       end
+    end
+  end
+
+  # The engine forgets this waiter, so no outcome arrives after the call
+  # returned; one that arrived meanwhile is still the answer.
+  defp give_up(task_id) do
+    _ = Home.run(task_id, :unwatch, [task_id, self()])
+
+    receive do
+      {:swarm_task_done, ^task_id, outcome} -> outcome
+    after
+      0 -> {:error, :timeout}
     end
   end
 

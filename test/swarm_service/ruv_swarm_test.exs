@@ -166,6 +166,10 @@ defmodule SwarmService.RuvSwarmTest do
       id = swarm!()
       {:ok, t} = RuvSwarm.orchestrate(id, "x")
       assert {:error, :timeout} = RuvSwarm.await_task(t, 20)
+      # Giving up leaves nothing behind: the task's end sends this caller nothing.
+      :ok = RuvSwarm.cancel_task(t)
+      assert {:error, :cancelled} = RuvSwarm.await_task(t, 1_000)
+      refute_received {:swarm_task_done, ^t, _}
     end
   end
 

@@ -156,6 +156,7 @@ defmodule SwarmService.Swarm.Commands do
   end
 
   def watch(task_id, pid), do: Native.task_watch(task_id, Relay.local(pid))
+  def unwatch(task_id, pid), do: Native.task_unwatch(task_id, Relay.local(pid))
 
   def claim(agent_id, lease_ms) do
     with :ok <- quorum(), do: Native.work_claim(agent_id, lease_ms)

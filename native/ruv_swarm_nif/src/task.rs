@@ -150,8 +150,29 @@ fn task_watch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> {
         if t.status.is_terminal() {
             return Ok((atoms::done(), codec::outcome(env, t)).encode(env));
         }
-        st.waiters.entry(id).or_default().push(pid);
+        let waiters = st.waiters.entry(id).or_default();
+        if !waiters.contains(&pid) {
+            waiters.push(pid);
+        }
         Ok(atoms::watching().encode(env))
+    })
+}
+
+/// Stops `pid` waiting for the task (a caller that gave up waiting), so no
+/// outcome reaches it later.
+#[rustler::nif]
+fn task_unwatch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> {
+    let id = codec::string(task_id, "task id");
+    let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
+    with_swarm(env, cell, |st, _| {
+        let id = id?;
+        if let Some(waiters) = st.waiters.get_mut(&id) {
+            waiters.retain(|p| *p != pid);
+            if waiters.is_empty() {
+                st.waiters.remove(&id);
+            }
+        }
+        ok_atom(env)
     })
 }
 
