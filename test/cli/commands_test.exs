@@ -8,6 +8,7 @@ defmodule SwarmService.CLI.CommandsTest do
   use ExUnit.Case, async: false
 
   import SwarmService.CLITest.Helpers
+  import SwarmService.Test.Eventually
   alias SwarmService.CLI.{HealthClient, OSProcess, PidFile}
 
   @moduletag timeout: 300_000
@@ -157,7 +158,7 @@ defmodule SwarmService.CLI.CommandsTest do
         {:os_pid, pid} = Port.info(port, :os_pid)
 
         try do
-          wait_until(fn -> File.exists?(ready) end)
+          eventually(fn -> File.exists?(ready) end)
           write_pid_file(home, pid)
 
           assert {0, out, ""} = cli(~w(stop --timeout 300))
@@ -256,7 +257,7 @@ defmodule SwarmService.CLI.CommandsTest do
         {:os_pid, holder_pid} = Port.info(holder, :os_pid)
 
         try do
-          wait_until(fn ->
+          eventually(fn ->
             match?({_, 0}, System.cmd("epmd", ["-names"])) and name_registered?(name)
           end)
 
@@ -313,7 +314,7 @@ defmodule SwarmService.CLI.CommandsTest do
         {:os_pid, mix_pid} = Port.info(server, :os_pid)
 
         try do
-          wait_until(fn -> match?({:ok, 200, _}, HealthClient.get(health)) end, 1_200)
+          eventually(fn -> match?({:ok, 200, _}, HealthClient.get(health)) end, 30_000)
           assert {0, out, ""} = cli(["status"])
           assert out =~ "mode:    foreground"
           assert out =~ "logs:    terminal"
@@ -344,14 +345,6 @@ defmodule SwarmService.CLI.CommandsTest do
   defp name_registered?(name) do
     {out, _} = System.cmd("epmd", ["-names"])
     out =~ "name #{name} at"
-  end
-
-  defp wait_until(fun, tries \\ 200) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not met in time")
-      true -> Process.sleep(25) && wait_until(fun, tries - 1)
-    end
   end
 
   defp root?, do: System.cmd("id", ["-u"]) |> elem(0) |> String.trim() == "0"

@@ -279,7 +279,9 @@ defmodule SwarmService.ExecutionTest do
       {:ok, t} = RuvSwarm.orchestrate(s, %{input: "x", backoff_ms: 1, retries: 2})
       {:ok, w1} = RuvSwarm.claim_task(a)
       assert :ok = RuvSwarm.fail_task(w1.work_id, a, "no network")
-      Process.sleep(20)
+      # Once its backoff is over the unit waits in the queue again.
+      eventually(fn -> match?({:ok, %{units: [%{status: :pending}]}}, RuvSwarm.task_status(t)) end)
+
       assert {:error, :no_task} = RuvSwarm.claim_task(a), "excluded while b is available"
       {:ok, w2} = RuvSwarm.claim_task(b)
       :ok = RuvSwarm.fail_task(w2.work_id, b, "still no network")

@@ -3,6 +3,7 @@ defmodule SwarmService.RuvSwarmTest do
 
   alias SwarmService.RuvSwarm
   alias SwarmService.Test.Executors
+  import SwarmService.Test.Eventually
 
   doctest SwarmService.RuvSwarm
 
@@ -299,7 +300,7 @@ defmodule SwarmService.RuvSwarmTest do
     [{server, _}] = Registry.lookup(SwarmService.SwarmRegistry, {:server, id})
     Process.exit(server, :kill)
 
-    wait_until(fn ->
+    eventually(fn ->
       match?(
         [{p, _}] when p != server,
         Registry.lookup(SwarmService.SwarmRegistry, {:server, id})
@@ -310,7 +311,7 @@ defmodule SwarmService.RuvSwarmTest do
     assert {:ok, %{value: "kept"}} = RuvSwarm.memory_get(id, "k")
     assert {:ok, %{status: :completed, result: "BEFORE"}} = RuvSwarm.task_results(t)
     # Agents were restarted with the server and work again.
-    wait_until(fn -> match?({:ok, %{agents: %{idle: 2}}}, RuvSwarm.swarm_status(id)) end)
+    eventually(fn -> match?({:ok, %{agents: %{idle: 2}}}, RuvSwarm.swarm_status(id)) end)
     {:ok, t2} = RuvSwarm.orchestrate(id, "after")
     assert {:ok, "AFTER"} = RuvSwarm.await_task(t2, 1_000)
   end
@@ -330,13 +331,5 @@ defmodule SwarmService.RuvSwarmTest do
     end
 
     assert {:ok, %{tasks: %{pending: 100}}} = RuvSwarm.swarm_status(a)
-  end
-
-  defp wait_until(fun, tries \\ 100) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition never became true")
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
   end
 end

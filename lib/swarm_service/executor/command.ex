@@ -205,12 +205,9 @@ defmodule SwarmService.Executor.Command do
   defp kill_tree(port, nil), do: close(port)
 
   defp kill_tree(port, os_pid) do
-    pids = [os_pid | descendants(os_pid)]
-
-    Enum.each(pids, fn pid ->
-      System.cmd("kill", ["-KILL", Integer.to_string(pid)], stderr_to_stdout: true)
-    end)
-
+    # One kill for the whole tree; ones that already exited are skipped by kill.
+    pids = Enum.map([os_pid | descendants(os_pid)], &Integer.to_string/1)
+    System.cmd("kill", ["-KILL" | pids], stderr_to_stdout: true)
     close(port)
   end
 
