@@ -11,24 +11,23 @@
 #     sockets close at once, so nodedown is immediate)
 #   * knowledge convergence (a write until visible on all 5 nodes) is
 #     measured by bench/knowledge.exs: `mix run --no-start bench/knowledge.exs`
+Code.require_file("percentile.exs", __DIR__)
 alias SwarmService.Test.{ClusterLoad, PeerCluster}
 alias SwarmService.RuvSwarm
 
 defmodule ClusterBench do
-  def pct(sorted, p), do: Enum.at(sorted, min(length(sorted) - 1, trunc(length(sorted) * p)))
-
   def row(name, sorted, unit) do
     IO.puts(
       String.pad_trailing(name, 44) <>
-        "p50 #{pct(sorted, 0.5)} #{unit}   p99 #{pct(sorted, 0.99)} #{unit}   n=#{length(sorted)}"
+        "p50 #{Bench.Percentile.of(sorted, 0.5)} #{unit}   p99 #{Bench.Percentile.of(sorted, 0.99)} #{unit}   n=#{length(sorted)}"
     )
 
     IO.puts(
       :jiffy.encode(%{
         bench: name,
         unit: unit,
-        p50: pct(sorted, 0.5),
-        p99: pct(sorted, 0.99),
+        p50: Bench.Percentile.of(sorted, 0.5),
+        p99: Bench.Percentile.of(sorted, 0.99),
         n: length(sorted)
       })
     )
@@ -49,7 +48,7 @@ ClusterBench.row("swarm_status on the home node", local, "us")
 ClusterBench.row("swarm_status on another node", remote, "us")
 
 IO.puts(
-  "cross-node / home ratio at p50: #{Float.round(ClusterBench.pct(remote, 0.5) / max(ClusterBench.pct(local, 0.5), 1), 1)}x"
+  "cross-node / home ratio at p50: #{Float.round(Bench.Percentile.of(remote, 0.5) / max(Bench.Percentile.of(local, 0.5), 1), 1)}x"
 )
 
 PeerCluster.stop([a, b, c])

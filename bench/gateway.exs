@@ -12,6 +12,8 @@
 # numbers are the gateway's and not an HTTP library's. Prints a table and one
 # JSON line per measurement. Ratios and percentiles only: nothing is asserted.
 
+Code.require_file("percentile.exs", __DIR__)
+
 defmodule GatewayBench.Client do
   @moduledoc false
   # Minimal keep-alive HTTP/1.1 client: one socket, one request at a time.
@@ -291,7 +293,7 @@ defmodule GatewayBench do
   defp stats(name, clients, samples, elapsed_s) do
     sorted = Enum.sort(samples)
     n = length(sorted)
-    pct = fn q -> Enum.at(sorted, min(n - 1, max(0, ceil(q * n) - 1))) / 1000 end
+    pct = fn q -> Bench.Percentile.of(sorted, q) / 1000 end
 
     %{
       name: name,

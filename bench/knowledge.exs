@@ -13,6 +13,7 @@
 # Prints a table and one JSON line. Goal: visible-on-all p99 <= 50 ms.
 
 Code.require_file("../test/support/peer_cluster.ex", __DIR__)
+Code.require_file("percentile.exs", __DIR__)
 alias SwarmService.Test.PeerCluster
 
 {opts, _, _} =
@@ -89,10 +90,7 @@ try do
   for i <- 1..warmup, do: measure.(-i)
   samples = for i <- 1..writes, do: measure.(i)
 
-  pct = fn list, p ->
-    sorted = Enum.sort(list)
-    Enum.at(sorted, min(length(sorted) - 1, round(p * (length(sorted) - 1))))
-  end
+  pct = fn list, p -> list |> Enum.sort() |> Bench.Percentile.of(p) end
 
   stats = fn list ->
     %{

@@ -14,6 +14,7 @@
 # Prints a table and one JSON line. Numbers depend on the machine: read the
 # ratios to the goals, not the absolutes.
 
+Code.require_file("percentile.exs", __DIR__)
 alias SwarmService.CLI.{Daemon, HealthClient, OSProcess}
 
 {opts, _, _} =
@@ -44,9 +45,6 @@ defmodule Bench.Lifecycle do
     end)
     |> Kernel./(1024)
   end
-
-  def percentile(sorted, p),
-    do: Enum.at(sorted, min(length(sorted) - 1, round(p * (length(sorted) - 1))))
 
   def ms(native), do: System.convert_time_unit(native, :native, :microsecond) / 1000
 
@@ -147,7 +145,7 @@ command =
 
 File.rm_rf!(home)
 
-median = fn list -> list |> Enum.sort() |> B.percentile(0.5) end
+median = fn list -> list |> Enum.sort() |> Bench.Percentile.of(0.5) end
 lat = samples |> Enum.flat_map(& &1.latencies) |> Enum.sort()
 
 result =
@@ -161,8 +159,8 @@ result =
     rss_idle_mb_p50: median.(Enum.map(samples, & &1.idle_mb)),
     rss_swarm5_mb_p50: median.(Enum.map(samples, & &1.loaded_mb)),
     health_requests: length(lat),
-    health_ms_p50: B.percentile(lat, 0.5),
-    health_ms_p99: B.percentile(lat, 0.99)
+    health_ms_p50: Bench.Percentile.of(lat, 0.5),
+    health_ms_p99: Bench.Percentile.of(lat, 0.99)
   }
   |> Map.merge(command)
 

@@ -9,6 +9,7 @@
 # swarm_status p50 <= 2 us, spawn_agent p50 <= 5 us at 10,000 agents,
 # <= 1 KB engine memory per idle agent; no normal-scheduler call >= 1 ms.
 
+Code.require_file("percentile.exs", __DIR__)
 alias SwarmService.{Native, RuvSwarm}
 
 defmodule Bench.Latency do
@@ -24,16 +25,14 @@ defmodule Bench.Latency do
     |> Enum.sort()
   end
 
-  def pct(sorted, p), do: Enum.at(sorted, min(length(sorted) - 1, trunc(p * length(sorted))))
-
   def report(name, agents, sorted) do
     row = %{
       bench: "native_latency",
       op: name,
       agents: agents,
       n: length(sorted),
-      p50_us: pct(sorted, 0.50) / 1000,
-      p99_us: pct(sorted, 0.99) / 1000,
+      p50_us: Bench.Percentile.of(sorted, 0.50) / 1000,
+      p99_us: Bench.Percentile.of(sorted, 0.99) / 1000,
       max_us: List.last(sorted) / 1000
     }
 
