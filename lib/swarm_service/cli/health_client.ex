@@ -37,20 +37,11 @@ defmodule SwarmService.CLI.HealthClient do
     with [head, body] <- :binary.split(response, "\r\n\r\n"),
          "HTTP/1." <> <<_, " ", code::binary-size(3), _::binary>> <- head,
          {code, ""} <- Integer.parse(code),
-         {:ok, json} <- decode(body) do
+         {:ok, %{} = json} <- InterfaceService.Json.decode(body) do
       {:ok, code, json}
     else
       _ -> {:error, "unexpected response from the health endpoint"}
     end
-  end
-
-  defp decode(body) do
-    case :jiffy.decode(body, [:return_maps, :use_nil]) do
-      map when is_map(map) -> {:ok, map}
-      _ -> :error
-    end
-  catch
-    _, _ -> :error
   end
 
   defp tcp({:error, reason}), do: {:error, describe(reason)}

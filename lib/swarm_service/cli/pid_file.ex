@@ -43,7 +43,7 @@ defmodule SwarmService.CLI.PidFile do
   def read(path) do
     case File.read(path) do
       {:ok, body} ->
-        case decode(body) do
+        case InterfaceService.Json.decode(body) do
           {:ok, %{"pid" => pid} = info} when is_integer(pid) and pid > 0 ->
             {:ok, info}
 
@@ -190,12 +190,6 @@ defmodule SwarmService.CLI.PidFile do
   end
 
   defp holder_pid(_), do: nil
-
-  defp decode(body) do
-    {:ok, :jiffy.decode(body, [:return_maps, :use_nil])}
-  catch
-    _, _ -> :error
-  end
 
   defp posix(_path, :ok), do: :ok
 
