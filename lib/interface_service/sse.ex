@@ -11,7 +11,7 @@ defmodule InterfaceService.Sse do
   # missed more than is kept). The stream subscribes before it looks, so
   # nothing shared meanwhile is lost; what arrives both ways is sent once.
 
-  alias InterfaceService.{HttpConn, HttpServer, Json, Tools}
+  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream, Tools}
 
   @replay_limit 1000
 
@@ -69,21 +69,8 @@ defmodule InterfaceService.Sse do
 
     case api.subscribe_discoveries(swarm_id, filters) do
       :ok ->
-        resp = conn.req
-
-        HttpConn.start_chunked(
-          resp,
-          200,
-          [
-            {"Content-Type", "text/event-stream"},
-            {"Cache-Control", "no-cache"},
-            {"X-Accel-Buffering", "no"}
-          ] ++ conn.cors
-        )
-
+        resp = SseStream.open(conn)
         HttpConn.write_chunk(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
-        socket = resp.socket
-        HttpConn.watch_close(socket)
 
         replayed =
           case HttpServer.header(conn, "last-event-id") do
@@ -91,7 +78,14 @@ defmodule InterfaceService.Sse do
             last_id -> replay(resp, api, swarm_id, filters, last_id)
           end
 
-        loop(resp, socket, swarm_id, conn.config.sse_keepalive_ms, replayed)
+        # Until the client hangs up: the stream counts against the cap until then.
+        SseStream.listen(
+          resp,
+          conn.config.sse_keepalive_ms,
+          replayed,
+          &live(resp, swarm_id, &1, &2)
+        )
+
         %{conn | status: 200}
 
       {:error, reason} ->
@@ -120,47 +114,22 @@ defmodule InterfaceService.Sse do
   end
 
   defp write_event(resp, discovery) do
-    id_line =
-      case Map.get(discovery, :id) do
-        nil -> []
-        id -> ["id: ", to_string(id), "\n"]
-      end
-
-    HttpConn.write_chunk(
-      resp,
-      ["event: discovery\n", id_line, "data: ", Json.encode_term!(discovery), "\n\n"]
-    )
+    id = Map.get(discovery, :id)
+    SseStream.send_event(resp, "discovery", Json.encode_term!(discovery), id)
   end
 
-  # Ends when the client disconnects (noticed at once through the socket
-  # watch, so the stream stops counting against the cap) or a write fails.
-  # `replayed`: ids already sent from the recent list, which may also
-  # arrive live once.
-  defp loop(resp, socket, swarm_id, keepalive_ms, replayed) do
-    receive do
-      {:tcp_closed, ^socket} ->
-        exit(:normal)
+  # A live discovery of this swarm. `replayed`: ids already sent from the
+  # recent list, which may also arrive live once.
+  defp live(resp, swarm_id, {:swarm_discovery, swarm_id, discovery}, replayed) do
+    id = Map.get(discovery, :id)
 
-      {:tcp_error, ^socket, _reason} ->
-        exit(:normal)
-
-      {:tcp, ^socket, _data} ->
-        HttpConn.watch_close(socket)
-        loop(resp, socket, swarm_id, keepalive_ms, replayed)
-
-      {:swarm_discovery, ^swarm_id, discovery} ->
-        id = Map.get(discovery, :id)
-
-        if MapSet.member?(replayed, id) do
-          loop(resp, socket, swarm_id, keepalive_ms, MapSet.delete(replayed, id))
-        else
-          write_event(resp, discovery)
-          loop(resp, socket, swarm_id, keepalive_ms, replayed)
-        end
-    after
-      keepalive_ms ->
-        HttpConn.write_chunk(resp, ": keep-alive\n\n")
-        loop(resp, socket, swarm_id, keepalive_ms, replayed)
+    if MapSet.member?(replayed, id) do
+      {:cont, MapSet.delete(replayed, id)}
+    else
+      write_event(resp, discovery)
+      {:cont, replayed}
     end
   end
+
+  defp live(_resp, _swarm_id, _other, replayed), do: {:cont, replayed}
 end

@@ -14,12 +14,15 @@ defmodule InterfaceService.Mcp.Http do
   # asked for progress, and kills it on notifications/cancelled. Tools that
   # answer at once (Tools.inline?/1) run in the connection process itself.
 
-  alias InterfaceService.{HttpConn, HttpServer, Json, Tools, Worker}
+  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream, Tools, Worker}
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
   @json_accepts ["application/json", "text/event-stream", "*/*", "application/*"]
   @cancelled -32_800
+  @invalid_request -32_600
+  @session_not_found -32_001
+  @no_session_id "Mcp-Session-Id header is required"
 
   def handle(%{method: :POST} = conn), do: post(conn)
   def handle(%{method: :GET} = conn), do: get_stream(conn)
@@ -55,12 +58,7 @@ defmodule InterfaceService.Mcp.Http do
       value ->
         if value && String.starts_with?(String.downcase(value), "application/json"),
           do: :ok,
-          else:
-            reply(
-              conn,
-              415,
-              Protocol.error(nil, -32_600, "Content-Type must be application/json")
-            )
+          else: invalid_request(conn, 415, "Content-Type must be application/json")
     end
   end
 
@@ -74,12 +72,7 @@ defmodule InterfaceService.Mcp.Http do
         if String.contains?(accept, "application/json") or
              String.contains?(String.downcase(accept), @json_accepts),
            do: :ok,
-           else:
-             reply(
-               conn,
-               406,
-               Protocol.error(nil, -32_600, "Accept must include application/json")
-             )
+           else: invalid_request(conn, 406, "Accept must include application/json")
     end
   end
 
@@ -108,21 +101,13 @@ defmodule InterfaceService.Mcp.Http do
   defp legacy(conn, batch, version, session_id) when is_list(batch) do
     cond do
       version != "2025-03-26" ->
-        reply(
-          conn,
-          400,
-          Protocol.error(
-            nil,
-            -32_600,
-            "JSON-RPC batches are not supported in protocol #{version}"
-          )
-        )
+        invalid_request(conn, 400, "JSON-RPC batches are not supported in protocol #{version}")
 
       batch == [] ->
-        reply(conn, 400, Protocol.error(nil, -32_600, "empty batch"))
+        invalid_request(conn, 400, "empty batch")
 
       Enum.any?(batch, &match?(%{"method" => "initialize"}, &1)) ->
-        reply(conn, 400, Protocol.error(nil, -32_600, "initialize must not be part of a batch"))
+        invalid_request(conn, 400, "initialize must not be part of a batch")
 
       true ->
         with {:ok, session} <- session(conn, session_id) do
@@ -140,7 +125,7 @@ defmodule InterfaceService.Mcp.Http do
                   []
 
                 {:invalid, id, reason} ->
-                  [Protocol.error(id, -32_600, "Invalid Request: " <> reason)]
+                  [Protocol.error(id, @invalid_request, "Invalid Request: " <> reason)]
               end
             end)
 
@@ -155,7 +140,7 @@ defmodule InterfaceService.Mcp.Http do
         initialize(conn, id, params)
 
       {:invalid, id, reason} ->
-        reply(conn, 400, Protocol.error(id, -32_600, "Invalid Request: " <> reason))
+        invalid_request(conn, 400, "Invalid Request: " <> reason, id)
 
       classified ->
         with {:ok, session} <- session(conn, session_id) do
@@ -181,14 +166,8 @@ defmodule InterfaceService.Mcp.Http do
     with {:ok, version} <- Protocol.negotiate(params) do
       case Session.create(conn.config, version) do
         {:ok, session_id} ->
-          body = Json.encode!(Protocol.result(id, Protocol.initialize_result(version)))
-
-          HttpServer.send_resp(
-            conn,
-            200,
-            [{"Content-Type", "application/json"}, {"Mcp-Session-Id", session_id}],
-            body
-          )
+          result = Protocol.result(id, Protocol.initialize_result(version))
+          reply(conn, 200, result, [{"Mcp-Session-Id", session_id}])
 
         {:error, :too_many_sessions} ->
           reply(conn, 503, Protocol.error(id, -32_603, "too many open sessions, try again later"))
@@ -198,17 +177,8 @@ defmodule InterfaceService.Mcp.Http do
     end
   end
 
-  defp session(conn, nil) do
-    reply(
-      conn,
-      400,
-      Protocol.error(
-        nil,
-        -32_600,
-        "Bad Request: Mcp-Session-Id header is required (send initialize first)"
-      )
-    )
-  end
+  defp session(conn, nil),
+    do: invalid_request(conn, 400, "Bad Request: #{@no_session_id} (send initialize first)")
 
   defp session(conn, session_id) do
     case Session.touch(conn.config, session_id) do
@@ -216,15 +186,7 @@ defmodule InterfaceService.Mcp.Http do
         {:ok, session}
 
       :error ->
-        reply(
-          conn,
-          404,
-          Protocol.error(
-            nil,
-            -32_001,
-            "Session not found: it expired or was deleted; initialize again"
-          )
-        )
+        session_not_found(conn, "Session not found: it expired or was deleted; initialize again")
     end
   end
 
@@ -255,10 +217,10 @@ defmodule InterfaceService.Mcp.Http do
         end
 
       "initialize" ->
-        Protocol.error(id, -32_600, "session already initialized")
+        Protocol.error(id, @invalid_request, "session already initialized")
 
       _ ->
-        Protocol.error(id, -32_601, "Method not found: #{String.slice(method, 0, 100)}")
+        method_not_found(id, method)
     end
   end
 
@@ -295,7 +257,7 @@ defmodule InterfaceService.Mcp.Http do
         end
 
       {:invalid, id, reason} ->
-        reply(conn, 400, Protocol.error(id, -32_600, "Invalid Request: " <> reason))
+        invalid_request(conn, 400, "Invalid Request: " <> reason, id)
 
       _notification_or_response ->
         accepted(conn)
@@ -315,7 +277,7 @@ defmodule InterfaceService.Mcp.Http do
           call_tool(conn, id, params, :modern, nil, true)
 
         _ ->
-          Protocol.error(id, -32_601, "Method not found: #{String.slice(method, 0, 100)}")
+          method_not_found(id, method)
       end
 
     case response do
@@ -392,9 +354,7 @@ defmodule InterfaceService.Mcp.Http do
   defp stamp(result, :legacy), do: result
 
   defp stream_call(conn, id, name, args, token, ctx, era, session_id) do
-    resp = conn.req
-    HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
-
+    resp = SseStream.open(conn)
     parent = self()
     progress = fn done, total, message -> Worker.report(parent, done, total, message) end
 
@@ -435,17 +395,7 @@ defmodule InterfaceService.Mcp.Http do
     end
   end
 
-  defp sse_headers do
-    [
-      {"Content-Type", "text/event-stream"},
-      {"Cache-Control", "no-cache"},
-      {"X-Accel-Buffering", "no"}
-    ]
-  end
-
-  defp write_event(resp, msg) do
-    HttpConn.write_chunk(resp, ["event: message\ndata: ", Protocol.encode!(msg), "\n\n"])
-  end
+  defp write_event(resp, msg), do: SseStream.send_event(resp, "message", Protocol.encode!(msg))
 
   defp accepts_sse?(conn) do
     case HttpServer.header(conn, "accept") do
@@ -483,16 +433,12 @@ defmodule InterfaceService.Mcp.Http do
         with {:ok, _session} <- session(conn, session_id) do
           case Session.attach_stream(conn.config, session_id, self()) do
             :ok ->
-              resp = conn.req
-              HttpConn.start_chunked(resp, 200, sse_headers() ++ conn.cors)
+              resp = SseStream.open(conn)
               # Flushes the headers at once so clients see the stream open.
               HttpConn.write_chunk(resp, ": stream open\n\n")
 
-              socket = resp.socket
-              HttpConn.watch_close(socket)
-
               try do
-                notification_loop(resp, socket, conn.config.sse_keepalive_ms)
+                SseStream.listen(resp, conn.config.sse_keepalive_ms, nil, &notify(resp, &1, &2))
               after
                 Session.detach_stream(conn.config, session_id, self())
               end
@@ -500,42 +446,25 @@ defmodule InterfaceService.Mcp.Http do
               %{conn | status: 200}
 
             {:error, :conflict} ->
-              reply(
-                conn,
-                409,
-                Protocol.error(nil, -32_600, "this session already has an open GET stream")
-              )
+              invalid_request(conn, 409, "this session already has an open GET stream")
           end
         end
     end
   end
 
-  defp notification_loop(resp, socket, keepalive_ms) do
-    receive do
-      {:mcp_notify, msg} ->
-        write_event(resp, msg)
-        notification_loop(resp, socket, keepalive_ms)
-
-      {:tcp_closed, ^socket} ->
-        exit(:normal)
-
-      {:tcp_error, ^socket, _reason} ->
-        exit(:normal)
-
-      {:tcp, ^socket, _data} ->
-        HttpConn.watch_close(socket)
-        notification_loop(resp, socket, keepalive_ms)
-
-      :mcp_session_closed ->
-        HttpConn.write_chunk(resp, "")
-        # Hand the socket back to the request loop quietly.
-        HttpConn.unwatch(socket)
-    after
-      keepalive_ms ->
-        HttpConn.write_chunk(resp, ": keep-alive\n\n")
-        notification_loop(resp, socket, keepalive_ms)
-    end
+  defp notify(resp, {:mcp_notify, msg}, nil) do
+    write_event(resp, msg)
+    {:cont, nil}
   end
+
+  defp notify(resp, :mcp_session_closed, nil) do
+    HttpConn.write_chunk(resp, "")
+    # Hand the socket back to the request loop quietly.
+    HttpConn.unwatch(resp.socket)
+    :stop
+  end
+
+  defp notify(_resp, _other, nil), do: {:cont, nil}
 
   # --- DELETE ---------------------------------------------------------------------------
 
@@ -547,32 +476,38 @@ defmodule InterfaceService.Mcp.Http do
         HttpServer.method_not_allowed(conn, "POST")
 
       session_id == nil ->
-        reply(
-          conn,
-          400,
-          Protocol.error(nil, -32_600, "Bad Request: Mcp-Session-Id header is required")
-        )
+        invalid_request(conn, 400, "Bad Request: " <> @no_session_id)
 
       true ->
         case Session.delete(conn.config, session_id) do
-          :ok -> HttpServer.send_resp(conn, 200, [{"Content-Type", "application/json"}], "{}")
-          :error -> reply(conn, 404, Protocol.error(nil, -32_001, "Session not found"))
+          :ok -> reply(conn, 200, %{})
+          :error -> session_not_found(conn, "Session not found")
         end
     end
   end
 
   # --- replies ----------------------------------------------------------------------------
 
-  defp reply(conn, status, msg) do
+  defp reply(conn, status, msg, headers \\ []) do
     HttpServer.send_resp(
       conn,
       status,
-      [{"Content-Type", "application/json"}],
+      [{"Content-Type", "application/json"} | headers],
       Protocol.encode!(msg)
     )
   end
 
   defp accepted(conn), do: HttpServer.send_resp(conn, 202, [], "")
+
+  # Anything wrong with the request itself; the HTTP status says what.
+  defp invalid_request(conn, status, message, id \\ nil),
+    do: reply(conn, status, Protocol.error(id, @invalid_request, message))
+
+  defp session_not_found(conn, message),
+    do: reply(conn, 404, Protocol.error(nil, @session_not_found, message))
+
+  defp method_not_found(id, method),
+    do: Protocol.error(id, -32_601, "Method not found: #{String.slice(method, 0, 100)}")
 
   # status nil: pick it from the error code (stateless revision rules).
   defp error_reply(conn, status, id, {:error, code, message}),
