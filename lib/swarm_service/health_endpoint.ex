@@ -166,8 +166,9 @@ defmodule SwarmService.HealthEndpoint do
 
   defp gateway do
     case listening_port() do
-      {:ok, port} ->
-        %{url: "http://127.0.0.1:#{port}/mcp", up: true}
+      {:ok, _port} ->
+        # Its own base URL: the address it is bound to, or its public_url.
+        %{url: InterfaceService.url() <> "/mcp", up: true}
 
       :error ->
         case configured_gateway_port() do
@@ -177,7 +178,7 @@ defmodule SwarmService.HealthEndpoint do
     end
   end
 
-  # The endpoint must answer even when the engine failed to load.
+  # The endpoint must answer even when the engine cannot be read.
   defp counts do
     %{swarms: swarms, agents: agents, tasks: tasks} = SwarmService.RuvSwarm.totals()
     %{swarms: swarms, agents: agents.total, tasks: Map.take(tasks, @task_states)}
