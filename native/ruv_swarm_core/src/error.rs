@@ -40,4 +40,12 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }
+
+    /// Prefixes an invalid-argument message with where the bad value is.
+    pub fn within(self, place: impl std::fmt::Display) -> Self {
+        match self {
+            Error::InvalidArgument(msg) => Error::InvalidArgument(format!("{place}: {msg}")),
+            other => other,
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::Payload;
+use crate::model::{check_list, check_name, check_payload, Payload};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -79,10 +79,7 @@ impl Memory {
     }
 
     pub fn store(&mut self, req: StoreRequest<'_>, now: u64) -> Result<u64> {
-        crate::model::check_name("namespace", req.namespace)?;
-        crate::model::check_name("key", req.key)?;
-        crate::model::check_payload("value", &req.value)?;
-        crate::model::check_list("tag", &req.tags)?;
+        check_entry(req.namespace, req.key, &req.value, &req.tags)?;
         if let Some(ttl) = req.ttl_ms {
             if ttl == 0 || ttl > limits::MAX_TIMEOUT_MS {
                 return Err(Error::invalid(format!(
@@ -99,35 +96,49 @@ impl Memory {
                 return Err(Error::VersionConflict { expected, found });
             }
         }
-        if current.is_none() && self.entries.len() >= limits::MAX_MEMORY_ENTRIES {
+        if current.is_none() {
+            self.check_room()?;
+        }
+        let created_at = current.map_or(now, |e| e.created_at);
+        self.next_version += 1;
+        let version = self.next_version;
+        self.put(
+            key,
+            Entry {
+                value: req.value,
+                text: req.text,
+                version,
+                tags: req.tags,
+                created_at,
+                updated_at: now,
+                expires_at: req.ttl_ms.map(|t| now + t),
+            },
+        );
+        Ok(version)
+    }
+
+    /// Refuses a new key once memory holds its maximum.
+    fn check_room(&self) -> Result<()> {
+        if self.entries.len() >= limits::MAX_MEMORY_ENTRIES {
             return Err(Error::TooLarge {
                 what: "memory",
                 size: self.entries.len() + 1,
                 limit: limits::MAX_MEMORY_ENTRIES,
             });
         }
-        let created_at = current.map_or(now, |e| e.created_at);
-        self.next_version += 1;
-        let version = self.next_version;
-        let expires_at = req.ttl_ms.map(|t| now + t);
-        if let Some(at) = expires_at {
+        Ok(())
+    }
+
+    /// Inserts or replaces an entry, keeping its expiry and the byte count.
+    fn put(&mut self, key: Key, entry: Entry) {
+        if let Some(at) = entry.expires_at {
             self.expiry.push(Reverse((at, key.clone())));
         }
-        let entry = Entry {
-            value: req.value,
-            text: req.text,
-            version,
-            tags: req.tags,
-            created_at,
-            updated_at: now,
-            expires_at,
-        };
         let added = entry_bytes(&key, &entry);
         if let Some(old) = self.entries.insert(key.clone(), entry) {
             self.bytes -= entry_bytes(&key, &old);
         }
         self.bytes += added;
-        Ok(version)
     }
 
     pub fn get(&self, namespace: &str, key: &str, now: u64) -> Option<&Entry> {
@@ -244,10 +255,7 @@ impl Memory {
         entry: Entry,
         now: u64,
     ) -> Result<bool> {
-        crate::model::check_name("namespace", &namespace)?;
-        crate::model::check_name("key", &key)?;
-        crate::model::check_payload("value", &entry.value)?;
-        crate::model::check_list("tag", &entry.tags)?;
+        check_entry(&namespace, &key, &entry.value, &entry.tags)?;
         if entry.version == 0 {
             return Err(Error::invalid("version must be at least 1"));
         }
@@ -260,20 +268,18 @@ impl Memory {
         if !entry.live(now) {
             return Ok(false);
         }
-        if self.entries.len() >= limits::MAX_MEMORY_ENTRIES {
-            return Err(Error::TooLarge {
-                what: "memory",
-                size: self.entries.len() + 1,
-                limit: limits::MAX_MEMORY_ENTRIES,
-            });
-        }
-        if let Some(at) = entry.expires_at {
-            self.expiry.push(Reverse((at, k.clone())));
-        }
-        self.bytes += entry_bytes(&k, &entry);
-        self.entries.insert(k, entry);
+        self.check_room()?;
+        self.put(k, entry);
         Ok(true)
     }
+}
+
+/// What every entry must satisfy, stored or restored.
+fn check_entry(namespace: &str, key: &str, value: &[u8], tags: &[String]) -> Result<()> {
+    check_name("namespace", namespace)?;
+    check_name("key", key)?;
+    check_payload("value", value)?;
+    check_list("tag", tags)
 }
 
 fn entry_bytes((ns, key): &Key, e: &Entry) -> usize {

@@ -381,58 +381,49 @@ impl Swarm {
                 max: self.max_agents,
             });
         }
-        check_name("agent type", &spec.agent_type)?;
-        if let Some(n) = &spec.name {
-            check_name("agent name", n)?;
-        }
-        if !spec.node.is_empty() {
-            check_name("node", &spec.node)?;
-        }
-        check_list("capability", &spec.capabilities)?;
-        check_payload("agent metadata", &spec.meta)?;
-        if spec.capacity == 0 || spec.capacity > MAX_CAPACITY {
-            return Err(Error::invalid(format!(
-                "capacity must be between 1 and {MAX_CAPACITY}"
-            )));
-        }
+        check_agent(&spec)?;
         let seq = self.next_agent;
         self.next_agent += 1;
         let id = ids::child_id(&self.id, Kind::Agent, seq);
-        let capabilities = normalize_caps(spec.capabilities);
-        for c in &capabilities {
-            *self.cap_holders.entry(c.clone()).or_default() += 1;
-        }
-        // Push agents come online when their process attaches.
-        let online = spec.dispatch == Dispatch::Pull;
-        let agent = Agent {
-            seq,
-            name: spec
-                .name
-                .unwrap_or_else(|| format!("{}-{}", spec.agent_type, seq)),
-            id: id.clone(),
-            agent_type: spec.agent_type,
-            capabilities,
-            dispatch: spec.dispatch,
-            capacity: spec.capacity,
-            running: 0,
-            online,
-            node: spec.node,
-            meta: spec.meta,
-            metrics: AgentMetrics::default(),
-            joined_at: now,
-            pos: self.order.len() as u32,
-            free_idx: None,
-            work: Vec::new(),
-        };
-        self.agent_counts[agent.status() as usize] += 1;
-        let agent_type = agent.agent_type.clone();
-        self.agents.insert(seq, agent);
-        self.order.push(seq);
+        let agent_type = spec.agent_type.clone();
+        self.insert_agent(seq, id.clone(), spec, now);
         self.emit(now, || Event::AgentJoined {
             agent_id: id.clone(),
             agent_type,
         });
         Ok(id)
+    }
+
+    /// Puts a checked agent at the end of the join order. Push agents come
+    /// online when their process attaches; pull agents need none.
+    fn insert_agent(&mut self, seq: u64, id: String, spec: AgentSpec, joined_at: u64) {
+        let capabilities = normalize_caps(spec.capabilities);
+        for c in &capabilities {
+            *self.cap_holders.entry(c.clone()).or_default() += 1;
+        }
+        let agent = Agent {
+            seq,
+            name: spec
+                .name
+                .unwrap_or_else(|| format!("{}-{}", spec.agent_type, seq)),
+            id,
+            agent_type: spec.agent_type,
+            capabilities,
+            dispatch: spec.dispatch,
+            capacity: spec.capacity,
+            running: 0,
+            online: spec.dispatch == Dispatch::Pull,
+            node: spec.node,
+            meta: spec.meta,
+            metrics: AgentMetrics::default(),
+            joined_at,
+            pos: self.order.len() as u32,
+            free_idx: None,
+            work: Vec::new(),
+        };
+        self.agent_counts[agent.status() as usize] += 1;
+        self.agents.insert(seq, agent);
+        self.order.push(seq);
     }
 
     /// The agent's process is up: it may receive work. A new process holds
@@ -1323,12 +1314,7 @@ impl Swarm {
         tags: Vec<String>,
         now: u64,
     ) -> Result<Discovery> {
-        check_name("discovery type", kind)?;
-        check_payload("content", &content)?;
-        check_list("tag", &tags)?;
-        if !(0.0..=1.0).contains(&confidence) {
-            return Err(Error::invalid("confidence must be between 0.0 and 1.0"));
-        }
+        check_discovery(kind, &content, &tags, confidence)?;
         let agent_id = match agent_id {
             Some(a) => Some(self.agent(a)?.id.clone()),
             None => None,
@@ -1362,6 +1348,36 @@ impl Swarm {
     pub fn task_result(&self, task_id: &str) -> Result<Option<&TaskResult>> {
         Ok(self.task(task_id)?.result.as_ref())
     }
+}
+
+/// What every new agent must satisfy, added or imported.
+fn check_agent(spec: &AgentSpec) -> Result<()> {
+    check_name("agent type", &spec.agent_type)?;
+    if let Some(n) = &spec.name {
+        check_name("agent name", n)?;
+    }
+    if !spec.node.is_empty() {
+        check_name("node", &spec.node)?;
+    }
+    check_list("capability", &spec.capabilities)?;
+    check_payload("agent metadata", &spec.meta)?;
+    if spec.capacity == 0 || spec.capacity > MAX_CAPACITY {
+        return Err(Error::invalid(format!(
+            "capacity must be between 1 and {MAX_CAPACITY}"
+        )));
+    }
+    Ok(())
+}
+
+/// What every discovery must satisfy, shared or imported.
+fn check_discovery(kind: &str, content: &[u8], tags: &[String], confidence: f64) -> Result<()> {
+    check_name("discovery type", kind)?;
+    check_payload("content", content)?;
+    check_list("tag", tags)?;
+    if !(0.0..=1.0).contains(&confidence) {
+        return Err(Error::invalid("confidence must be between 0.0 and 1.0"));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -25,7 +25,7 @@
 
 use std::collections::HashSet;
 
-use super::{Agent, Swarm, SwarmConfig};
+use super::{check_agent, check_discovery, Agent, Swarm, SwarmConfig};
 use crate::discovery::{Discovery, Filter};
 use crate::error::{Error, Result};
 use crate::ids::{self, Kind};
@@ -275,14 +275,6 @@ fn check_next(what: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-/// Prefixes an invalid-argument message with where in the snapshot it is.
-fn within(place: &str, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument(msg) => Error::InvalidArgument(format!("{place}: {msg}")),
-        other => other,
-    }
-}
-
 impl Swarm {
     /// The swarm as data, at time `now` (memory entries expired by then are
     /// left out).
@@ -385,7 +377,7 @@ impl Swarm {
         let mut next = n;
         for (i, a) in snap.agents.into_iter().enumerate() {
             let place = format!("agent {i} ({:?})", a.id);
-            let seq = s.restore_agent(a).map_err(|e| within(&place, e))?;
+            let seq = s.restore_agent(a).map_err(|e| e.within(&place))?;
             next.agent = next.agent.max(seq + 1);
         }
         let seq = s.restore_discoveries(snap.discoveries)?;
@@ -394,7 +386,7 @@ impl Swarm {
             let place = format!("memory entry {:?}/{:?}", m.namespace, m.key);
             s.memory
                 .restore(m.namespace, m.key, m.entry, now)
-                .map_err(|e| within(&place, e))?;
+                .map_err(|e| e.within(&place))?;
         }
         let seq = s.restore_tasks(snap.tasks, now)?;
         next.task = next.task.max(seq + 1);
@@ -430,45 +422,17 @@ impl Swarm {
         if self.agents.contains_key(&seq) {
             return Err(Error::invalid("the agent id appears twice"));
         }
-        check_name("agent type", &r.agent_type)?;
-        check_name("agent name", &r.name)?;
-        if !r.node.is_empty() {
-            check_name("node", &r.node)?;
-        }
-        check_list("capability", &r.capabilities)?;
-        check_payload("agent metadata", &r.meta)?;
-        if r.capacity == 0 || r.capacity > super::MAX_CAPACITY {
-            return Err(Error::invalid(format!(
-                "capacity must be between 1 and {}",
-                super::MAX_CAPACITY
-            )));
-        }
-        let capabilities = normalize_caps(r.capabilities);
-        for c in &capabilities {
-            *self.cap_holders.entry(c.clone()).or_default() += 1;
-        }
-        let agent = Agent {
-            seq,
-            id: r.id,
-            name: r.name,
+        let spec = AgentSpec {
+            name: Some(r.name),
             agent_type: r.agent_type,
-            capabilities,
+            capabilities: r.capabilities,
             dispatch: r.dispatch,
             capacity: r.capacity,
-            running: 0,
-            // No process is attached yet; pull agents need none.
-            online: r.dispatch == Dispatch::Pull,
             node: r.node,
             meta: r.meta,
-            metrics: AgentMetrics::default(),
-            joined_at: r.joined_at,
-            pos: self.order.len() as u32,
-            free_idx: None,
-            work: Vec::new(),
         };
-        self.agent_counts[agent.status() as usize] += 1;
-        self.agents.insert(seq, agent);
-        self.order.push(seq);
+        check_agent(&spec)?;
+        self.insert_agent(seq, r.id, spec, r.joined_at);
         Ok(seq)
     }
 
@@ -480,18 +444,13 @@ impl Swarm {
             let place = format!("discovery {i} ({:?})", d.id);
             let check = |d: &Discovery| -> Result<u64> {
                 let seq = self.imported_seq(&d.id, Kind::Discovery)?;
-                check_name("discovery type", &d.kind)?;
-                check_payload("content", &d.content)?;
-                check_list("tag", &d.tags)?;
+                check_discovery(&d.kind, &d.content, &d.tags, d.confidence)?;
                 if let Some(a) = &d.agent_id {
                     check_name("agent_id", a)?;
                 }
-                if !(0.0..=1.0).contains(&d.confidence) {
-                    return Err(Error::invalid("confidence must be between 0.0 and 1.0"));
-                }
                 Ok(seq)
             };
-            let seq = check(&d).map_err(|e| within(&place, e))?;
+            let seq = check(&d).map_err(|e| e.within(&place))?;
             keyed.push((seq, d));
         }
         keyed.sort_by_key(|(seq, _)| *seq);
@@ -520,14 +479,14 @@ impl Swarm {
             let place = format!("task {:?}", r.id);
             let seq = self
                 .imported_seq(&r.id, Kind::Task)
-                .map_err(|e| within(&place, e))?;
+                .map_err(|e| e.within(&place))?;
             if !seen.insert(seq) {
                 return Err(Error::invalid(format!(
                     "{place}: the task id appears twice"
                 )));
             }
             last = last.max(seq);
-            let task = build_task(seq, r).map_err(|e| within(&place, e))?;
+            let task = build_task(seq, r).map_err(|e| e.within(&place))?;
             if task.0.status.is_terminal() {
                 finished.push(task);
             } else {
