@@ -4,23 +4,16 @@ use rustler::{Encoder, Env, LocalPid, Term};
 use ruv_swarm_core::ids::Kind;
 use ruv_swarm_core::limits;
 use ruv_swarm_core::swarm::MAX_CAPACITY;
-use ruv_swarm_core::{AgentSpec, Dispatch, Error};
+use ruv_swarm_core::{AgentSpec, Dispatch};
 
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
 fn spec(t: Term) -> ruv_swarm_core::Result<AgentSpec> {
-    if !t.is_map() {
-        return Err(Error::invalid("agent options must be a map"));
-    }
+    codec::ensure_map(t, "agent options")?;
     let mut spec = AgentSpec::default();
     if let Some(v) = codec::field(t, atoms::type_()) {
-        spec.agent_type = if v.is_atom() {
-            v.atom_to_string()
-                .map_err(|_| Error::invalid("type must be an atom or a string"))?
-        } else {
-            codec::string(v, "type")?
-        };
+        spec.agent_type = codec::text(v, "type")?;
     }
     if let Some(v) = codec::field(t, atoms::name()) {
         spec.name = Some(codec::string(v, "name")?);

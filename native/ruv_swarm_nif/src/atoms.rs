@@ -1,17 +1,21 @@
 //! The fixed atom vocabulary. No atom is ever made from caller input.
 
+use rustler::Atom;
+use ruv_swarm_core::task::UnitState;
+use ruv_swarm_core::{AgentStatus, Dispatch, ExecMode, Priority, Strategy, TaskStatus, Topology};
+
 rustler::atoms! {
     ok, error, nil, ignored, no_task, watching, done,
     // error reasons
     swarm_not_found, swarm_exists, agent_not_found, task_not_found, not_found, swarm_full,
     invalid_argument, too_large, dependency_cycle, task_finished,
-    version_conflict, not_pull_agent, internal,
+    version_conflict, not_pull_agent,
     // enums
     mesh, hierarchical, ring, star,
     balanced, specialized, adaptive,
     idle, busy, offline,
     low, medium, high, critical,
-    pending, running, completed, failed, cancelled, timed_out,
+    pending, running, completed, failed, cancelled, timed_out, blocked, retrying,
     parallel, sequential,
     push, pull,
     // message tags
@@ -27,7 +31,7 @@ rustler::atoms! {
     swarm_id, type_ = "type", capabilities, status, dispatch, capacity, load, node,
     metrics, latency_ms, success_rate, joined_at, running_units,
     description, priority, started_at, finished_at, error_message = "error",
-    units, attempts, agent_id, result, results,
+    units, attempts, agent_id, result,
     work_id, task_id, unit, attempt, input, context, timeout_ms, route,
     namespace, key, value, version, tags, updated_at, expires_at,
     content, confidence, at, seq,
@@ -37,4 +41,37 @@ rustler::atoms! {
     if_version, min_confidence, executor, longest_call_ns, longest_call_cpu_ns,
     // snapshots
     next_ids, agent, task, discovery, memory_version, memory, spec, unit_results,
+}
+
+/// An engine enum whose names are atoms of the vocabulary.
+pub trait Named {
+    fn atom(self) -> Atom;
+}
+
+/// Each variant's atom, spelled as its `as_str` name.
+macro_rules! named {
+    ($($ty:ident { $($variant:ident => $atom:ident),+ })+) => {$(
+        impl Named for $ty {
+            fn atom(self) -> Atom {
+                match self { $($ty::$variant => $atom()),+ }
+            }
+        }
+    )+};
+}
+
+named! {
+    Topology { Mesh => mesh, Hierarchical => hierarchical, Ring => ring, Star => star }
+    Strategy { Balanced => balanced, Specialized => specialized, Adaptive => adaptive }
+    AgentStatus { Idle => idle, Busy => busy, Offline => offline }
+    Priority { Low => low, Medium => medium, High => high, Critical => critical }
+    TaskStatus {
+        Pending => pending, Running => running, Completed => completed, Failed => failed,
+        Cancelled => cancelled, TimedOut => timed_out
+    }
+    ExecMode { Parallel => parallel, Sequential => sequential, Adaptive => adaptive }
+    Dispatch { Push => push, Pull => pull }
+    UnitState {
+        Blocked => blocked, Ready => pending, Delayed => retrying, Running => running,
+        Done => completed, Failed => failed, Cancelled => cancelled
+    }
 }

@@ -36,22 +36,31 @@ pub fn opt_string(t: Term, what: &str) -> Result<Option<String>> {
     }
 }
 
-/// A list of strings, refusing to walk lists longer than `max`.
-pub fn strings(t: Term, what: &str, max: usize) -> Result<Vec<String>> {
-    let len = t
-        .list_length()
-        .map_err(|_| invalid(what, "a list of strings"))?;
+/// A list, refusing to walk more than `max` items; each item decoded by
+/// `f`, given its index.
+pub fn list<'a, T>(
+    t: Term<'a>,
+    what: &'static str,
+    max: usize,
+    mut f: impl FnMut(usize, Term<'a>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let len = t.list_length().map_err(|_| invalid(what, "a list"))?;
     if len > max {
         return Err(Error::TooLarge {
-            what: "list",
+            what,
             size: len,
             limit: max,
         });
     }
     let iter = t
         .into_list_iterator()
-        .map_err(|_| invalid(what, "a list of strings"))?;
-    iter.map(|item| string(item, what)).collect()
+        .map_err(|_| invalid(what, "a list"))?;
+    iter.enumerate().map(|(i, item)| f(i, item)).collect()
+}
+
+/// A list of at most `max` strings.
+pub fn strings(t: Term, what: &'static str, max: usize) -> Result<Vec<String>> {
+    list(t, what, max, |_, item| string(item, what))
 }
 
 pub fn uint(t: Term, what: &str, min: u64, max: u64) -> Result<u64> {
@@ -79,15 +88,28 @@ pub fn boolean(t: Term, what: &str) -> Result<bool> {
         .map_err(|_| invalid(what, "true or false"))
 }
 
-/// An enum given as an atom (or a string) from its fixed set of names.
-/// Reading an atom's text never creates an atom.
-pub fn name_of<T>(t: Term, what: &str, parse: fn(&str) -> Result<T>) -> Result<T> {
-    let text = if t.is_atom() {
-        t.atom_to_string().map_err(|_| invalid(what, "an atom"))?
+/// An atom's text, or a string. Reading an atom's text never creates an
+/// atom.
+pub fn text(t: Term, what: &str) -> Result<String> {
+    if t.is_atom() {
+        t.atom_to_string()
+            .map_err(|_| invalid(what, "an atom or a string"))
     } else {
-        string(t, what)?
-    };
-    parse(&text).map_err(|e| Error::invalid(format!("{what}: {e}")))
+        string(t, what)
+    }
+}
+
+/// An enum given as an atom (or a string) from its fixed set of names.
+pub fn name_of<T>(t: Term, what: &str, parse: fn(&str) -> Result<T>) -> Result<T> {
+    parse(&text(t, what)?).map_err(|e| Error::invalid(format!("{what}: {e}")))
+}
+
+pub fn ensure_map(t: Term, what: &str) -> Result<()> {
+    if t.is_map() {
+        Ok(())
+    } else {
+        Err(invalid(what, "a map"))
+    }
 }
 
 /// Optional field of a map argument.
@@ -123,26 +145,18 @@ pub fn map<'a, const N: usize>(env: Env<'a>, pairs: [(Atom, Term<'a>); N]) -> Te
     Term::map_from_term_arrays(env, &keys, &values).expect("distinct keys")
 }
 
-fn atom_of<'a>(env: Env<'a>, name: &str) -> Term<'a> {
-    // Only engine-defined names reach here (enum `as_str`), never input.
-    Atom::from_str(env, name).expect("atom").encode(env)
+pub fn atom_of<'a>(env: Env<'a>, v: impl atoms::Named) -> Term<'a> {
+    v.atom().encode(env)
 }
 
-fn opt<'a, T: Encoder>(env: Env<'a>, v: Option<T>) -> Term<'a> {
+pub fn opt<'a, T: Encoder>(env: Env<'a>, v: Option<T>) -> Term<'a> {
     match v {
         Some(v) => v.encode(env),
         None => atoms::nil().encode(env),
     }
 }
 
-fn opt_str<'a>(env: Env<'a>, v: Option<&str>) -> Term<'a> {
-    match v {
-        Some(s) => bin(env, s),
-        None => atoms::nil().encode(env),
-    }
-}
-
-fn strs<'a>(env: Env<'a>, v: &[String]) -> Term<'a> {
+pub fn strs<'a>(env: Env<'a>, v: &[String]) -> Term<'a> {
     v.iter()
         .map(|s| bin(env, s))
         .collect::<Vec<_>>()
@@ -155,8 +169,8 @@ pub fn swarm_summary<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
         [
             (atoms::id(), bin(env, &s.id)),
             (atoms::name(), bin(env, &s.name)),
-            (atoms::topology(), atom_of(env, s.topology.as_str())),
-            (atoms::strategy(), atom_of(env, s.strategy.as_str())),
+            (atoms::topology(), atom_of(env, s.topology)),
+            (atoms::strategy(), atom_of(env, s.strategy)),
             (atoms::max_agents(), s.max_agents.encode(env)),
             (atoms::agents(), (s.agent_count() as u64).encode(env)),
             (atoms::created_at(), s.created_at.encode(env)),
@@ -211,8 +225,8 @@ pub fn swarm_status<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
         [
             (atoms::id(), bin(env, &s.id)),
             (atoms::name(), bin(env, &s.name)),
-            (atoms::topology(), atom_of(env, s.topology.as_str())),
-            (atoms::strategy(), atom_of(env, s.strategy.as_str())),
+            (atoms::topology(), atom_of(env, s.topology)),
+            (atoms::strategy(), atom_of(env, s.strategy)),
             (atoms::max_agents(), s.max_agents.encode(env)),
             (atoms::created_at(), s.created_at.encode(env)),
             (atoms::agents(), agents),
@@ -248,8 +262,8 @@ pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
             (atoms::name(), bin(env, &a.name)),
             (atoms::type_(), bin(env, &a.agent_type)),
             (atoms::capabilities(), strs(env, &a.capabilities)),
-            (atoms::status(), atom_of(env, a.status().as_str())),
-            (atoms::dispatch(), atom_of(env, a.dispatch.as_str())),
+            (atoms::status(), atom_of(env, a.status())),
+            (atoms::dispatch(), atom_of(env, a.dispatch)),
             (atoms::capacity(), a.capacity.encode(env)),
             (atoms::running_units(), a.running.encode(env)),
             (atoms::load(), a.load().encode(env)),
@@ -285,7 +299,7 @@ pub fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
 /// `{:ok, result}`, `{:error, {:failed | :timed_out, message}}` or
 /// `{:error, :cancelled}`.
 pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
-    let message = || opt_str(env, t.error.as_deref());
+    let message = || opt(env, t.error.as_deref());
     match t.status {
         TaskStatus::Completed => (atoms::ok(), result_term(env, t.result.as_ref())).encode(env),
         TaskStatus::TimedOut => (atoms::error(), (atoms::timed_out(), message())).encode(env),
@@ -306,10 +320,10 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
         .map(|u| {
             let base = [
                 (atoms::name(), bin(env, &u.name)),
-                (atoms::status(), atom_of(env, u.state.as_str())),
-                (atoms::agent_id(), opt_str(env, agent_id(u.agent))),
+                (atoms::status(), atom_of(env, u.state)),
+                (atoms::agent_id(), opt(env, agent_id(u.agent))),
                 (atoms::attempts(), u.attempts.encode(env)),
-                (atoms::error_message(), opt_str(env, u.error.as_deref())),
+                (atoms::error_message(), opt(env, u.error.as_deref())),
             ];
             let m = map(env, base);
             if results {
@@ -329,15 +343,15 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
         [
             (atoms::id(), bin(env, &t.id)),
             (atoms::swarm_id(), bin(env, &swarm.id)),
-            (atoms::status(), atom_of(env, t.status.as_str())),
-            (atoms::priority(), atom_of(env, t.priority.as_str())),
-            (atoms::strategy(), atom_of(env, t.mode.as_str())),
+            (atoms::status(), atom_of(env, t.status)),
+            (atoms::priority(), atom_of(env, t.priority)),
+            (atoms::strategy(), atom_of(env, t.mode)),
             (atoms::description(), bin(env, &t.description)),
             (atoms::created_at(), t.created_at.encode(env)),
             (atoms::started_at(), opt(env, t.started_at)),
             (atoms::finished_at(), opt(env, t.finished_at)),
             (atoms::attempts(), t.attempts().encode(env)),
-            (atoms::error_message(), opt_str(env, t.error.as_deref())),
+            (atoms::error_message(), opt(env, t.error.as_deref())),
             (atoms::units(), units.encode(env)),
         ],
     );
@@ -363,7 +377,7 @@ pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> T
             (atoms::input(), term_of(env, &w.input)),
             (atoms::context(), payload_map(env, &w.context)),
             (atoms::timeout_ms(), opt(env, w.timeout_ms)),
-            (atoms::priority(), atom_of(env, w.priority.as_str())),
+            (atoms::priority(), atom_of(env, w.priority)),
             (atoms::route(), strs(env, &w.route)),
         ],
     )
@@ -390,7 +404,7 @@ pub fn discovery<'a>(env: Env<'a>, d: &Discovery) -> Term<'a> {
         env,
         [
             (atoms::id(), bin(env, &d.id)),
-            (atoms::agent_id(), opt_str(env, d.agent_id.as_deref())),
+            (atoms::agent_id(), opt(env, d.agent_id.as_deref())),
             (atoms::type_(), bin(env, &d.kind)),
             (atoms::content(), term_of(env, &d.content)),
             (atoms::confidence(), d.confidence.encode(env)),
@@ -404,7 +418,13 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
     let base = map(
         env,
         [
-            (atoms::type_(), atom_of(env, r.event.name())),
+            // Event names are the engine's own, never input.
+            (
+                atoms::type_(),
+                Atom::from_str(env, r.event.name())
+                    .expect("atom")
+                    .encode(env),
+            ),
             (atoms::seq(), r.seq.encode(env)),
             (atoms::at(), r.at.encode(env)),
         ],
@@ -421,10 +441,7 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
         }
         Event::AgentLeft { agent_id } => vec![agent(agent_id)],
         Event::AgentStatusChanged { agent_id, status } => {
-            vec![
-                agent(agent_id),
-                (atoms::status(), atom_of(env, status.as_str())),
-            ]
+            vec![agent(agent_id), (atoms::status(), atom_of(env, *status))]
         }
         Event::TaskSubmitted { task_id } => vec![task(task_id)],
         Event::TaskAssigned {
@@ -475,8 +492,8 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
             error,
         } => vec![
             task(task_id),
-            (atoms::status(), atom_of(env, status.as_str())),
-            (atoms::error_message(), opt_str(env, error.as_deref())),
+            (atoms::status(), atom_of(env, *status)),
+            (atoms::error_message(), opt(env, error.as_deref())),
         ],
         Event::MemoryStored {
             namespace,
@@ -497,11 +514,11 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
             kind,
         } => vec![
             (atoms::id(), bin(env, discovery_id)),
-            (atoms::agent_id(), opt_str(env, agent_id.as_deref())),
+            (atoms::agent_id(), opt(env, agent_id.as_deref())),
             (atoms::discovery_type(), bin(env, kind)),
         ],
         Event::Coordinated { from, deliveries } => vec![
-            (atoms::from(), opt_str(env, from.as_deref())),
+            (atoms::from(), opt(env, from.as_deref())),
             (atoms::deliveries(), (*deliveries as u64).encode(env)),
         ],
     };

@@ -10,9 +10,7 @@ use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
 fn filter(t: Term) -> ruv_swarm_core::Result<Filter> {
-    if !t.is_map() {
-        return Err(Error::invalid("discovery filters must be a map"));
-    }
+    codec::ensure_map(t, "discovery filters")?;
     Ok(Filter {
         kind: codec::field(t, atoms::type_())
             .map(|v| codec::string(v, "type"))
@@ -38,9 +36,7 @@ struct Shared {
 
 /// `d` is a map: type, content, confidence, tags, agent_id (optional).
 fn shared(d: Term) -> ruv_swarm_core::Result<Shared> {
-    if !d.is_map() {
-        return Err(Error::invalid("a discovery must be a map"));
-    }
+    codec::ensure_map(d, "a discovery")?;
     let kind = codec::field(d, atoms::type_())
         .ok_or_else(|| Error::invalid("a discovery needs a type"))?;
     Ok(Shared {

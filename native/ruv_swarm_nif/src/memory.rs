@@ -3,7 +3,6 @@
 use rustler::{Env, Term};
 use ruv_swarm_core::limits;
 use ruv_swarm_core::memory::{Query, StoreRequest};
-use ruv_swarm_core::Error;
 
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
@@ -18,9 +17,7 @@ fn memory_store<'a>(
     opts: Term<'a>,
 ) -> Term<'a> {
     with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
-        if !opts.is_map() {
-            return Err(Error::invalid("memory options must be a map"));
-        }
+        codec::ensure_map(opts, "memory options")?;
         let key = codec::string(key, "key")?;
         let namespace = match codec::field(opts, atoms::namespace()) {
             Some(v) => codec::string(v, "namespace")?,
@@ -55,9 +52,7 @@ fn memory_store<'a>(
 }
 
 fn namespace_of(opts: Term) -> ruv_swarm_core::Result<String> {
-    if !opts.is_map() {
-        return Err(Error::invalid("memory options must be a map"));
-    }
+    codec::ensure_map(opts, "memory options")?;
     match codec::field(opts, atoms::namespace()) {
         Some(v) => codec::string(v, "namespace"),
         None => Ok("default".to_owned()),
@@ -87,9 +82,7 @@ fn memory_delete<'a>(env: Env<'a>, swarm_id: Term<'a>, key: Term<'a>, opts: Term
 #[rustler::nif(schedule = "DirtyCpu")]
 fn memory_search<'a>(env: Env<'a>, swarm_id: Term<'a>, query: Term<'a>) -> Term<'a> {
     with_swarm(env, registry::swarm_of(swarm_id), |st, now| {
-        if !query.is_map() {
-            return Err(Error::invalid("a memory query must be a map"));
-        }
+        codec::ensure_map(query, "a memory query")?;
         let opt = |k, what| {
             codec::field(query, k)
                 .map(|v| codec::string(v, what))

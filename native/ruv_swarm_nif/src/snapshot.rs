@@ -60,32 +60,6 @@ const MAX_TIME: u64 = u64::MAX >> 1;
 
 // ---- encoding ---------------------------------------------------------------
 
-fn opt_u64<'a>(env: Env<'a>, v: Option<u64>) -> Term<'a> {
-    match v {
-        Some(v) => v.encode(env),
-        None => atoms::nil().encode(env),
-    }
-}
-
-fn opt_str<'a>(env: Env<'a>, v: Option<&str>) -> Term<'a> {
-    match v {
-        Some(s) => codec::bin(env, s),
-        None => atoms::nil().encode(env),
-    }
-}
-
-fn strs<'a>(env: Env<'a>, v: &[String]) -> Term<'a> {
-    v.iter()
-        .map(|s| codec::bin(env, s))
-        .collect::<Vec<_>>()
-        .encode(env)
-}
-
-fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
-    // Only engine-defined names (enum `as_str`) reach here.
-    Atom::from_str(env, name).expect("atom").encode(env)
-}
-
 /// The snapshot without its agents, tasks, memory and discoveries.
 fn header<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
     let n = s.next_ids;
@@ -103,8 +77,8 @@ fn header<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
         [
             (atoms::id(), codec::bin(env, &s.id)),
             (atoms::name(), codec::bin(env, &s.name)),
-            (atoms::topology(), atom(env, s.topology.as_str())),
-            (atoms::strategy(), atom(env, s.strategy.as_str())),
+            (atoms::topology(), codec::atom_of(env, s.topology)),
+            (atoms::strategy(), codec::atom_of(env, s.strategy)),
             (atoms::max_agents(), s.max_agents.encode(env)),
             (atoms::created_at(), s.created_at.encode(env)),
             (atoms::next_ids(), next_ids),
@@ -138,9 +112,9 @@ fn agent<'a>(env: Env<'a>, a: &AgentRecord) -> Term<'a> {
             (atoms::id(), codec::bin(env, &a.id)),
             (atoms::type_(), codec::bin(env, &a.agent_type)),
             (atoms::name(), codec::bin(env, &a.name)),
-            (atoms::capabilities(), strs(env, &a.capabilities)),
+            (atoms::capabilities(), codec::strs(env, &a.capabilities)),
             (atoms::capacity(), a.capacity.encode(env)),
-            (atoms::dispatch(), atom(env, a.dispatch.as_str())),
+            (atoms::dispatch(), codec::atom_of(env, a.dispatch)),
             (atoms::node(), codec::bin(env, &a.node)),
             (atoms::executor(), codec::term_of(env, &a.meta)),
             (atoms::joined_at(), a.joined_at.encode(env)),
@@ -159,8 +133,8 @@ fn spec<'a>(env: Env<'a>, s: &TaskSpec) -> Term<'a> {
                 [
                     (atoms::name(), codec::bin(env, &st.name)),
                     (atoms::input(), codec::term_of(env, &st.input)),
-                    (atoms::depends_on(), strs(env, &st.depends_on)),
-                    (atoms::capabilities(), strs(env, &st.capabilities)),
+                    (atoms::depends_on(), codec::strs(env, &st.depends_on)),
+                    (atoms::capabilities(), codec::strs(env, &st.capabilities)),
                 ],
             )
         })
@@ -170,11 +144,11 @@ fn spec<'a>(env: Env<'a>, s: &TaskSpec) -> Term<'a> {
         [
             (atoms::description(), codec::bin(env, &s.description)),
             (atoms::input(), codec::term_of(env, &s.input)),
-            (atoms::priority(), atom(env, s.priority.as_str())),
-            (atoms::capabilities(), strs(env, &s.capabilities)),
-            (atoms::strategy(), atom(env, s.mode.as_str())),
+            (atoms::priority(), codec::atom_of(env, s.priority)),
+            (atoms::capabilities(), codec::strs(env, &s.capabilities)),
+            (atoms::strategy(), codec::atom_of(env, s.mode)),
             (atoms::max_agents(), s.max_agents.encode(env)),
-            (atoms::timeout_ms(), opt_u64(env, s.timeout_ms)),
+            (atoms::timeout_ms(), codec::opt(env, s.timeout_ms)),
             (atoms::retries(), s.retry.max_attempts.encode(env)),
             (atoms::backoff_ms(), s.retry.base_backoff_ms.encode(env)),
             (atoms::max_backoff_ms(), s.retry.max_backoff_ms.encode(env)),
@@ -194,12 +168,12 @@ fn task<'a>(env: Env<'a>, t: &TaskRecord) -> Term<'a> {
         [
             (atoms::id(), codec::bin(env, &t.id)),
             (atoms::spec(), spec(env, &t.spec)),
-            (atoms::status(), atom(env, t.status.as_str())),
+            (atoms::status(), codec::atom_of(env, t.status)),
             (atoms::created_at(), t.created_at.encode(env)),
-            (atoms::started_at(), opt_u64(env, t.started_at)),
-            (atoms::finished_at(), opt_u64(env, t.finished_at)),
+            (atoms::started_at(), codec::opt(env, t.started_at)),
+            (atoms::finished_at(), codec::opt(env, t.finished_at)),
             (atoms::result(), codec::result_term(env, t.result.as_ref())),
-            (atoms::error_message(), opt_str(env, t.error.as_deref())),
+            (atoms::error_message(), codec::opt(env, t.error.as_deref())),
             (atoms::units(), t.units.encode(env)),
             (atoms::unit_results(), unit_results.encode(env)),
         ],
@@ -227,7 +201,7 @@ fn opt_time(map: Term, key: Atom, name: &str) -> Result<Option<u64>> {
         .transpose()
 }
 
-fn opt_strings(map: Term, key: Atom, name: &str) -> Result<Vec<String>> {
+fn opt_strings(map: Term, key: Atom, name: &'static str) -> Result<Vec<String>> {
     match codec::field(map, key) {
         Some(v) => codec::strings(v, name, limits::MAX_LIST_ITEMS),
         None => Ok(Vec::new()),
@@ -242,22 +216,6 @@ fn raw_payload(map: Term, key: Atom) -> Payload {
     }
 }
 
-fn ensure_map(t: Term, what: &str) -> Result<()> {
-    if t.is_map() {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!("{what} must be a map")))
-    }
-}
-
-/// Prefixes an invalid-argument message with where in the snapshot it is.
-fn within(place: impl std::fmt::Display, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument(msg) => Error::InvalidArgument(format!("{place}: {msg}")),
-        other => other,
-    }
-}
-
 /// The list under `key` (absent: empty), refusing to walk more than `max`
 /// items; each item decoded by `f`.
 fn list<'a, T>(
@@ -267,29 +225,16 @@ fn list<'a, T>(
     max: usize,
     mut f: impl FnMut(Term<'a>) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let Some(v) = codec::field(map, key) else {
-        return Ok(Vec::new());
-    };
-    let len = v
-        .list_length()
-        .map_err(|_| Error::invalid(format!("{what} must be a list")))?;
-    if len > max {
-        return Err(Error::TooLarge {
-            what,
-            size: len,
-            limit: max,
-        });
+    match codec::field(map, key) {
+        Some(v) => codec::list(v, what, max, |i, item| {
+            f(item).map_err(|e| e.within(format_args!("{what}[{i}]")))
+        }),
+        None => Ok(Vec::new()),
     }
-    let iter = v
-        .into_list_iterator()
-        .map_err(|_| Error::invalid(format!("{what} must be a list")))?;
-    iter.enumerate()
-        .map(|(i, item)| f(item).map_err(|e| within(format_args!("{what}[{i}]"), e)))
-        .collect()
 }
 
 fn decode(t: Term) -> Result<Snapshot> {
-    ensure_map(t, "a snapshot")?;
+    codec::ensure_map(t, "a snapshot")?;
     let created_at = time(t, atoms::created_at(), "created_at")?;
     let max_agents = codec::uint(
         required(t, atoms::max_agents(), "max_agents")?,
@@ -338,7 +283,7 @@ fn decode(t: Term) -> Result<Snapshot> {
 }
 
 fn next_ids(t: Term) -> Result<NextIds> {
-    ensure_map(t, "next_ids")?;
+    codec::ensure_map(t, "next_ids")?;
     let mut n = NextIds::default();
     for (key, name, slot) in [
         (atoms::agent(), "next_ids.agent", &mut n.agent),
@@ -358,17 +303,11 @@ fn next_ids(t: Term) -> Result<NextIds> {
 }
 
 fn decode_agent(t: Term, swarm_created_at: u64) -> Result<AgentRecord> {
-    ensure_map(t, "an agent")?;
+    codec::ensure_map(t, "an agent")?;
     let agent_type = required(t, atoms::type_(), "type")?;
     Ok(AgentRecord {
         id: codec::string(required(t, atoms::id(), "id")?, "id")?,
-        agent_type: if agent_type.is_atom() {
-            agent_type
-                .atom_to_string()
-                .map_err(|_| Error::invalid("type must be an atom or a string"))?
-        } else {
-            codec::string(agent_type, "type")?
-        },
+        agent_type: codec::text(agent_type, "type")?,
         name: codec::string(required(t, atoms::name(), "name")?, "name")?,
         capabilities: opt_strings(t, atoms::capabilities(), "capabilities")?,
         capacity: codec::uint(
@@ -404,10 +343,10 @@ fn decode_spec(t: Term) -> Result<TaskSpec> {
 }
 
 fn decode_task(t: Term) -> Result<TaskRecord> {
-    ensure_map(t, "a task")?;
+    codec::ensure_map(t, "a task")?;
     let spec_term = required(t, atoms::spec(), "spec")?;
-    ensure_map(spec_term, "spec")?;
-    let spec = decode_spec(spec_term).map_err(|e| within("spec", e))?;
+    codec::ensure_map(spec_term, "spec")?;
+    let spec = decode_spec(spec_term).map_err(|e| e.within("spec"))?;
     let status = codec::name_of(
         required(t, atoms::status(), "status")?,
         "status",
@@ -432,7 +371,7 @@ fn decode_task(t: Term) -> Result<TaskRecord> {
     // result for a completed task and as none otherwise.
     let result = match t.map_get(atoms::result()) {
         Ok(r) if status == TaskStatus::Completed => {
-            Some(decode_result(r, &result_shape(&spec, units)).map_err(|e| within("result", e))?)
+            Some(decode_result(r, &result_shape(&spec, units)).map_err(|e| e.within("result"))?)
         }
         Ok(r) if !codec::is_nil(r) => {
             return Err(Error::invalid(format!(
@@ -488,7 +427,7 @@ fn decode_result(t: Term, shape: &ResultShape) -> Result<TaskResult> {
 }
 
 fn decode_memory(t: Term) -> Result<MemoryRecord> {
-    ensure_map(t, "a memory entry")?;
+    codec::ensure_map(t, "a memory entry")?;
     let value = t
         .map_get(atoms::value())
         .unwrap_or_else(|_| atoms::nil().to_term(t.get_env()));
@@ -514,7 +453,7 @@ fn decode_memory(t: Term) -> Result<MemoryRecord> {
 }
 
 fn decode_discovery(t: Term) -> Result<Discovery> {
-    ensure_map(t, "a discovery")?;
+    codec::ensure_map(t, "a discovery")?;
     Ok(Discovery {
         id: codec::string(required(t, atoms::id(), "id")?, "id")?,
         agent_id: codec::field(t, atoms::agent_id())

@@ -10,9 +10,7 @@ use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
 fn subtask(t: Term) -> ruv_swarm_core::Result<SubtaskSpec> {
-    if !t.is_map() {
-        return Err(Error::invalid("each subtask must be a map"));
-    }
+    codec::ensure_map(t, "each subtask")?;
     let name = codec::field(t, atoms::name())
         .ok_or_else(|| Error::invalid("each subtask needs a name"))?;
     Ok(SubtaskSpec {
@@ -32,9 +30,7 @@ fn subtask(t: Term) -> ruv_swarm_core::Result<SubtaskSpec> {
 }
 
 pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
-    if !t.is_map() {
-        return Err(Error::invalid("a task must be a map"));
-    }
+    codec::ensure_map(t, "a task")?;
     let mut s = TaskSpec::default();
     if let Some(v) = codec::field(t, atoms::description()) {
         s.description = codec::string(v, "description")?;
@@ -71,20 +67,7 @@ pub(crate) fn spec(t: Term) -> ruv_swarm_core::Result<TaskSpec> {
     }
     s.retry = retry;
     if let Some(v) = codec::field(t, atoms::subtasks()) {
-        let len = v
-            .list_length()
-            .map_err(|_| Error::invalid("subtasks must be a list"))?;
-        if len > limits::MAX_SUBTASKS {
-            return Err(Error::TooLarge {
-                what: "subtasks",
-                size: len,
-                limit: limits::MAX_SUBTASKS,
-            });
-        }
-        let iter = v
-            .into_list_iterator()
-            .map_err(|_| Error::invalid("subtasks must be a list"))?;
-        s.subtasks = iter.map(subtask).collect::<Result<_, _>>()?;
+        s.subtasks = codec::list(v, "subtasks", limits::MAX_SUBTASKS, |_, st| subtask(st))?;
     }
     Ok(s)
 }
