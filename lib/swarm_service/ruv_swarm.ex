@@ -458,9 +458,10 @@ defmodule SwarmService.RuvSwarm do
   end
 
   # The engine forgets this waiter, so no outcome arrives after the call
-  # returned; one that arrived meanwhile is still the answer.
+  # returned; one that arrived meanwhile is still the answer. Asked once,
+  # without waiting out a failover: a lost home takes its waiters with it.
   defp give_up(task_id) do
-    _ = Home.run(task_id, :unwatch, [task_id, self()])
+    _ = Home.run_here(task_id, :unwatch, [task_id, self()])
 
     receive do
       {:swarm_task_done, ^task_id, outcome} -> outcome

@@ -58,6 +58,7 @@ defmodule SwarmService.Swarm.Home do
   @doc false
   # The remote end of run/3. The caller's directory may be a step behind
   # (a failover it has not heard of yet): then this node forwards once.
+  # Called directly, a best-effort run/3 that never waits for a failover.
   def run_here(id, fun, args) do
     case Directory.home(id) do
       :here -> apply(Commands, fun, args)
