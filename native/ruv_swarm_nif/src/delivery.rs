@@ -1,6 +1,6 @@
 //! The messages a command's effects turn into: work and cancels for
-//! agents, outcomes for waiters, events and discoveries for subscribers, a wake-up (and,
-//! when asked, finished task ids) for the swarm's server process.
+//! agents, outcomes for waiters, events and discoveries for subscribers,
+//! a wake-up (and, when asked, finished task ids) for the swarm's server.
 //!
 //! They are built while the swarm is locked and sent after it is released
 //! (under the swarm's mail lock, which keeps them in order): a send may
