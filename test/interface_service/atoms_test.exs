@@ -14,13 +14,6 @@ defmodule InterfaceService.AtomsTest do
       http(:post, gw.url <> "/api/mcp/" <> unique, [], encode(%{unique => 1}))
     end
 
-    # One round first, so code loading and the client's own atoms are done.
-    hostile.(0)
-    before = :erlang.system_info(:atom_count)
-    Enum.each(1..200, hostile)
-
-    # 800 hostile requests; a leak would show as hundreds of atoms. A few
-    # may come from the VM itself (lazy code loading, logger).
-    assert :erlang.system_info(:atom_count) - before < 20
+    SwarmService.Test.Atoms.assert_no_atoms_made(hostile)
   end
 end

@@ -89,12 +89,7 @@ defmodule SwarmService.Cluster.KnowledgeTest do
       {:error, :not_found} = Knowledge.get(unique)
     end
 
-    # One round first, so code loading is done.
-    hostile.(0)
-    before = :erlang.system_info(:atom_count)
-    Enum.each(1..200, hostile)
-    # A leak would show as hundreds; a few may come from the VM itself.
-    assert :erlang.system_info(:atom_count) - before < 20
+    SwarmService.Test.Atoms.assert_no_atoms_made(hostile)
   end
 
   test "last writer wins: larger stamp, then the node whose name sorts last" do
