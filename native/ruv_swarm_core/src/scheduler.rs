@@ -38,16 +38,36 @@ impl SegQueue {
         }
     }
 
-    /// The oldest segment, empty ones dropped.
-    fn front(&mut self) -> Option<&mut VecDeque<QueueEntry>> {
-        while self.segs.front().is_some_and(|s| s.is_empty()) {
-            self.segs.pop_front();
+    /// The `i`th oldest entry, across segments.
+    fn get(&self, mut i: usize) -> Option<&QueueEntry> {
+        for seg in &self.segs {
+            match seg.get(i) {
+                Some(e) => return Some(e),
+                None => i -= seg.len(),
+            }
         }
-        self.segs.front_mut()
+        None
     }
 
+    /// Takes out the `i`th oldest entry; segments left empty are dropped.
+    fn remove(&mut self, mut i: usize) -> Option<QueueEntry> {
+        let s = self.segs.iter().position(|seg| {
+            let here = i < seg.len();
+            if !here {
+                i -= seg.len();
+            }
+            here
+        })?;
+        let e = self.segs[s].remove(i);
+        if self.segs[s].is_empty() {
+            self.segs.remove(s);
+        }
+        e
+    }
+
+    /// Segments are never kept empty (see `remove`).
     fn is_empty(&self) -> bool {
-        self.segs.iter().all(|s| s.is_empty())
+        self.segs.is_empty()
     }
 }
 
@@ -127,19 +147,19 @@ impl ReadyQueues {
                 if best.as_ref().is_some_and(|b| b.0 < s) {
                     break;
                 }
-                let Some(dq) = sq.front() else { continue };
-                // Drop stale heads, then look a few entries deep for one
-                // this agent may take.
+                // Drop stale heads, then look a few entries deep (across
+                // segment ends) for one this agent may take.
                 let mut idx = 0;
-                while idx < dq.len() && idx < SKIP_SCAN {
-                    match usable(&dq[idx]) {
+                while idx < SKIP_SCAN {
+                    let Some(entry) = sq.get(idx) else { break };
+                    match usable(entry) {
                         Verdict::Stale => {
-                            dq.remove(idx);
+                            sq.remove(idx);
                             self.len -= 1;
                         }
                         Verdict::Skip => idx += 1,
                         Verdict::Take => {
-                            let order = dq[idx].order;
+                            let order = entry.order;
                             if best.as_ref().is_none_or(|b| (s, order) < (b.0, b.1)) {
                                 best = Some((s, order, caps.clone(), idx));
                             }
@@ -160,7 +180,7 @@ impl ReadyQueues {
         }
         let (s, _, caps, idx) = best?;
         let q = self.queues.get_mut(&caps)?;
-        let entry = q.by_priority[s].front()?.remove(idx)?;
+        let entry = q.by_priority[s].remove(idx)?;
         self.len -= 1;
         if q.by_priority.iter().all(|d| d.is_empty()) {
             self.queues.remove(&caps);
@@ -277,6 +297,27 @@ mod tests {
         assert_eq!(got.unwrap().task, 3);
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_for(&[], |_| Verdict::Take).unwrap().task, 2);
+    }
+
+    #[test]
+    fn the_look_ahead_crosses_segment_ends() {
+        let mut q = ReadyQueues::default();
+        let n = SEGMENT as u64 + 1;
+        for task in 0..n {
+            q.push(&[], Priority::Medium, task, 0, 0);
+        }
+        // The first segment ends in two entries this agent must skip; the
+        // one it may take is the first of the next segment.
+        let got = q.pop_for(&[], |e| match e.task {
+            t if t < n - 3 => Verdict::Stale,
+            t if t < n - 1 => Verdict::Skip,
+            _ => Verdict::Take,
+        });
+        assert_eq!(got.unwrap().task, n - 1);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop_for(&[], |_| Verdict::Take).unwrap().task, n - 3);
+        assert_eq!(q.pop_for(&[], |_| Verdict::Take).unwrap().task, n - 2);
+        assert!(q.is_empty());
     }
 
     #[test]
