@@ -558,14 +558,12 @@ impl Swarm {
         attempt: u32,
         outcome: Option<(bool, u64)>,
         now: u64,
-    ) -> u32 {
-        let Some(a) = self.agents.get_mut(&seq) else {
-            return 0;
-        };
+    ) -> Option<u32> {
+        let a = self.agents.get_mut(&seq)?;
         let before = a.status();
-        let mut slot = 0;
+        let mut slot = None;
         if let Some(i) = a.work.iter().position(|h| h.is(task, unit, attempt)) {
-            slot = a.work.swap_remove(i).slot;
+            slot = Some(a.work.swap_remove(i).slot);
             a.running -= 1;
         }
         if let Some((ok, latency)) = outcome {
@@ -1147,13 +1145,15 @@ impl Swarm {
         let reason = format!("task {}", status.as_str());
         let freed: Vec<u64> = released.iter().map(|r| r.0).collect();
         for (agent, unit, attempt, wid) in released {
-            let slot = self.release_agent(agent, task, unit, attempt, None, now);
-            self.outbox.cancels.push(CancelOrder {
-                agent_seq: agent,
-                work_id: wid,
-                slot,
-                reason: reason.clone(),
-            });
+            // No slot, nothing held there to cancel.
+            if let Some(slot) = self.release_agent(agent, task, unit, attempt, None, now) {
+                self.outbox.cancels.push(CancelOrder {
+                    agent_seq: agent,
+                    work_id: wid,
+                    slot,
+                    reason: reason.clone(),
+                });
+            }
         }
         self.finished.push_back(task);
         while self.finished.len() > self.task_history {
@@ -1238,7 +1238,7 @@ impl Swarm {
                         Some((false, elapsed)),
                         now,
                     );
-                    if !pull {
+                    if let (false, Some(slot)) = (pull, slot) {
                         self.outbox.cancels.push(CancelOrder {
                             agent_seq: agent,
                             work_id: wid,
