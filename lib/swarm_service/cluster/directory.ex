@@ -96,8 +96,10 @@ defmodule SwarmService.Cluster.Directory do
       previous ->
         :ets.insert(@table, to_row(entry))
 
-        if previous,
-          do: send(SwarmService.Cluster.Failover, {:directory_changed, previous, entry})
+        # Failover starts after us: a row that changes while it is not
+        # (yet, or again) running is seen by its first sweep instead.
+        failover = Process.whereis(SwarmService.Cluster.Failover)
+        if previous && failover, do: send(failover, {:directory_changed, previous, entry})
 
         if entry.state == :destroyed,
           do: Process.send_after(self(), {:expire, entry}, @tombstone_ms)

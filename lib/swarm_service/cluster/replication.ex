@@ -121,10 +121,12 @@ defmodule SwarmService.Cluster.Replication do
   def load_backup(entry, backup, executor, subscribers) do
     new = %{entry | backup: backup, epoch: entry.epoch + 1}
 
-    with {:ok, snapshot} <- Native.swarm_export(entry.swarm),
+    # Outcomes the engine reaches on its own are reported from before the
+    # export on, so none falls between the snapshot and the first report.
+    with :ok <- Native.swarm_report_outcomes(entry.swarm, true),
+         {:ok, snapshot} <- Native.swarm_export(entry.swarm),
          snapshot = Map.merge(snapshot, %{executor: executor, subscribers: subscribers}),
          :ok <- safe_call(backup, Replica, :load, [entry.swarm, new.epoch, snapshot], 30_000) do
-      SwarmService.Swarm.Server.replicate_outcomes(entry.swarm)
       new
     else
       _ -> %{entry | backup: nil, epoch: entry.epoch + 1}

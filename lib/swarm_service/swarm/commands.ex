@@ -87,19 +87,19 @@ defmodule SwarmService.Swarm.Commands do
 
   defp start_agent_process(_swarm_id, _agent_id, :external, _place), do: :ok
 
-  defp start_agent_process(swarm_id, agent_id, executor, place) when place == node() do
-    case Swarm.AgentSupervisor.start_agent(swarm_id, agent_id, executor) do
-      {:ok, _} -> :ok
-      error -> error
-    end
-  end
+  defp start_agent_process(swarm_id, agent_id, executor, place) when place == node(),
+    do: started(Swarm.AgentSupervisor.start_agent(swarm_id, agent_id, executor))
 
-  defp start_agent_process(swarm_id, agent_id, executor, place) do
-    case Replication.safe_call(place, AgentHost, :start_agent, [swarm_id, agent_id, executor]) do
-      {:ok, _} -> :ok
-      error -> error
-    end
-  end
+  defp start_agent_process(swarm_id, agent_id, executor, place),
+    do:
+      started(
+        Replication.safe_call(place, AgentHost, :start_agent, [swarm_id, agent_id, executor])
+      )
+
+  defp started({:ok, _}), do: :ok
+  # The agent process gave up at init (it could not attach to the engine).
+  defp started(:ignore), do: {:error, :not_attached}
+  defp started({:error, _} = error), do: error
 
   def remove_agent(agent_id) do
     with :ok <- quorum(),

@@ -27,7 +27,9 @@ defmodule SwarmService.Swarm.Home do
     :task_get,
     :memory_get,
     :memory_search,
-    :recent_discoveries
+    :recent_discoveries,
+    # Watching a task is idempotent: await_task/2 waits through a failover.
+    :watch
   ]
 
   @doc "Runs `Commands.fun(args...)` at the home of `id`."

@@ -30,15 +30,6 @@ defmodule SwarmService.Swarm.Server do
     end
   end
 
-  @doc """
-  From now on, also send the backup each task's final state as the task
-  finishes (failures and timeouts happen inside the engine, not in a call
-  that could record them).
-  """
-  def replicate_outcomes(swarm_id) do
-    GenServer.cast(SwarmService.Swarm.via({:server, swarm_id}), :replicate_outcomes)
-  end
-
   @doc "Watch an agent process; its exit takes it offline in the engine."
   def watch(swarm_id, agent_id, pid) do
     GenServer.cast(SwarmService.Swarm.via({:server, swarm_id}), {:watch, agent_id, pid})
@@ -58,13 +49,6 @@ defmodule SwarmService.Swarm.Server do
   end
 
   @impl true
-  def handle_cast(:replicate_outcomes, state) do
-    # Finished task ids only: subscribing to events would make the engine
-    # build every event of the swarm for four kinds of them.
-    Native.swarm_report_outcomes(state.id, true)
-    {:noreply, state}
-  end
-
   def handle_cast({:watch, agent_id, pid}, state) do
     ref = Process.monitor(pid)
     {:noreply, put_in(state.monitors[ref], {agent_id, pid})}
@@ -89,6 +73,9 @@ defmodule SwarmService.Swarm.Server do
     end
   end
 
+  # A backed-up swarm reports its finished tasks here (Replication turns it
+  # on): failures and timeouts happen inside the engine, not in a call that
+  # could copy them to the backup.
   def handle_info({:swarm_task_finished, id, task_id}, state) do
     Replication.record_async(id, fn ->
       case Native.export_item(task_id) do
