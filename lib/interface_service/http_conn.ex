@@ -233,11 +233,13 @@ defmodule InterfaceService.HttpConn do
   def force_close, do: Process.put(@force_close, true)
 
   @doc """
-  Reads the request body, at most `limit` bytes, waiting up to `timeout`
-  for each read. Returns `{:ok, binary}`, `{:error, :too_large}` or
+  Reads the request body, at most `limit` bytes, within `timeout` ms for
+  the whole body. Returns `{:ok, binary}`, `{:error, :too_large}` or
   `{:error, :bad_length}`; a client that stops sending ends the connection.
   """
   def read_body(%__MODULE__{} = req, limit, timeout) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
     case body_length(req) do
       :none ->
         {:ok, ""}
@@ -254,14 +256,14 @@ defmodule InterfaceService.HttpConn do
 
       len when is_integer(len) ->
         continue(req, len)
-        {body, surplus} = take(req.socket, req.buffer, len, timeout)
+        {body, surplus} = take(req.socket, req.buffer, len, deadline)
         done_reading(req.socket, surplus)
         {:ok, body}
 
       :chunked ->
         continue(req, nil)
 
-        case chunks(req.socket, req.buffer, limit, timeout, 0, []) do
+        case chunks(req.socket, req.buffer, limit, deadline, 0, []) do
           {:ok, body, surplus} ->
             done_reading(req.socket, surplus)
             {:ok, body}
@@ -322,22 +324,22 @@ defmodule InterfaceService.HttpConn do
   end
 
   # {first n bytes, the rest}, reading from the socket as needed.
-  defp take(socket, buffer, n, timeout) do
+  defp take(socket, buffer, n, deadline) do
     size = byte_size(buffer)
 
     if size >= n do
       {binary_part(buffer, 0, n), binary_part(buffer, n, size - n)}
     else
-      take(socket, buffer <> recv!(socket, timeout), n, timeout)
+      take(socket, buffer <> recv_by!(socket, deadline), n, deadline)
     end
   end
 
-  defp chunks(socket, buffer, limit, timeout, total, acc) do
-    with {:ok, line, rest} <- line(socket, buffer, timeout),
+  defp chunks(socket, buffer, limit, deadline, total, acc) do
+    with {:ok, line, rest} <- line(socket, buffer, deadline),
          {:ok, size} <- chunk_size(line) do
       cond do
         size == 0 ->
-          case trailers(socket, rest, timeout) do
+          case trailers(socket, rest, deadline) do
             {:ok, surplus} -> {:ok, acc |> Enum.reverse() |> IO.iodata_to_binary(), surplus}
             error -> error
           end
@@ -346,9 +348,9 @@ defmodule InterfaceService.HttpConn do
           {:error, :too_large}
 
         true ->
-          case take(socket, rest, size + 2, timeout) do
+          case take(socket, rest, size + 2, deadline) do
             {<<data::binary-size(size), "\r\n">>, rest} ->
-              chunks(socket, rest, limit, timeout, total + size, [data | acc])
+              chunks(socket, rest, limit, deadline, total + size, [data | acc])
 
             _ ->
               {:error, :bad_length}
@@ -366,15 +368,15 @@ defmodule InterfaceService.HttpConn do
     end
   end
 
-  defp trailers(socket, buffer, timeout) do
-    case line(socket, buffer, timeout) do
+  defp trailers(socket, buffer, deadline) do
+    case line(socket, buffer, deadline) do
       {:ok, "", rest} -> {:ok, rest}
-      {:ok, _trailer, rest} -> trailers(socket, rest, timeout)
+      {:ok, _trailer, rest} -> trailers(socket, rest, deadline)
       error -> error
     end
   end
 
-  defp line(socket, buffer, timeout) do
+  defp line(socket, buffer, deadline) do
     case :binary.split(buffer, "\r\n") do
       [line, rest] ->
         {:ok, line, rest}
@@ -383,9 +385,14 @@ defmodule InterfaceService.HttpConn do
         {:error, :bad_length}
 
       [_] ->
-        line(socket, buffer <> recv!(socket, timeout), timeout)
+        line(socket, buffer <> recv_by!(socket, deadline), deadline)
     end
   end
+
+  # Body reads share one deadline: a client trickling bytes cannot hold
+  # the connection past it.
+  defp recv_by!(socket, deadline),
+    do: recv!(socket, max(deadline - System.monotonic_time(:millisecond), 0))
 
   defp recv!(socket, timeout) do
     case recv(socket, timeout) do

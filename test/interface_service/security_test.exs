@@ -122,6 +122,40 @@ defmodule InterfaceService.SecurityTest do
     {200, _, _} = http(:get, gw.url <> "/health")
   end
 
+  test "a body trickled byte by byte is cut off at body_timeout_ms for the whole body" do
+    gw = start_gateway(body_timeout_ms: 300)
+    {:ok, sock} = :gen_tcp.connect({127, 0, 0, 1}, gw.port, [:binary, active: false])
+
+    :ok =
+      :gen_tcp.send(
+        sock,
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+      )
+
+    # Each byte comes well within the timeout; the body as a whole does not.
+    started = System.monotonic_time(:millisecond)
+
+    closed_after =
+      Enum.find_value(1..30, fn _ ->
+        Process.sleep(100)
+
+        case :gen_tcp.send(sock, "x") do
+          :ok ->
+            case :gen_tcp.recv(sock, 0, 0) do
+              {:error, :timeout} -> nil
+              _closed_or_answered -> System.monotonic_time(:millisecond) - started
+            end
+
+          {:error, _} ->
+            System.monotonic_time(:millisecond) - started
+        end
+      end)
+
+    assert closed_after != nil, "the trickling client was never cut off"
+    assert closed_after < 2_000
+    :gen_tcp.close(sock)
+  end
+
   test "a slow client does not stall anyone else" do
     gw = start_gateway(body_timeout_ms: 5000)
     {:ok, slow} = :gen_tcp.connect({127, 0, 0, 1}, gw.port, [:binary, active: false])
