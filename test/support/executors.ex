@@ -137,4 +137,15 @@ defmodule SwarmService.Test.Executors do
       {:ok, %{unit: task.unit, seen: Map.keys(ctx.dependencies) |> Enum.sort()}}
     end
   end
+
+  defmodule SlowSquare do
+    @moduledoc false
+    # Squares an integer input after sleeping a few ms (its arg, default 10):
+    # work that is in flight long enough to be interrupted.
+    @behaviour SwarmService.Executor
+    def run(%{input: n}, ctx) when is_integer(n) do
+      Process.sleep(ctx.arg || 10)
+      {:ok, n * n}
+    end
+  end
 end

@@ -46,17 +46,52 @@ defmodule SwarmService.Swarm.AgentSupervisor do
 
   # Only agents placed on this node: those on other nodes are run there
   # (Swarm.AgentHost).
+  #
+  # A process the engine still names belongs to the previous incarnation of
+  # this supervisor (this one has no children yet): killed with it, it may
+  # not have ended yet, above all when it is busy, so skipping it as "alive"
+  # lost the agent for good once it did end (its DOWN takes it offline).
+  # It is ended here, and waited for, before its successor attaches; the
+  # successor's attach then takes back whatever work it held, and that work
+  # is retried (at-least-once). The old process's DOWN, arriving later at
+  # the server, names a pid the engine no longer holds and is ignored.
   defp restore(swarm_id, sup) do
     here = Atom.to_string(node())
 
     with {:ok, agents} <- Native.agent_processes(swarm_id),
          {:ok, listed} <- Native.agent_list(swarm_id) do
       local = for a <- listed, a.node == here, into: MapSet.new(), do: a.id
+      agents = Enum.filter(agents, fn {agent_id, _, _} -> MapSet.member?(local, agent_id) end)
 
-      for {agent_id, pid, executor} <- agents,
-          MapSet.member?(local, agent_id),
-          not (is_pid(pid) and Process.alive?(pid)) do
-        start_agent(sup, swarm_id, agent_id, executor)
+      agents
+      |> Enum.flat_map(fn {_, pid, _} ->
+        if is_pid(pid) and node(pid) == node(), do: [pid], else: []
+      end)
+      |> end_all()
+
+      for {agent_id, _pid, executor} <- agents, do: start_agent(sup, swarm_id, agent_id, executor)
+    end
+  end
+
+  @end_wait_ms 5_000
+
+  defp end_all(pids) do
+    refs =
+      for pid <- pids do
+        ref = Process.monitor(pid)
+        Process.exit(pid, :kill)
+        ref
+      end
+
+    deadline = System.monotonic_time(:millisecond) + @end_wait_ms
+
+    for ref <- refs do
+      left = max(deadline - System.monotonic_time(:millisecond), 0)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> :ok
+      after
+        left -> Process.demonitor(ref, [:flush])
       end
     end
   end
