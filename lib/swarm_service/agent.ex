@@ -110,6 +110,7 @@ defmodule SwarmService.Agent do
     case state.slots do
       %{^pid => slot} ->
         msg = "executor crashed: " <> inspect(reason, limit: 5, printable_limit: 300)
+        log_failure(state.agent_id, {:slot, slot}, msg)
         Home.run(state.agent_id, :worker_lost, [state.agent_id, slot, msg])
         {:noreply, forget(state, pid)}
 
@@ -209,6 +210,7 @@ defmodule SwarmService.Agent do
     case Home.run(work_id, :complete, [work_id, agent_id, result]) do
       {:error, reason} ->
         msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
+        log_failure(agent_id, work_id, msg)
         Home.run(work_id, :fail, [work_id, agent_id, msg, false])
 
       _ ->
@@ -216,9 +218,33 @@ defmodule SwarmService.Agent do
     end
   end
 
-  defp report({:timeout, reason}, work_id, agent_id),
-    do: Home.run(work_id, :fail, [work_id, agent_id, reason, true])
+  defp report({:timeout, reason}, work_id, agent_id) do
+    log_failure(agent_id, work_id, reason)
+    Home.run(work_id, :fail, [work_id, agent_id, reason, true])
+  end
 
-  defp report({:error, reason}, work_id, agent_id),
-    do: SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
+  defp report({:error, reason}, work_id, agent_id) do
+    log_failure(agent_id, work_id, reason)
+    SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
+  end
+
+  # Every failed unit leaves a line in the log of the node it failed on
+  # (the engine retries it elsewhere, so this may be the only trace here).
+  @log_reason_bytes 500
+
+  defp log_failure(agent_id, work, reason) do
+    work = with {:slot, slot} <- work, do: "in slot #{slot}"
+
+    reason =
+      if is_binary(reason),
+        do: reason,
+        else: inspect(reason, limit: 10, printable_limit: @log_reason_bytes)
+
+    reason =
+      if byte_size(reason) > @log_reason_bytes,
+        do: String.slice(reason, 0, @log_reason_bytes) <> "…",
+        else: reason
+
+    Logger.warning("agent #{agent_id}: work #{work} failed: #{reason}")
+  end
 end

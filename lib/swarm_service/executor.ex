@@ -65,7 +65,7 @@ defmodule SwarmService.Executor do
   def validate({:module, mod}), do: validate({:module, mod, nil})
 
   def validate({:module, mod, arg}) when is_atom(mod) do
-    if Code.ensure_loaded?(mod) and function_exported?(mod, :run, 2) do
+    if loadable?(mod) do
       {:ok, {:module, mod, arg}}
     else
       invalid("executor module #{inspect(mod)} is not loaded or does not define run/2")
@@ -84,6 +84,13 @@ defmodule SwarmService.Executor do
         "{:command, argv, opts}, got: #{inspect(other, limit: 5, printable_limit: 100)}"
     )
   end
+
+  @doc false
+  # Whether this node can run `mod` as an executor (asked of the node an
+  # agent is placed on).
+  @spec loadable?(module) :: boolean
+  def loadable?(mod) when is_atom(mod),
+    do: Code.ensure_loaded?(mod) and function_exported?(mod, :run, 2)
 
   defp invalid(msg), do: {:error, {:invalid_argument, msg}}
 end

@@ -22,7 +22,9 @@ defmodule SwarmService.RuvSwarm do
   `:cancelled`, `{:invalid_argument, message}`, `{:swarm_full, max}`,
   `{:too_large, what, size, limit}`, `{:dependency_cycle, path}`,
   `{:task_finished, status}`, `{:version_conflict, expected, found}`,
-  `{:failed, message}`, `{:timed_out, message}`, and on a cluster
+  `{:failed, message}`, `{:timed_out, message}`,
+  `{:executor_unavailable, node, module}` (the node an agent is placed on
+  cannot load its executor module), and on a cluster
   `:no_quorum`, `{:home_down, node}`, `{:replication_failed, reason}`.
   `format_error/1` turns any of them into a sentence.
 
@@ -745,6 +747,10 @@ defmodule SwarmService.RuvSwarm do
 
   def format_error({:not_pull_agent, id}),
     do: "agent #{id} has an executor; only external agents claim tasks"
+
+  def format_error({:executor_unavailable, node, mod}),
+    do:
+      "node #{node} cannot load the executor module #{inspect(mod)}; deploy it there or place the agent elsewhere"
 
   def format_error({:failed, msg}), do: "the task failed: #{msg}"
   def format_error({:timed_out, msg}), do: "the task timed out: #{msg}"

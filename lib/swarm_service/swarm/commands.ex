@@ -9,7 +9,7 @@ defmodule SwarmService.Swarm.Commands do
   #
   # Pids given here may belong to other nodes: the engine only addresses
   # local pids, so those are registered through a Cluster.Relay.
-  alias SwarmService.{Cluster, Coordination, Native, Swarm}
+  alias SwarmService.{Cluster, Coordination, Executor, Native, Swarm}
   alias SwarmService.Cluster.{Relay, Replication}
   alias SwarmService.Swarm.AgentHost
 
@@ -58,6 +58,7 @@ defmodule SwarmService.Swarm.Commands do
 
     with :ok <- quorum(),
          {:ok, place} <- placement_node(placement),
+         :ok <- executor_available(executor, place),
          opts = Map.put(opts, :node, Atom.to_string(place)),
          {:ok, agent_id} <- Native.agent_add(swarm_id, opts),
          :ok <- record_item(swarm_id, :agent, agent_id) do
@@ -84,6 +85,25 @@ defmodule SwarmService.Swarm.Commands do
       found -> {:ok, found}
     end
   end
+
+  # An agent whose node cannot load its executor module would fail every
+  # unit it is given (each then retried elsewhere): refused up front. The
+  # caller checked its own node; the agent runs on `place`.
+  @executor_check_ms 5_000
+
+  defp executor_available({:module, mod, _arg}, place) when place == node() do
+    if Executor.loadable?(mod), do: :ok, else: {:error, {:executor_unavailable, place, mod}}
+  end
+
+  defp executor_available({:module, mod, _arg}, place) do
+    case Replication.safe_call(place, Executor, :loadable?, [mod], @executor_check_ms) do
+      true -> :ok
+      # false, or no answer in time: it cannot be shown to run there.
+      _ -> {:error, {:executor_unavailable, place, mod}}
+    end
+  end
+
+  defp executor_available(_executor, _place), do: :ok
 
   defp start_agent_process(_swarm_id, _agent_id, :external, _place), do: :ok
 
