@@ -6,6 +6,7 @@ defmodule InterfaceService.Rest do
   # swarm_spawn and coordinate_task are aliases of swarm_init and
   # task_orchestrate.
 
+  alias SwarmService.Errors
   alias InterfaceService.{HttpServer, Json, Tools, Worker}
 
   def handle(%{method: :GET} = conn, path) when path in ["", "/"] do
@@ -58,10 +59,10 @@ defmodule InterfaceService.Rest do
           HttpServer.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
 
         {:error, reason} ->
-          HttpServer.send_json(conn, Tools.http_status(reason), %{
+          HttpServer.send_json(conn, Errors.http_status(reason), %{
             success: false,
-            error: Tools.error_message(reason, config.api),
-            code: Tools.error_code(reason)
+            error: Errors.message(reason),
+            code: Errors.code(reason)
           })
 
         {:crashed, _} ->

@@ -11,7 +11,8 @@ defmodule InterfaceService.Sse do
   # missed more than is kept). The stream subscribes before it looks, so
   # nothing shared meanwhile is lost; what arrives both ways is sent once.
 
-  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream, Tools}
+  alias SwarmService.Errors
+  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream}
 
   @replay_limit 1000
 
@@ -89,8 +90,8 @@ defmodule InterfaceService.Sse do
         %{conn | status: 200}
 
       {:error, reason} ->
-        HttpServer.send_json(conn, Tools.http_status(reason), %{
-          error: Tools.error_message(reason, api)
+        HttpServer.send_json(conn, Errors.http_status(reason), %{
+          error: Errors.message(reason)
         })
     end
   end

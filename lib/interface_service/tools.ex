@@ -41,192 +41,214 @@ defmodule InterfaceService.Tools do
     "adaptive" => :adaptive
   }
 
-  @id %{type: "string", minLength: 1, maxLength: 200}
-  @name %{type: "string", minLength: 1, maxLength: 200}
-  @strings %{type: "array", items: %{type: "string", maxLength: 200}, maxItems: 64}
-  @any %{}
+  # Bounds that are the gateway's own policy, not engine limits: how many
+  # agents one swarm_init call spawns, how long a call may wait, the
+  # shortest useful lease. Everything else comes from SwarmService.Limits.
+  @max_spawn_agents 1000
+  @min_lease_ms 100
+  @max_id_bytes 200
 
-  # Built once, at compile time: tools/list and every call read a literal.
-  @definitions [
-                 {"swarm_init", "Create a swarm of agents with a topology and strategy.",
-                  object(%{
-                    topology: enum_of(@topologies),
-                    strategy: enum_of(@strategies),
-                    agents: integer(0, 1000),
-                    max_agents: integer(1, 100_000),
-                    name: @name,
-                    agent_type: @name,
-                    capabilities: @strings
-                  })},
-                 {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
-                  object(%{swarm_id: @id}, ["swarm_id"])},
-                 {"swarm_list", "List the swarms in this node.", object(%{})},
-                 {"swarm_destroy", "Stop a swarm and its agents.",
-                  object(%{swarm_id: @id}, ["swarm_id"])},
-                 {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      duration_ms: integer(0, 60_000),
-                      max_events: integer(1, 1000)
-                    },
-                    ["swarm_id"]
-                  )},
-                 {"agent_spawn",
-                  "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      type: @name,
-                      name: @name,
-                      capabilities: @strings,
-                      capacity: integer(1, 1000),
-                      command: %{
-                        type: "array",
-                        items: %{type: "string", maxLength: 4096},
-                        minItems: 1,
-                        maxItems: 64
-                      },
-                      timeout_ms: integer(1, 3_600_000),
-                      node: @name
-                    },
-                    ["swarm_id"]
-                  )},
-                 {"agent_list", "List a swarm's agents with status and load.",
-                  object(%{swarm_id: @id}, ["swarm_id"])},
-                 {"agent_metrics",
-                  "An agent's completed/failed counts, latency and success rate.",
-                  object(%{agent_id: @id}, ["agent_id"])},
-                 {"task_orchestrate",
-                  "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      description: %{type: "string", minLength: 1, maxLength: 100_000},
-                      input: @any,
-                      priority: enum_of(@priorities),
-                      strategy: enum_of(@task_strategies),
-                      capabilities: @strings,
-                      max_agents: integer(1, 10_000),
-                      timeout_ms: integer(1, 86_400_000),
-                      retries: integer(1, 100),
-                      wait_ms: integer(0, 600_000),
-                      subtasks: %{
-                        type: "array",
-                        maxItems: 1000,
-                        items:
-                          object(
-                            %{
-                              name: @name,
-                              description: %{type: "string", maxLength: 100_000},
-                              input: @any,
-                              depends_on: @strings
-                            },
-                            [
-                              "name"
-                            ]
-                          )
-                      }
-                    },
-                    ["swarm_id", "description"]
-                  )},
-                 {"task_status", "Status of a task and its units.",
-                  object(%{task_id: @id}, ["task_id"])},
-                 {"task_results", "Result of a task and of each unit.",
-                  object(%{task_id: @id}, ["task_id"])},
-                 {"task_cancel", "Cancel a task.", object(%{task_id: @id}, ["task_id"])},
-                 {"task_claim",
-                  "Pull the next task for an external agent (work is null when none).",
-                  object(%{agent_id: @id, lease_ms: integer(100, 3_600_000)}, ["agent_id"])},
-                 {"task_complete", "Report a claimed task's result, or its failure with error.",
-                  object(
-                    %{
-                      work_id: @id,
-                      agent_id: @id,
-                      result: @any,
-                      error: %{type: "string", maxLength: 10_000}
-                    },
-                    [
-                      "work_id",
-                      "agent_id"
-                    ]
-                  )},
-                 {"memory_store",
-                  "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      key: %{type: "string", minLength: 1, maxLength: 1024},
-                      value: @any,
-                      namespace: @name,
-                      ttl_ms: integer(1, 31_536_000_000),
-                      tags: @strings
-                    },
-                    ["swarm_id", "key", "value"]
-                  )},
-                 {"memory_get", "Read a value from swarm memory.",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      key: %{type: "string", minLength: 1, maxLength: 1024},
-                      namespace: @name
-                    },
-                    [
-                      "swarm_id",
-                      "key"
-                    ]
-                  )},
-                 {"memory_search", "Search swarm memory by key prefix, tags or text.",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      prefix: %{type: "string", maxLength: 1024},
-                      tags: @strings,
-                      text: %{type: "string", maxLength: 1024},
-                      namespace: @name,
-                      limit: integer(1, 1000)
-                    },
-                    ["swarm_id"]
-                  )},
-                 {"memory_usage", "Memory used by the engine and the node.", object(%{})},
-                 {"share_discovery", "Publish a discovery to the swarm's subscribers.",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      agent_id: @id,
-                      type: @name,
-                      content: @any,
-                      confidence: %{type: "number", minimum: 0, maximum: 1},
-                      tags: @strings
-                    },
-                    ["swarm_id", "type", "content"]
-                  )},
-                 {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
-                  object(
-                    %{
-                      swarm_id: @id,
-                      type: @name,
-                      agent_id: @id,
-                      min_confidence: %{type: "number", minimum: 0, maximum: 1}
-                    },
-                    [
-                      "swarm_id"
-                    ]
-                  )},
-                 {"coordinate", "Send a coordination message through the swarm's topology.",
-                  object(%{swarm_id: @id, message: @any}, ["swarm_id", "message"])},
-                 {"features_detect", "Runtime features: engine, OTP, cores, protocols.",
-                  object(%{})},
-                 {"cluster_status",
-                  "Cluster members, quorum, leader, and each swarm's home and backup node.",
-                  object(%{})},
-                 {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
-                  object(%{iterations: integer(1, 100_000)})}
-               ]
-               |> Enum.map(fn {name, description, schema} ->
-                 %{name: name, description: description, inputSchema: schema}
-               end)
-  @by_name Map.new(@definitions, &{&1.name, &1})
+  # Built on first use (the engine's limits are read from the NIF, which
+  # loads at run time) and kept in :persistent_term: tools/list and every
+  # call read one term.
+  defp tables do
+    case :persistent_term.get({__MODULE__, :tables}, nil) do
+      nil ->
+        defs = build_definitions()
+        tables = %{definitions: defs, by_name: Map.new(defs, &{&1.name, &1})}
+        :persistent_term.put({__MODULE__, :tables}, tables)
+        tables
+
+      tables ->
+        tables
+    end
+  end
+
+  defp build_definitions do
+    l = SwarmService.Limits.all()
+    id = %{type: "string", minLength: 1, maxLength: @max_id_bytes}
+    name = %{type: "string", minLength: 1, maxLength: l.max_name_bytes}
+
+    strings = %{
+      type: "array",
+      items: %{type: "string", maxLength: l.max_name_bytes},
+      maxItems: l.max_list_items
+    }
+
+    any = %{}
+
+    [
+      {"swarm_init", "Create a swarm of agents with a topology and strategy.",
+       object(%{
+         topology: enum_of(@topologies),
+         strategy: enum_of(@strategies),
+         agents: integer(0, @max_spawn_agents),
+         max_agents: integer(1, l.max_agents_per_swarm),
+         name: name,
+         agent_type: name,
+         capabilities: strings
+       })},
+      {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
+       object(%{swarm_id: id}, ["swarm_id"])},
+      {"swarm_list", "List the swarms in this node.", object(%{})},
+      {"swarm_destroy", "Stop a swarm and its agents.", object(%{swarm_id: id}, ["swarm_id"])},
+      {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
+       object(
+         %{
+           swarm_id: id,
+           duration_ms: integer(0, 60_000),
+           max_events: integer(1, 1000)
+         },
+         ["swarm_id"]
+       )},
+      {"agent_spawn",
+       "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
+       object(
+         %{
+           swarm_id: id,
+           type: name,
+           name: name,
+           capabilities: strings,
+           capacity: integer(1, l.max_capacity),
+           command: %{
+             type: "array",
+             items: %{type: "string", maxLength: 4096},
+             minItems: 1,
+             maxItems: 64
+           },
+           timeout_ms: integer(1, 3_600_000),
+           node: name
+         },
+         ["swarm_id"]
+       )},
+      {"agent_list", "List a swarm's agents with status and load.",
+       object(%{swarm_id: id}, ["swarm_id"])},
+      {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
+       object(%{agent_id: id}, ["agent_id"])},
+      {"task_orchestrate",
+       "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
+       object(
+         %{
+           swarm_id: id,
+           description: %{type: "string", minLength: 1, maxLength: l.max_text_bytes},
+           input: any,
+           priority: enum_of(@priorities),
+           strategy: enum_of(@task_strategies),
+           capabilities: strings,
+           max_agents: integer(1, l.max_task_agents),
+           timeout_ms: integer(1, l.max_timeout_ms),
+           retries: integer(1, l.max_attempts),
+           wait_ms: integer(0, 600_000),
+           subtasks: %{
+             type: "array",
+             maxItems: l.max_subtasks,
+             items:
+               object(
+                 %{
+                   name: name,
+                   description: %{type: "string", maxLength: l.max_text_bytes},
+                   input: any,
+                   depends_on: strings
+                 },
+                 [
+                   "name"
+                 ]
+               )
+           }
+         },
+         ["swarm_id", "description"]
+       )},
+      {"task_status", "Status of a task and its units.", object(%{task_id: id}, ["task_id"])},
+      {"task_results", "Result of a task and of each unit.", object(%{task_id: id}, ["task_id"])},
+      {"task_cancel", "Cancel a task.", object(%{task_id: id}, ["task_id"])},
+      {"task_claim", "Pull the next task for an external agent (work is null when none).",
+       object(%{agent_id: id, lease_ms: integer(@min_lease_ms, l.max_timeout_ms)}, ["agent_id"])},
+      {"task_complete", "Report a claimed task's result, or its failure with error.",
+       object(
+         %{
+           work_id: id,
+           agent_id: id,
+           result: any,
+           error: %{type: "string", maxLength: l.max_text_bytes}
+         },
+         [
+           "work_id",
+           "agent_id"
+         ]
+       )},
+      {"memory_store", "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
+       object(
+         %{
+           swarm_id: id,
+           key: name,
+           value: any,
+           namespace: name,
+           ttl_ms: integer(1, l.max_timeout_ms),
+           tags: strings
+         },
+         ["swarm_id", "key", "value"]
+       )},
+      {"memory_get", "Read a value from swarm memory.",
+       object(
+         %{
+           swarm_id: id,
+           key: name,
+           namespace: name
+         },
+         [
+           "swarm_id",
+           "key"
+         ]
+       )},
+      {"memory_search", "Search swarm memory by key prefix, tags or text.",
+       object(
+         %{
+           swarm_id: id,
+           prefix: %{type: "string", maxLength: l.max_name_bytes},
+           tags: strings,
+           text: %{type: "string", maxLength: l.max_text_bytes},
+           namespace: name,
+           limit: integer(1, l.max_search_results)
+         },
+         ["swarm_id"]
+       )},
+      {"memory_usage", "Memory used by the engine and the node.", object(%{})},
+      {"share_discovery", "Publish a discovery to the swarm's subscribers.",
+       object(
+         %{
+           swarm_id: id,
+           agent_id: id,
+           type: name,
+           content: any,
+           confidence: %{type: "number", minimum: 0, maximum: 1},
+           tags: strings
+         },
+         ["swarm_id", "type", "content"]
+       )},
+      {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
+       object(
+         %{
+           swarm_id: id,
+           type: name,
+           agent_id: id,
+           min_confidence: %{type: "number", minimum: 0, maximum: 1}
+         },
+         [
+           "swarm_id"
+         ]
+       )},
+      {"coordinate", "Send a coordination message through the swarm's topology.",
+       object(%{swarm_id: id, message: any}, ["swarm_id", "message"])},
+      {"features_detect", "Runtime features: engine, OTP, cores, protocols.", object(%{})},
+      {"cluster_status",
+       "Cluster members, quorum, leader, and each swarm's home and backup node.", object(%{})},
+      {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
+       object(%{iterations: integer(1, 100_000)})}
+    ]
+    |> Enum.map(fn {name, description, schema} ->
+      %{name: name, description: description, inputSchema: schema}
+    end)
+  end
 
   @doc """
   The tool definitions in `tools/list` form: name, one-line description and
@@ -234,7 +256,7 @@ defmodule InterfaceService.Tools do
   cursors stable.
   """
   @spec definitions() :: [definition()]
-  def definitions, do: @definitions
+  def definitions, do: tables().definitions
 
   @aliases %{"swarm_spawn" => "swarm_init", "coordinate_task" => "task_orchestrate"}
 
@@ -244,7 +266,7 @@ defmodule InterfaceService.Tools do
 
   @doc "Looks a tool up by name."
   @spec fetch(String.t()) :: {:ok, definition()} | :error
-  def fetch(name), do: Map.fetch(@by_name, name)
+  def fetch(name), do: Map.fetch(tables().by_name, name)
 
   # One engine read each: they neither block, subscribe nor report progress.
   @inline ~w(swarm_status swarm_list agent_list agent_metrics task_status task_results
@@ -633,7 +655,7 @@ defmodule InterfaceService.Tools do
          Map.merge(Map.new(results), %{
            task_id: task_id,
            swarm_id: swarm_id,
-           wait_error: error_message(reason, api)
+           wait_error: SwarmService.Errors.message(reason)
          })}
     end
   end
@@ -659,62 +681,4 @@ defmodule InterfaceService.Tools do
       _ -> :ok
     end
   end
-
-  @doc """
-  A sentence for an error reason: the engine's own wording
-  (`SwarmService.RuvSwarm.format_error/1`) where it has one.
-  """
-  @spec error_message(term(), module()) :: String.t()
-  def error_message({:invalid_arguments, msg}, _api), do: "invalid arguments: " <> msg
-  def error_message(:unknown_tool, _api), do: "unknown tool"
-
-  def error_message({:timeout_after, ms}, _api), do: "the call did not finish within #{ms} ms"
-
-  def error_message({:command_not_allowed, argv0}, _api),
-    do: "command #{inspect(argv0)} is not in the gateway's command allow-list"
-
-  def error_message(reason, api) do
-    api.format_error(reason)
-  rescue
-    _ -> fallback_message(reason)
-  catch
-    _, _ -> fallback_message(reason)
-  end
-
-  defp fallback_message(:swarm_not_found), do: "swarm not found"
-  defp fallback_message(:agent_not_found), do: "agent not found"
-  defp fallback_message(:task_not_found), do: "task not found"
-  defp fallback_message(:not_found), do: "not found"
-  defp fallback_message(:no_task), do: "no task available"
-
-  defp fallback_message({:invalid_argument, msg}) when is_binary(msg),
-    do: "invalid argument: " <> msg
-
-  defp fallback_message({:swarm_full, max}), do: "swarm is full (max #{max} agents)"
-  defp fallback_message(reason), do: "error: " <> inspect(reason, limit: 20, printable_limit: 200)
-
-  @doc "A stable machine-readable code for an error reason (REST status, structured errors)."
-  @spec error_code(term()) :: String.t()
-  def error_code(reason) when is_atom(reason), do: Atom.to_string(reason)
-  def error_code({tag, _}) when is_atom(tag), do: Atom.to_string(tag)
-  def error_code({tag, _, _, _}) when is_atom(tag), do: Atom.to_string(tag)
-  def error_code(_), do: "error"
-
-  @doc "The HTTP status that fits an error reason (used by the REST form)."
-  @spec http_status(term()) :: pos_integer()
-  def http_status(reason)
-      when reason in [:swarm_not_found, :agent_not_found, :task_not_found, :not_found],
-      do: 404
-
-  def http_status(:unknown_tool), do: 404
-  def http_status({:invalid_arguments, _}), do: 400
-  def http_status({:invalid_argument, _}), do: 400
-  def http_status({:dependency_cycle, _}), do: 400
-  def http_status({:command_not_allowed, _}), do: 403
-  def http_status({:swarm_full, _}), do: 409
-  def http_status({:too_large, _, _, _}), do: 413
-  def http_status(:no_quorum), do: 503
-  def http_status({:home_down, _}), do: 503
-  def http_status({:timeout_after, _}), do: 504
-  def http_status(_), do: 500
 end

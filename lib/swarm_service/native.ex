@@ -38,6 +38,9 @@ defmodule SwarmService.Native do
   def swarm_coordinate(_id, _origin), do: nif()
   def agent_neighbours(_agent_id), do: nif()
   def engine_memory, do: nif()
+  def engine_limits, do: nif()
+  def engine_error_reasons, do: nif()
+  def parse_id(_id), do: nif()
   def engine_measure(_on), do: nif()
 
   def agent_add(_swarm_id, _opts), do: nif()

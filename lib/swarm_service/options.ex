@@ -3,8 +3,6 @@ defmodule SwarmService.Options do
   # Option validation at the public API's edge: maps or keyword lists with
   # a known set of atom keys. Anything else is an {:invalid_argument, msg}.
 
-  @max_payload_bytes 1_048_576
-
   @doc "The options as a map, if every key is allowed."
   def normalize(opts, allowed) when is_map(opts) do
     case Enum.reject(Map.keys(opts), &(&1 in allowed)) do
@@ -41,9 +39,10 @@ defmodule SwarmService.Options do
   @doc "Rejects terms whose encoded size exceeds the payload limit."
   def check_payload(term, what) do
     size = :erlang.external_size(term)
+    max = SwarmService.Limits.get(:max_payload_bytes)
 
-    if size > @max_payload_bytes,
-      do: {:error, {:too_large, what, size, @max_payload_bytes}},
+    if size > max,
+      do: {:error, {:too_large, what, size, max}},
       else: :ok
   end
 

@@ -71,6 +71,7 @@ defmodule SwarmService.RuvSwarm do
   items. Inputs, values, results and discovery content: 1 MiB encoded.
   Agents per swarm: 100,000. Subtasks per task: 1,000. Timeouts and TTLs:
   one day. Finished tasks kept per swarm: 10,000 (older ones are forgotten).
+  `SwarmService.Limits` reads every limit from the engine.
 
   ## Example
 
@@ -146,8 +147,10 @@ defmodule SwarmService.RuvSwarm do
   @spec spawn_swarm(map | keyword) :: {:ok, id} | {:error, reason}
   def spawn_swarm(opts \\ %{}) do
     with {:ok, o} <- Options.normalize(opts, @swarm_keys),
-         {:ok, agents} <- Options.count(o, :agents, 0, 0, 100_000),
-         {:ok, max} <- Options.count(o, :max_agents, max(agents, 100), 1, 100_000),
+         limit = SwarmService.Limits.get(:max_agents_per_swarm),
+         {:ok, agents} <- Options.count(o, :agents, 0, 0, limit),
+         default = max(agents, SwarmService.Limits.get(:default_max_agents)),
+         {:ok, max} <- Options.count(o, :max_agents, default, 1, limit),
          :ok <- fits(agents, max),
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
          {:ok, id} <-
@@ -700,59 +703,13 @@ defmodule SwarmService.RuvSwarm do
   # ---- errors ----------------------------------------------------------------
 
   @doc """
-  A sentence for any error reason this module returns.
+  A sentence for any error reason this module returns (from the catalogue,
+  `SwarmService.Errors`, which also gives each reason's HTTP status and
+  JSON-RPC code).
 
       iex> SwarmService.RuvSwarm.format_error({:swarm_full, 5})
       "the swarm is full: it already has its maximum of 5 agents"
   """
   @spec format_error(term) :: String.t()
-  def format_error(:swarm_not_found), do: "no swarm with that id"
-  def format_error(:swarm_exists), do: "a swarm with that id is already loaded on this node"
-  def format_error(:agent_not_found), do: "no agent with that id"
-
-  def format_error(:task_not_found),
-    do: "no task with that id (finished tasks are kept for a while only)"
-
-  def format_error(:not_found), do: "no entry with that key"
-  def format_error(:no_task), do: "no task is waiting for this agent"
-
-  def format_error(:no_quorum),
-    do:
-      "this node is cut off from a majority of the cluster's members, so it accepts no " <>
-        "changes; retry on a node of the majority side"
-
-  def format_error({:home_down, node}),
-    do:
-      "the swarm's home node #{node} went down during the call; the change may or may " <>
-        "not have been made (check, then retry: its backup takes over within seconds)"
-
-  def format_error({:replication_failed, reason}),
-    do: "the change could not be copied to a backup node: #{inspect(reason, limit: 5)}"
-
-  def format_error(:timeout), do: "the task did not finish in time; it is still running"
-  def format_error(:cancelled), do: "the task was cancelled"
-  def format_error({:invalid_argument, msg}), do: msg
-
-  def format_error({:swarm_full, max}),
-    do: "the swarm is full: it already has its maximum of #{max} agents"
-
-  def format_error({:too_large, what, size, limit}),
-    do: "#{what} is too large: #{size} exceeds the limit of #{limit}"
-
-  def format_error({:dependency_cycle, path}), do: "subtask dependencies form a cycle: #{path}"
-  def format_error({:task_finished, status}), do: "the task already finished (#{status})"
-
-  def format_error({:version_conflict, expected, found}),
-    do: "version conflict: expected #{expected}, found #{found}"
-
-  def format_error({:not_pull_agent, id}),
-    do: "agent #{id} has an executor; only external agents claim tasks"
-
-  def format_error({:executor_unavailable, node, mod}),
-    do:
-      "node #{node} cannot load the executor module #{inspect(mod)}; deploy it there or place the agent elsewhere"
-
-  def format_error({:failed, msg}), do: "the task failed: #{msg}"
-  def format_error({:timed_out, msg}), do: "the task timed out: #{msg}"
-  def format_error(other), do: inspect(other, limit: 10)
+  defdelegate format_error(reason), to: SwarmService.Errors, as: :message
 end

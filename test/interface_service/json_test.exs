@@ -28,7 +28,7 @@ defmodule InterfaceService.JsonTest do
 
   test "a tools/call response carries the once-encoded structured content in both places" do
     structured = %{swarm_id: "swarm-1", agents: %{total: 4, idle: 4}, topology: :mesh, tags: []}
-    {:ok, result} = Protocol.tool_result("swarm_status", {:ok, structured}, nil)
+    {:ok, result} = Protocol.tool_result("swarm_status", {:ok, structured})
 
     expected = %{
       "swarm_id" => "swarm-1",

@@ -332,7 +332,7 @@ defmodule InterfaceService.Mcp.Http do
         Protocol.error(id, -32_603, "Internal error while running #{name}")
 
       outcome ->
-        case Protocol.tool_result(name, outcome, conn.config.api) do
+        case Protocol.tool_result(name, outcome) do
           {:ok, %{isError: true} = result} ->
             Session.log(conn.config, session_id, "warning", %{
               tool: name,

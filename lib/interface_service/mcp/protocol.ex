@@ -17,6 +17,7 @@ defmodule InterfaceService.Mcp.Protocol do
   runs tool calls and owns sessions, streams and cancellation.
   """
 
+  alias SwarmService.Errors
   alias InterfaceService.{Json, Tools}
 
   @modern "2026-07-28"
@@ -278,8 +279,8 @@ defmodule InterfaceService.Mcp.Protocol do
   `structuredContent` is the same bytes as `{:json, binary}`, which
   `encode!/1` writes as they are.
   """
-  @spec tool_result(String.t(), Tools.result(), module()) :: {:ok, map()} | error()
-  def tool_result(name, outcome, api) do
+  @spec tool_result(String.t(), Tools.result()) :: {:ok, map()} | error()
+  def tool_result(name, outcome) do
     case outcome do
       {:ok, structured} ->
         text = IO.iodata_to_binary(Json.encode_term!(structured))
@@ -292,15 +293,15 @@ defmodule InterfaceService.Mcp.Protocol do
          }}
 
       {:error, :unknown_tool} ->
-        {:error, @invalid_params, "Unknown tool: #{String.slice(name, 0, 100)}"}
+        {:error, Errors.rpc_code(:unknown_tool), "Unknown tool: #{String.slice(name, 0, 100)}"}
 
       {:error, reason} ->
-        message = Tools.error_message(reason, api)
+        message = Errors.message(reason)
 
         {:ok,
          %{
            content: [%{type: "text", text: message}],
-           structuredContent: %{error: message, code: Tools.error_code(reason)},
+           structuredContent: %{error: message, code: Errors.code(reason)},
            isError: true
          }}
     end

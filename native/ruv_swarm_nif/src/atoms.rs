@@ -41,6 +41,11 @@ rustler::atoms! {
     if_version, min_confidence, executor, longest_call_ns, longest_call_cpu_ns,
     // snapshots
     next_ids, agent, task, discovery, memory_version, memory, spec, unit_results,
+    // engine limits (limits.rs) and parsed ids (ids.rs)
+    max_agents_per_swarm, default_max_agents, max_name_bytes, max_list_items,
+    max_payload_bytes, max_text_bytes, max_subtasks, max_task_agents, max_attempts,
+    task_history, discovery_log, max_memory_entries, max_search_results, max_timeout_ms,
+    max_capacity, kind, swarm, work,
 }
 
 /// An engine enum whose names are atoms of the vocabulary.

@@ -12,6 +12,8 @@ mod codec;
 mod delivery;
 mod discovery;
 mod error;
+mod ids;
+mod limits;
 mod logging;
 mod memory;
 mod registry;
