@@ -33,14 +33,8 @@ defmodule SwarmService.Cluster.Directory do
   def start_link(_), do: GenServer.start_link(__MODULE__, nil, name: __MODULE__)
 
   @doc "The swarm id inside any id (`swarm-…`, `swarm-….task-3`, `swarm-….task-3/0/1`)."
-  def swarm_of(id) when is_binary(id) do
-    case :binary.match(id, ".") do
-      {at, _} -> binary_part(id, 0, at)
-      :nomatch -> id
-    end
-  end
-
-  def swarm_of(_), do: nil
+  # (Parsed by the engine: SwarmService.Ids. nil for what is not an id.)
+  def swarm_of(id), do: SwarmService.Ids.swarm_of(id)
 
   @doc "Where calls about `id` run: `:here` or the home node."
   def home(id) do

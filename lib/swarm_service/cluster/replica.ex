@@ -230,5 +230,5 @@ defmodule SwarmService.Cluster.Replica do
     do: max(held || 1, Enum.max(Enum.map(ids, &seq/1), fn -> 0 end) + 1)
 
   # "swarm-….task-42" -> 42
-  defp seq(id), do: id |> :binary.split("-", [:global]) |> List.last() |> String.to_integer()
+  defp seq(id), do: SwarmService.Ids.seq!(id)
 end

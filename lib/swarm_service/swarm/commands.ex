@@ -208,13 +208,13 @@ defmodule SwarmService.Swarm.Commands do
     end
   end
 
-  # Work ids are "<task id>/<unit>/<attempt>".
   defp unit_fact(tag, work_id, extra) do
-    with [task_id, unit, _attempt] <- :binary.split(work_id, "/", [:global]),
-         {unit, ""} <- Integer.parse(unit) do
-      List.to_tuple([tag, task_id, unit, work_id | extra])
-    else
-      _ -> nil
+    case SwarmService.Ids.parse(work_id) do
+      {:ok, %{kind: :work, task_id: task_id, unit: unit}} ->
+        List.to_tuple([tag, task_id, unit, work_id | extra])
+
+      _ ->
+        nil
     end
   end
 
