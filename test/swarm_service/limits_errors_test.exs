@@ -7,6 +7,9 @@ defmodule SwarmService.LimitsErrorsTest do
   alias InterfaceService.Tools
   alias SwarmService.{Errors, Limits, Native, RuvSwarm}
 
+  doctest SwarmService.Errors
+  doctest SwarmService.Limits
+
   # Bounds in the tool schemas that are the gateway's own policy (see
   # InterfaceService.Tools), not engine limits; any other number there must
   # be one of the engine's.
