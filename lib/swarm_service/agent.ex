@@ -82,6 +82,8 @@ defmodule SwarmService.Agent do
   end
 
   def handle_info({:swarm_cancel, work_id, reason, slot}, state) do
+    log_cancel(state.agent_id, work_id, reason)
+
     case {state.workers, state.executor} do
       {%{^slot => pid}, {:command, _, _}} ->
         # The command worker kills its process tree and waits for more.
@@ -227,6 +229,14 @@ defmodule SwarmService.Agent do
     log_failure(agent_id, work_id, reason)
     SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
   end
+
+  # The engine stops running work for two reasons: its task ended ("task
+  # completed", "task cancelled", ...: another unit or try decided it, not a
+  # failure here), or the attempt ran out of time, which fails it.
+  defp log_cancel(agent_id, work_id, "task " <> _ = reason),
+    do: Logger.debug("agent #{agent_id}: work #{work_id} stopped: #{reason}")
+
+  defp log_cancel(agent_id, work_id, reason), do: log_failure(agent_id, work_id, reason)
 
   # Every failed unit leaves a line in the log of the node it failed on
   # (the engine retries it elsewhere, so this may be the only trace here).

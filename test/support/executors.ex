@@ -148,4 +148,11 @@ defmodule SwarmService.Test.Executors do
       {:ok, n * n}
     end
   end
+
+  defmodule Fail do
+    @moduledoc false
+    # Fails with its input as the reason: shows how failures are reported.
+    @behaviour SwarmService.Executor
+    def run(%{input: input}, _ctx), do: {:error, input}
+  end
 end
