@@ -20,7 +20,8 @@ defmodule SwarmService.Agent do
   # the swarm's home is this node or another (then the home reaches us
   # through a relay, and all work comes through the agent). Agents hosted
   # for another node's swarm are registered as {:agent, id} => {swarm,
-  # epoch} (see Swarm.AgentHost); agents of a swarm homed here need no name.
+  # epoch} (see Swarm.AgentHost); agents of a swarm homed here as
+  # {:home_agent, id}.
   use GenServer, restart: :permanent
   require Logger
 
@@ -35,7 +36,14 @@ defmodule SwarmService.Agent do
     GenServer.start_link(__MODULE__, args, name: name)
   end
 
-  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+  # An agent of a swarm homed here is registered as {:home_agent, id}, so
+  # no agent ever has two processes: a spawn_agent that races the agent
+  # supervisor's rebuild (both starting the agent just registered) finds
+  # the one already started.
+  def start_link(args) do
+    name = {:via, Registry, {SwarmService.SwarmRegistry, {:home_agent, args.agent_id}}}
+    GenServer.start_link(__MODULE__, args, name: name)
+  end
 
   @doc "Coordination messages this agent received, oldest first."
   def inbox(pid), do: GenServer.call(pid, :inbox)

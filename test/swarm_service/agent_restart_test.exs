@@ -103,4 +103,45 @@ defmodule SwarmService.AgentRestartTest do
     assert_whole(s, seen)
     assert_all_done(submit(s, 1..6))
   end
+
+  test "agents spawned while their supervisor is being killed each get exactly one process" do
+    {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 200, executor: {:module, Executors.SlowSquare, 1})
+    on_exit(fn -> RuvSwarm.destroy_swarm(s) end)
+    test = self()
+
+    spawner =
+      spawn_link(fn ->
+        for _ <- 1..60, do: {:ok, _} = RuvSwarm.spawn_agent(s)
+        send(test, :spawned)
+      end)
+
+    killer = spawn_link(fn -> kill_loop(s, test) end)
+    assert_receive :spawned, 30_000
+    send(killer, :stop)
+    assert_receive {:killer_stopped, ^killer}, 5_000
+    refute Process.alive?(spawner)
+
+    eventually(fn ->
+      sup = agent_sup(s)
+      children = for({_, pid, _, _} <- DynamicSupervisor.which_children(sup), do: pid)
+      pids = engine_pids(s)
+
+      length(children) == 60 and Enum.sort(children) == Enum.sort(pids) and
+        match?({:ok, %{agents: %{total: 60, offline: 0}}}, RuvSwarm.swarm_status(s))
+    end)
+
+    tasks = submit(s, 1..20)
+    assert_all_done(tasks)
+  end
+
+  # Kills the agent supervisor every few ms until told to stop.
+  defp kill_loop(s, parent) do
+    receive do
+      :stop -> send(parent, {:killer_stopped, self()})
+    after
+      3 ->
+        if sup = agent_sup(s), do: Process.exit(sup, :kill)
+        kill_loop(s, parent)
+    end
+  end
 end

@@ -25,14 +25,45 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     end
   end
 
-  @doc "Starts an agent process for a swarm homed here."
+  # How long start_agent/3 waits for a supervisor that is being restarted.
+  @restart_wait_ms 2_000
+
+  @doc """
+  Starts an agent process for a swarm homed here. If the supervisor is
+  being restarted meanwhile, waits for its successor (whose rebuild may
+  already have started this agent: then that process is the answer).
+  """
   def start_agent(swarm_id, agent_id, executor) do
-    start_agent(Swarm.via({:agents, swarm_id}), swarm_id, agent_id, executor)
-  catch
-    :exit, reason -> {:error, reason}
+    deadline = System.monotonic_time(:millisecond) + @restart_wait_ms
+    start_until(swarm_id, agent_id, executor, deadline)
   end
 
-  defp start_agent(sup, swarm_id, agent_id, executor) do
+  defp start_until(swarm_id, agent_id, executor, deadline) do
+    case GenServer.whereis(Swarm.via({:agents, swarm_id})) do
+      sup when is_pid(sup) ->
+        try do
+          start_child(sup, swarm_id, agent_id, executor)
+        catch
+          :exit, reason -> retry(swarm_id, agent_id, executor, deadline, reason)
+        end
+
+      nil ->
+        retry(swarm_id, agent_id, executor, deadline, :noproc)
+    end
+  end
+
+  defp retry(swarm_id, agent_id, executor, deadline, reason) do
+    # (The swarm itself may be gone: then there is nothing to wait for.)
+    if System.monotonic_time(:millisecond) < deadline and
+         Registry.lookup(SwarmService.SwarmRegistry, {:swarm, swarm_id}) != [] do
+      Process.sleep(1)
+      start_until(swarm_id, agent_id, executor, deadline)
+    else
+      {:error, reason}
+    end
+  end
+
+  defp start_child(sup, swarm_id, agent_id, executor) do
     args = %{swarm_id: swarm_id, agent_id: agent_id, executor: executor}
     DynamicSupervisor.start_child(sup, {SwarmService.Agent, args})
   end
@@ -69,7 +100,7 @@ defmodule SwarmService.Swarm.AgentSupervisor do
       end)
       |> end_all()
 
-      for {agent_id, _pid, executor} <- agents, do: start_agent(sup, swarm_id, agent_id, executor)
+      for {agent_id, _pid, executor} <- agents, do: start_child(sup, swarm_id, agent_id, executor)
     end
   end
 

@@ -117,6 +117,8 @@ defmodule SwarmService.Swarm.Commands do
       )
 
   defp started({:ok, _}), do: :ok
+  # Already started by the agent supervisor's rebuild, which raced us.
+  defp started({:error, {:already_started, _}}), do: :ok
   # The agent process gave up at init (it could not attach to the engine).
   defp started(:ignore), do: {:error, :not_attached}
   defp started({:error, _} = error), do: error
