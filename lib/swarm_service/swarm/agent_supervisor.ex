@@ -94,10 +94,17 @@ defmodule SwarmService.Swarm.AgentSupervisor do
       local = for a <- listed, a.node == here, into: MapSet.new(), do: a.id
       agents = Enum.filter(agents, fn {agent_id, _, _} -> MapSet.member?(local, agent_id) end)
 
+      # (And any process still registered as one of these agents, which
+      # would make its successor's start answer :already_started.)
       agents
-      |> Enum.flat_map(fn {_, pid, _} ->
-        if is_pid(pid) and node(pid) == node(), do: [pid], else: []
+      |> Enum.flat_map(fn {agent_id, pid, _} ->
+        named =
+          for {p, _} <- Registry.lookup(SwarmService.SwarmRegistry, {:home_agent, agent_id}),
+              do: p
+
+        if(is_pid(pid) and node(pid) == node(), do: [pid], else: []) ++ named
       end)
+      |> Enum.uniq()
       |> end_all()
 
       for {agent_id, _pid, executor} <- agents, do: start_child(sup, swarm_id, agent_id, executor)
