@@ -574,12 +574,17 @@ defmodule InterfaceService.Tools do
     end)
   end
 
+  # Commands started for gateway clients get these limits (see
+  # SwarmService.Executor.Launcher); executors configured in code choose their own.
+  @client_command_limits [cpu_seconds: 600, address_space_bytes: 4_294_967_296, open_files: 1024]
+
   defp executor(%{"command" => [argv0 | _] = argv} = args, ctx) do
     allowlist = Map.get(ctx, :allowlist, [])
 
-    if SwarmService.Executor.Command.allowed?(argv0, allowlist) do
+    # The allow-list governs the arguments too, not just the executable.
+    if SwarmService.Executor.Command.allowed?(argv, allowlist) do
       opts = if t = args["timeout_ms"], do: [timeout_ms: t], else: []
-      {:ok, {:command, argv, opts}}
+      {:ok, {:command, argv, [limits: @client_command_limits] ++ opts}}
     else
       {:error, {:command_not_allowed, argv0}}
     end
@@ -671,7 +676,8 @@ defmodule InterfaceService.Tools do
   def error_message({:timeout_after, ms}, _api), do: "the call did not finish within #{ms} ms"
 
   def error_message({:command_not_allowed, argv0}, _api),
-    do: "command #{inspect(argv0)} is not in the gateway's command allow-list"
+    do:
+      "command #{inspect(argv0)} with these arguments is not in the gateway's command allow-list"
 
   def error_message(reason, api) do
     api.format_error(reason)

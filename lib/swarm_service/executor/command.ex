@@ -81,20 +81,12 @@ defmodule SwarmService.Executor.Command do
   end
 
   @doc """
-  Whether `executable` is on `allowlist` (the gateway passes its
-  `:command_allowlist` setting): an exact entry, or a bare name whose
-  resolved path is an entry. A matching base name alone is never enough:
-  it would let `/tmp/x/claude` pass for `claude`.
+  Whether a gateway client may start `argv` (or a bare executable, meaning
+  no arguments) under `allowlist`, the gateway's `:command_allowlist`
+  setting. See `SwarmService.Executor.Allowlist` for the entry format.
   """
-  @spec allowed?(String.t(), [String.t()]) :: boolean
-  def allowed?(executable, allowlist) when is_binary(executable) do
-    executable in allowlist or
-      (not String.contains?(executable, "/") and
-         case System.find_executable(executable) do
-           nil -> false
-           path -> path in allowlist
-         end)
-  end
+  @spec allowed?([String.t()] | String.t(), [String.t()]) :: boolean
+  defdelegate allowed?(argv, allowlist), to: SwarmService.Executor.Allowlist
 
   @doc false
   # Runs one attempt in the calling (worker) process through the launcher

@@ -93,7 +93,9 @@ defmodule SwarmService.Executor.Launcher do
     base = for name <- @base_env, value = System.get_env(name), do: {name, value}
     extra = Enum.map(extra, fn {k, v} -> {to_string(k), to_string(v)} end)
     names = MapSet.new(extra, &elem(&1, 0))
-    Enum.reject(base, fn {k, _} -> k in names end) ++ Enum.uniq_by(Enum.reverse(extra), &elem(&1, 0))
+
+    Enum.reject(base, fn {k, _} -> k in names end) ++
+      Enum.uniq_by(Enum.reverse(extra), &elem(&1, 0))
   end
 
   @doc """
