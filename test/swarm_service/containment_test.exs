@@ -6,6 +6,7 @@ defmodule SwarmService.ContainmentTest do
   use ExUnit.Case, async: false
 
   import SwarmService.Test.Eventually
+  alias SwarmService.Executor.Launcher
   alias SwarmService.RuvSwarm
   alias SwarmService.Test.PeerCluster
 
@@ -150,6 +151,45 @@ defmodule SwarmService.ContainmentTest do
 
     assert {:error, {:invalid_argument, _}} =
              RuvSwarm.spawn_swarm(executor: {:command, ["true"], limits: [bogus: 1]})
+  end
+
+  test "the tree ends when the Elixir process owning the launcher dies", %{tag: tag} do
+    parent = self()
+    sh = System.find_executable("sh")
+
+    owner =
+      spawn(fn ->
+        {:ok, _} =
+          Launcher.open(sh, ["-c", "(sleep 6011 &) ; sleep 6011"], env: [{@tag_var, tag}])
+
+        send(parent, :opened)
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive :opened
+    eventually(fn -> length(tagged(tag)) == 3 end)
+    Process.exit(owner, :kill)
+    none_left(tag)
+  end
+
+  test "a long-lived child talks over stdin/stdout, as an MCP stdio server would", %{tag: tag} do
+    {:ok, l} = Launcher.open(System.find_executable("cat"), [], env: [{@tag_var, tag}])
+    assert_receive msg
+    assert {:started, pid} = Launcher.event(l, msg)
+    assert is_integer(pid)
+
+    for line <- ["one\n", "two\n"] do
+      :ok = Launcher.write(l, line)
+      assert_receive msg
+      assert {:stdout, ^line} = Launcher.event(l, msg)
+    end
+
+    :ok = Launcher.close_input(l)
+    assert_receive msg
+    assert {:exit, %{status: {:exited, 0}, leftovers: 0}} = Launcher.event(l, msg)
+    assert_receive msg
+    assert {:launcher_exit, 0} = Launcher.event(l, msg)
+    none_left(tag)
   end
 
   @tag timeout: 120_000
