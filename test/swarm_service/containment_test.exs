@@ -167,7 +167,7 @@ defmodule SwarmService.ContainmentTest do
       end)
 
     assert_receive :opened
-    eventually(fn -> length(tagged(tag)) == 3 end)
+    eventually(fn -> length(tagged(tag)) >= 2 end)
     Process.exit(owner, :kill)
     none_left(tag)
   end
@@ -201,8 +201,8 @@ defmodule SwarmService.ContainmentTest do
       PeerCluster.rpc(peer, RuvSwarm, :spawn_swarm, [[agents: 20, executor: cmd(tag, script)]])
 
     for i <- 1..20, do: {:ok, _} = PeerCluster.rpc(peer, RuvSwarm, :orchestrate, [s, "t#{i}"])
-    # sh, its two background sleeps and the foreground sleep, per agent.
-    eventually(fn -> length(tagged(tag)) == 80 end, 30_000)
+    # At least three tagged processes per agent (sh may exec its last sleep).
+    eventually(fn -> length(tagged(tag)) >= 60 end, 30_000)
 
     {_, 0} = System.cmd("kill", ["-9", PeerCluster.os_pid(peer)])
     none_left(tag, 2_000)
