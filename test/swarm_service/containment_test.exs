@@ -104,6 +104,13 @@ defmodule SwarmService.ContainmentTest do
     none_left(tag)
   end
 
+  test "a command that kills its launcher still leaves nothing in its group", %{tag: tag} do
+    s = swarm!(agents: 1, executor: cmd(tag, "sleep 6012 & kill -9 $PPID; sleep 6012"))
+    assert {:error, {:failed, msg}} = run(s, "")
+    assert msg =~ "launcher exited unexpectedly"
+    none_left(tag)
+  end
+
   test "a command forking as fast as it can leaves no survivor", %{tag: tag} do
     s =
       swarm!(agents: 1, executor: cmd(tag, "while :; do (sleep 6007 &) & done", timeout_ms: 300))

@@ -104,6 +104,8 @@ defmodule SwarmService.Executor.Command do
       limits: Keyword.get(opts, :limits, [])
     ]
 
+    Process.delete({__MODULE__, :pgid})
+
     case Launcher.open(exe, args, launch_opts) do
       {:ok, launcher} ->
         Launcher.write(launcher, input)
@@ -145,11 +147,20 @@ defmodule SwarmService.Executor.Command do
             end
 
           {:exit, report} ->
+            Process.delete({__MODULE__, :pgid})
             Launcher.await_exit(launcher.port, System.monotonic_time(:millisecond) + 5_000)
             outcome(report, IO.iodata_to_binary(acc), exe)
 
           {:launcher_exit, status} ->
+            # The launcher was killed (by the command itself?): its command
+            # died with it (parent-death signal); what is left of the
+            # command's process group is ended here.
+            kill_group(Process.delete({__MODULE__, :pgid}))
             {:error, "the command launcher exited unexpectedly (status #{status})"}
+
+          {:started, pgid} ->
+            Process.put({__MODULE__, :pgid}, pgid)
+            collect(launcher, out, limit, work_id, exe)
 
           _ ->
             collect(launcher, out, limit, work_id, exe)
@@ -159,6 +170,13 @@ defmodule SwarmService.Executor.Command do
         Launcher.stop(launcher)
         {:timeout, "command timed out after #{timeout} ms and was killed"}
     end
+  end
+
+  defp kill_group(nil), do: :ok
+
+  defp kill_group(pgid) when is_integer(pgid) and pgid > 1 do
+    _ = System.cmd("kill", ["-KILL", "--", "-#{pgid}"], stderr_to_stdout: true)
+    :ok
   end
 
   defp outcome(%{status: {:exited, 0}, leftovers: n}, stdout, exe) do
