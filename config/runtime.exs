@@ -76,6 +76,9 @@ gateway =
 
 config :swarm_service, InterfaceService, gateway
 
+# Comma-separated entries, each "command [fixed args] [*]": `tr` (no
+# arguments), `tr a-z A-Z` (exactly these), `grep -F *` (this prefix, then
+# anything). See SwarmService.Executor.Allowlist.
 if allow = System.get_env("RUV_SWARM_COMMAND_ALLOWLIST") do
   config :swarm_service, :command_allowlist, parse_list.(allow)
 end

@@ -29,8 +29,10 @@ defmodule InterfaceService.Config do
   | `:tools_page_size` | `100` | tools per `tools/list` page |
   | `:public_url` | derived | base URL used in links handed to clients |
   | `:api` | `SwarmService.RuvSwarm` | module implementing the public API |
-  | `:command_allowlist` | app env | executables MCP clients may start as agents |
+  | `:command_allowlist` | app env | commands (and arguments) clients may start as agents, see `SwarmService.Executor.Allowlist` |
   """
+
+  require Logger
 
   @loopback_hosts ["localhost", "127.0.0.1", "::1", "[::1]"]
 
@@ -215,10 +217,16 @@ defmodule InterfaceService.Config do
   defp module!(key, other), do: bad!(key, other, "a module")
 
   defp allowlist!(list) when is_list(list) do
-    Enum.map(list, fn
-      c when is_binary(c) and c != "" -> c
-      c -> bad!(:command_allowlist, c, "executable names or paths as strings")
-    end)
+    entries =
+      Enum.map(list, fn c ->
+        case SwarmService.Executor.Allowlist.parse(c) do
+          {:ok, _} -> c
+          {:error, why} -> bad!(:command_allowlist, c, "allow-list entries (#{why})")
+        end
+      end)
+
+    for warning <- SwarmService.Executor.Allowlist.warnings(entries), do: Logger.warning(warning)
+    entries
   end
 
   defp allowlist!(other), do: bad!(:command_allowlist, other, "a list of executable names")

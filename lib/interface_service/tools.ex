@@ -596,12 +596,17 @@ defmodule InterfaceService.Tools do
     end)
   end
 
+  # Commands started for gateway clients get these limits (see
+  # SwarmService.Executor.Launcher); executors configured in code choose their own.
+  @client_command_limits [cpu_seconds: 600, address_space_bytes: 4_294_967_296, open_files: 1024]
+
   defp executor(%{"command" => [argv0 | _] = argv} = args, ctx) do
     allowlist = Map.get(ctx, :allowlist, [])
 
-    if SwarmService.Executor.Command.allowed?(argv0, allowlist) do
+    # The allow-list governs the arguments too, not just the executable.
+    if SwarmService.Executor.Command.allowed?(argv, allowlist) do
       opts = if t = args["timeout_ms"], do: [timeout_ms: t], else: []
-      {:ok, {:command, argv, opts}}
+      {:ok, {:command, argv, [limits: @client_command_limits] ++ opts}}
     else
       {:error, {:command_not_allowed, argv0}}
     end

@@ -152,7 +152,7 @@ defmodule SwarmService.Errors do
   defp entry({:command_not_allowed, argv0}),
     do:
       {403, @invalid_params,
-       "command #{inspect(argv0)} is not in the gateway's command allow-list"}
+       "command #{inspect(argv0)} with these arguments is not in the gateway's command allow-list"}
 
   defp entry(_), do: nil
 end

@@ -1,8 +1,11 @@
 defmodule Mix.Tasks.Compile.Cargo do
-  @shortdoc "Builds the Rust NIF with cargo and installs it into priv/native"
+  @shortdoc "Builds the Rust NIF and the command launcher with cargo into priv/native"
   @moduledoc """
-  Mix compiler that builds `native/ruv_swarm_nif` with cargo (release profile)
-  and copies the shared library to `priv/native/ruv_swarm_nif.so`.
+  Mix compiler that builds `native/ruv_swarm_nif` and `native/ruv_swarm_launch`
+  with cargo (release profile) and copies the shared library to
+  `priv/native/ruv_swarm_nif.so` and the launcher (which starts every OS
+  command, see `SwarmService.Executor.Launcher`) to
+  `priv/native/ruv_swarm_launch`.
 
   Hex (and therefore the `rustler` mix package) is not reachable on our
   machines, so this small compiler replaces it. It only invokes cargo when a
@@ -15,16 +18,18 @@ defmodule Mix.Tasks.Compile.Cargo do
   use Mix.Task.Compiler
 
   @crate "ruv_swarm_nif"
+  @launcher "ruv_swarm_launch"
 
   @impl true
   def run(_args) do
     root = File.cwd!()
     installed = Path.join([root, "priv", "native", "#{@crate}.so"])
+    launcher = Path.join([root, "priv", "native", @launcher])
 
     cond do
       System.get_env("RUV_SWARM_SKIP_CARGO") in ["1", "true"] -> {:noop, []}
-      up_to_date?(root, installed) -> {:noop, []}
-      true -> build(root, installed)
+      up_to_date?(root, installed) and up_to_date?(root, launcher) -> {:noop, []}
+      true -> build(root, installed, launcher)
     end
   end
 
@@ -47,17 +52,17 @@ defmodule Mix.Tasks.Compile.Cargo do
     end
   end
 
-  defp build(root, installed) do
+  defp build(root, installed, launcher) do
     cargo = System.find_executable("cargo") || Path.expand("~/.cargo/bin/cargo")
 
     unless File.exists?(cargo) do
       Mix.raise("cargo not found: install Rust (https://rustup.rs) or run `make deps`")
     end
 
-    Mix.shell().info("Compiling #{@crate} (cargo build --release)")
+    Mix.shell().info("Compiling #{@crate} and #{@launcher} (cargo build --release)")
 
     {_, status} =
-      System.cmd(cargo, ["build", "--release", "--quiet", "-p", @crate],
+      System.cmd(cargo, ["build", "--release", "--quiet", "-p", @crate, "-p", @launcher],
         cd: root,
         into: IO.stream(:stdio, :line),
         stderr_to_stdout: true
@@ -66,13 +71,20 @@ defmodule Mix.Tasks.Compile.Cargo do
     if status != 0, do: Mix.raise("cargo build failed with exit status #{status}")
 
     target_dir = System.get_env("CARGO_TARGET_DIR") || Path.join(root, "target")
-    built = Path.join([target_dir, "release", "lib#{@crate}.so"])
+    install(Path.join([target_dir, "release", "lib#{@crate}.so"]), installed)
+    install(Path.join([target_dir, "release", @launcher]), launcher)
+    {:ok, []}
+  end
+
+  # Copy to a temporary name and rename, so a running VM that has the old
+  # library mapped (or is starting the old launcher) never sees a
+  # half-written file.
+  defp install(built, installed) do
     File.mkdir_p!(Path.dirname(installed))
-    # Copy to a temporary name and rename, so a running VM that has the old
-    # library mapped never sees a half-written file.
     tmp = installed <> ".tmp"
     File.cp!(built, tmp)
+    %{mode: mode} = File.stat!(built)
+    File.chmod!(tmp, mode)
     File.rename!(tmp, installed)
-    {:ok, []}
   end
 end

@@ -57,10 +57,17 @@ defmodule SwarmService.CLITest.Helpers do
     String.to_integer(String.trim(out))
   end
 
-  @doc "Writes a PID file naming `pid`, as a node would."
+  @doc "Writes a PID file naming `pid` (and its identity, if it is alive), as a node would."
   def write_pid_file(home, pid, extra \\ %{}) do
     File.mkdir_p!(home)
-    info = Map.merge(%{"pid" => pid, "node" => "test@127.0.0.1"}, extra)
+
+    identity =
+      case SwarmService.CLI.OSProcess.identity(pid) do
+        {:ok, identity} -> identity
+        :error -> %{}
+      end
+
+    info = %{"pid" => pid, "node" => "test@127.0.0.1"} |> Map.merge(identity) |> Map.merge(extra)
     :ok = SwarmService.CLI.PidFile.write(Path.join(home, "mcp-server.pid"), info)
   end
 

@@ -27,7 +27,7 @@ defmodule SwarmService.CLI do
   the cookie and the logs. See `SwarmService.CLI.Paths`.
   """
 
-  alias SwarmService.CLI.{Daemon, HealthClient, Paths, PidFile}
+  alias SwarmService.CLI.{Daemon, HealthClient, OSProcess, Paths, PidFile}
 
   @default_port 4102
   @default_health_port 9898
@@ -254,7 +254,7 @@ defmodule SwarmService.CLI do
 
       {:stale, old} ->
         PidFile.remove(pid_file)
-        IO.puts("ruv-swarm: removed stale PID file (pid #{old["pid"]} is not running)")
+        IO.puts("ruv-swarm: removed stale PID file (#{PidFile.stale_reason(old)})")
         :ok
 
       {:running, info} ->
@@ -321,6 +321,13 @@ defmodule SwarmService.CLI do
     started = System.monotonic_time(:millisecond)
 
     with {:ok, pid} <- Daemon.launch(argv, env, dir, boot_log) do
+      # Who we launched: only that process is ever stopped below.
+      launched =
+        case OSProcess.identity(pid) do
+          {:ok, identity} -> Map.put(identity, "pid", pid)
+          :error -> %{"pid" => pid}
+        end
+
       case Daemon.await_healthy(pid, pid_file, settings.health_port, timeout) do
         {:ok, report} ->
           ms = System.monotonic_time(:millisecond) - started
@@ -339,7 +346,7 @@ defmodule SwarmService.CLI do
 
         {:error, :timeout} ->
           # Nothing half-started is left behind.
-          _ = Daemon.stop(pid, 2_000)
+          _ = Daemon.stop(launched, 2_000)
           PidFile.release(pid_file, pid)
           fail("the node did not become healthy within #{div(timeout, 1000)} s; see #{boot_log}")
       end
@@ -384,14 +391,19 @@ defmodule SwarmService.CLI do
 
       {:stale, old} ->
         PidFile.remove(pid_file)
-        IO.puts("ruv-swarm: not running (removed stale PID file for pid #{old["pid"]})")
+
+        IO.puts(
+          "ruv-swarm: not running (removed stale PID file for pid #{old["pid"]}: " <>
+            "#{PidFile.stale_reason(old)})"
+        )
+
         0
 
       {:error, message} ->
         fail(message)
 
-      {:running, %{"pid" => pid}} ->
-        case Daemon.stop(pid, timeout) do
+      {:running, %{"pid" => pid} = info} ->
+        case Daemon.stop(info, timeout) do
           {:stopped, ms} ->
             IO.puts("ruv-swarm: stopped (pid #{pid}) in #{ms} ms")
             0
@@ -441,7 +453,12 @@ defmodule SwarmService.CLI do
 
       {:stale, old} ->
         PidFile.remove(Paths.pid_file(home))
-        IO.puts("ruv-swarm: not running (removed stale PID file for pid #{old["pid"]})")
+
+        IO.puts(
+          "ruv-swarm: not running (removed stale PID file for pid #{old["pid"]}: " <>
+            "#{PidFile.stale_reason(old)})"
+        )
+
         3
 
       {:error, message} ->

@@ -73,25 +73,57 @@ defmodule SwarmService.CLI.Daemon do
   end
 
   @doc """
-  Stops `pid`: SIGTERM (the VM shuts its applications down in order), then
-  SIGKILL if it is still there after `timeout_ms`.
+  Stops the node `info` names (a PID file's contents: `"pid"`, `"start_time"`,
+  `"boot_id"`): SIGTERM (the VM shuts its applications down in order), then
+  SIGKILL if it is still there after `timeout_ms`. Before every signal the
+  process's identity is checked again (`OSProcess.same_process?/1`): a
+  process that is not the node, or cannot be identified, is never
+  signalled; once the identity no longer matches the node is gone.
   """
-  @spec stop(pos_integer(), non_neg_integer()) ::
+  @spec stop(map(), non_neg_integer()) ::
           {:stopped, non_neg_integer()} | {:killed, non_neg_integer()} | {:error, String.t()}
-  def stop(pid, timeout_ms) do
+  def stop(%{"pid" => pid} = info, timeout_ms) do
     started = System.monotonic_time(:millisecond)
     elapsed = fn -> System.monotonic_time(:millisecond) - started end
 
-    with :ok <- OSProcess.signal(pid, :term) do
-      if OSProcess.wait_exit(pid, timeout_ms) do
-        {:stopped, elapsed.()}
-      else
-        with :ok <- OSProcess.signal(pid, :kill) do
-          if OSProcess.wait_exit(pid, 5_000),
-            do: {:killed, elapsed.()},
-            else: {:error, "pid #{pid} survived SIGKILL"}
+    if OSProcess.same_process?(info) do
+      with :ok <- OSProcess.signal(pid, :term) do
+        if wait_gone(info, timeout_ms) do
+          {:stopped, elapsed.()}
+        else
+          with :ok <- signal_same(info, :kill) do
+            if wait_gone(info, 5_000),
+              do: {:killed, elapsed.()},
+              else: {:error, "pid #{pid} survived SIGKILL"}
+          end
         end
       end
+    else
+      {:error, "pid #{pid} is not the node that wrote the PID file; not signalled"}
+    end
+  end
+
+  defp signal_same(%{"pid" => pid} = info, signal) do
+    # Gone in between: nothing to kill, and the PID may be someone else's.
+    if OSProcess.same_process?(info), do: OSProcess.signal(pid, signal), else: :ok
+  end
+
+  defp wait_gone(info, timeout_ms) do
+    deadline = System.monotonic_time(:millisecond) + timeout_ms
+    do_wait_gone(info, deadline)
+  end
+
+  defp do_wait_gone(info, deadline) do
+    cond do
+      not OSProcess.same_process?(info) ->
+        true
+
+      System.monotonic_time(:millisecond) >= deadline ->
+        false
+
+      true ->
+        Process.sleep(10)
+        do_wait_gone(info, deadline)
     end
   end
 

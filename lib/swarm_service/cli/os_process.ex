@@ -1,8 +1,56 @@
 defmodule SwarmService.CLI.OSProcess do
   @moduledoc """
   Operating-system processes seen from the command line: is a PID alive, is it
-  an Erlang VM (so a recycled PID is not mistaken for our node), signals.
+  an Erlang VM, is it the very process a PID file names (so a recycled PID,
+  or another VM, is never mistaken for our node), signals.
+
+  A process's identity is its PID, its start time (field 22 of
+  `/proc/<pid>/stat`, clock ticks since boot) and the boot it belongs to
+  (`/proc/sys/kernel/random/boot_id`): a PID is reused, that triple is not.
   """
+
+  @typedoc "What identifies one process for its whole life."
+  @type identity :: %{required(String.t()) => String.t() | integer()}
+
+  @doc """
+  The identity of `pid` (`"start_time"` and `"boot_id"`), or `:error` when
+  the process is gone, a zombie, or `/proc` is not there.
+  """
+  @spec identity(pos_integer()) :: {:ok, identity()} | :error
+  def identity(pid) when is_integer(pid) and pid > 0 do
+    with {:ok, stat} <- File.read("/proc/#{pid}/stat"),
+         [_, rest] <- :binary.split(stat, ") ", [:global]) |> split_last(),
+         [state | fields] <- String.split(rest, " "),
+         false <- state == "Z",
+         {start, ""} <- Integer.parse(Enum.at(fields, 18, "")),
+         {:ok, boot} <- File.read("/proc/sys/kernel/random/boot_id") do
+      {:ok, %{"start_time" => start, "boot_id" => String.trim(boot)}}
+    else
+      _ -> :error
+    end
+  end
+
+  # The command name may itself hold ") ": split at the last one.
+  defp split_last([_]), do: :error
+
+  defp split_last(parts) do
+    {init, [last]} = Enum.split(parts, -1)
+    [Enum.join(init, ") "), last]
+  end
+
+  @doc """
+  True when `info` (a PID file's contents) names a live Erlang VM that is
+  the very process that wrote it: same PID, start time and boot. A file
+  without an identity never matches.
+  """
+  @spec same_process?(map()) :: boolean()
+  def same_process?(%{"pid" => pid, "start_time" => start, "boot_id" => boot})
+      when is_integer(pid) and pid > 0 do
+    match?({:ok, %{"start_time" => ^start, "boot_id" => ^boot}}, identity(pid)) and
+      beam_alive?(pid)
+  end
+
+  def same_process?(_info), do: false
 
   @doc """
   True when `pid` is a live process that runs an Erlang VM. Where `/proc` is

@@ -9,8 +9,12 @@ defmodule SwarmService.CLI.PidFile do
 
   Claiming the file is guarded by a lock file created with `O_EXCL`
   (`mcp-server.pid.lock`): two nodes starting at once cannot both decide the
-  PID file is free. A PID file whose process is gone, or whose PID now
-  belongs to a program that is not an Erlang VM, is stale and is replaced. A
+  PID file is free. The file records the identity of the node's process
+  (`start_time`, field 22 of `/proc/<pid>/stat`, and `boot_id`, see
+  `SwarmService.CLI.OSProcess`) next to its node name: a PID file whose
+  process is gone, or whose PID now belongs to any other process (another
+  program, another Erlang VM, a file without an identity), is stale and is
+  replaced; nothing ever signals such a process. A
   file that cannot be read or parsed is reported, never silently replaced:
   a person should look before a possibly running node is orphaned.
   """
@@ -24,19 +28,31 @@ defmodule SwarmService.CLI.PidFile do
 
   @doc """
   Reads the PID file: `:none` when absent, `{:running, info}` when its
-  process is a live VM, `{:stale, info}` when not, `{:error, message}` when
-  the file is unreadable or corrupt.
+  process is alive and is the one that wrote it, `{:stale, info}` when not
+  (`stale_reason/1` says why), `{:error, message}` when the file is
+  unreadable or corrupt.
   """
   @spec state(Path.t()) :: :none | {:running, info} | {:stale, info} | {:error, String.t()}
   def state(path) do
     case read(path) do
       {:ok, %{"pid" => pid} = info} ->
-        if OSProcess.beam_alive?(pid), do: {:running, info}, else: {:stale, info}
+        cond do
+          OSProcess.same_process?(info) -> {:running, info}
+          OSProcess.alive?(pid) -> {:stale, Map.put(info, "stale_reason", :other_process)}
+          true -> {:stale, Map.put(info, "stale_reason", :not_running)}
+        end
 
       other ->
         other
     end
   end
+
+  @doc "Why a `{:stale, info}` file is stale, for messages."
+  @spec stale_reason(info) :: String.t()
+  def stale_reason(%{"pid" => pid, "stale_reason" => :other_process}),
+    do: "pid #{pid} is another process, not the node that wrote the file"
+
+  def stale_reason(%{"pid" => pid}), do: "pid #{pid} is not running"
 
   @doc "Reads and validates the PID file."
   @spec read(Path.t()) :: {:ok, info} | :none | {:error, String.t()}
@@ -67,7 +83,14 @@ defmodule SwarmService.CLI.PidFile do
   """
   @spec claim(Path.t(), info) ::
           {:ok, nil | String.t()} | {:already_running, info} | {:error, String.t()}
-  def claim(path, %{"pid" => _} = info) do
+  def claim(path, %{"pid" => pid} = info) do
+    # Who the claimant is, so nobody mistakes a later process for it.
+    info =
+      case OSProcess.identity(pid) do
+        {:ok, identity} -> Map.merge(info, identity)
+        :error -> info
+      end
+
     with_lock(path, fn ->
       case state(path) do
         :none ->
@@ -75,7 +98,7 @@ defmodule SwarmService.CLI.PidFile do
 
         {:stale, old} ->
           with :ok <- write(path, info),
-               do: {:ok, "removed stale PID file (pid #{old["pid"]} is not running)"}
+               do: {:ok, "removed stale PID file (#{stale_reason(old)})"}
 
         {:running, old} ->
           {:already_running, old}

@@ -11,8 +11,17 @@ defmodule SwarmService.Executor.Command do
   * A non-zero exit status fails the attempt with the status and the end of
     stderr. A timeout (`:timeout_ms`, else the task's timeout) kills the
     command and every process it started.
+  * The command runs under `SwarmService.Executor.Launcher`: every process
+    it starts, however it forks, ends with the attempt — when the command
+    exits (descendants still running are killed; a failure says how many),
+    times out, is cancelled, its agent or swarm goes, the worker dies or
+    the node dies.
+  * The command's environment is `PATH`, `HOME`, `LANG`, `TMPDIR` (as the
+    node has them) plus `:env`: never the node's own settings or tokens.
   * Options: `:timeout_ms`, `:cd`, `:env` (a map or list of string pairs),
-    `:max_output_bytes` (default 1 MiB; exceeding it kills the command).
+    `:max_output_bytes` (default 1 MiB; exceeding it kills the command),
+    `:limits` (`cpu_seconds:`, `address_space_bytes:`, `open_files:`,
+    `processes:`; `setrlimit` in the launcher, see `Launcher`).
 
   This is how a swarm drives `claude -p` sub-agents:
   `{:command, ["claude", "-p", "--output-format", "text"], timeout_ms: 300_000}`.
@@ -20,10 +29,10 @@ defmodule SwarmService.Executor.Command do
   (see `allowed?/2`).
   """
 
+  require Logger
+  alias SwarmService.Executor.Launcher
+
   @default_max_output 1_048_576
-  # stdin and stderr are redirected by this fixed script; the command and
-  # its arguments are passed as positional parameters, never interpolated.
-  @launcher "exec \"$@\" <\"$RUV_SWARM_STDIN\" 2>\"$RUV_SWARM_STDERR\""
 
   @doc false
   def validate(argv, opts) do
@@ -48,8 +57,17 @@ defmodule SwarmService.Executor.Command do
       {:max_output_bytes, n}, :ok when is_integer(n) and n > 0 -> {:cont, :ok}
       {:cd, dir}, :ok when is_binary(dir) -> {:cont, :ok}
       {:env, env}, :ok when is_map(env) or is_list(env) -> {:cont, :ok}
+      {:limits, limits}, :ok when is_list(limits) -> {:cont, check_limits(limits)}
       other, :ok -> {:halt, invalid("unknown or invalid command option #{inspect(other)}")}
     end)
+  end
+
+  @limit_keys [:cpu_seconds, :address_space_bytes, :open_files, :processes]
+
+  defp check_limits(limits) do
+    if Enum.all?(limits, &match?({k, n} when k in @limit_keys and is_integer(n) and n > 0, &1)),
+      do: :ok,
+      else: invalid("command :limits take #{inspect(@limit_keys)} as positive integers")
   end
 
   defp resolve(exe) do
@@ -63,122 +81,134 @@ defmodule SwarmService.Executor.Command do
   end
 
   @doc """
-  Whether `executable` is on `allowlist` (the gateway passes its
-  `:command_allowlist` setting): an exact entry, or a bare name whose
-  resolved path is an entry. A matching base name alone is never enough:
-  it would let `/tmp/x/claude` pass for `claude`.
+  Whether a gateway client may start `argv` (or a bare executable, meaning
+  no arguments) under `allowlist`, the gateway's `:command_allowlist`
+  setting. See `SwarmService.Executor.Allowlist` for the entry format.
   """
-  @spec allowed?(String.t(), [String.t()]) :: boolean
-  def allowed?(executable, allowlist) when is_binary(executable) do
-    executable in allowlist or
-      (not String.contains?(executable, "/") and
-         case System.find_executable(executable) do
-           nil -> false
-           path -> path in allowlist
-         end)
-  end
+  @spec allowed?([String.t()] | String.t(), [String.t()]) :: boolean
+  defdelegate allowed?(argv, allowlist), to: SwarmService.Executor.Allowlist
 
   @doc false
-  # Runs one attempt in the calling (worker) process. Returns {:ok, stdout},
-  # {:error, reason} or {:timeout, reason}. Honours {:cancel, work_id,
-  # reason} messages for this work.
+  # Runs one attempt in the calling (worker) process through the launcher
+  # (SwarmService.Executor.Launcher). Returns {:ok, stdout}, {:error, reason}
+  # or {:timeout, reason}. Honours {:cancel, work_id, reason} messages for
+  # this work. The command's whole process tree is gone when this returns
+  # (or, when this process is killed, as soon as the port closes).
   def run([exe | args], opts, input, %{work_id: work_id, timeout_ms: task_timeout}) do
     timeout = Keyword.get(opts, :timeout_ms, task_timeout)
     max_out = Keyword.get(opts, :max_output_bytes, @default_max_output)
-    dir = Path.join(System.tmp_dir!(), "ruv_swarm_exec")
-    File.mkdir_p!(dir)
-    base = Path.join(dir, "#{System.os_time()}-#{:erlang.unique_integer([:positive])}")
-    stdin_path = base <> ".in"
-    stderr_path = base <> ".err"
-    File.write!(stdin_path, input)
 
-    env =
-      [{"RUV_SWARM_STDIN", stdin_path}, {"RUV_SWARM_STDERR", stderr_path}] ++
-        Enum.map(Keyword.get(opts, :env, []), fn {k, v} -> {to_string(k), to_string(v)} end)
+    launch_opts = [
+      env: Launcher.base_env(Keyword.get(opts, :env, [])),
+      cd: opts[:cd],
+      limits: Keyword.get(opts, :limits, [])
+    ]
 
-    port_opts =
-      [
-        :binary,
-        :exit_status,
-        :use_stdio,
-        :hide,
-        args: ["-c", @launcher, "ruv_swarm_exec", exe | args],
-        env: Enum.map(env, fn {k, v} -> {String.to_charlist(k), String.to_charlist(v)} end)
-      ] ++ if(cd = opts[:cd], do: [cd: cd], else: [])
+    Process.delete({__MODULE__, :pgid})
 
-    try do
-      port = Port.open({:spawn_executable, "/bin/sh"}, port_opts)
-      # nil when the command already exited (and the port closed).
-      os_pid = with {:os_pid, pid} <- Port.info(port, :os_pid), do: pid
-      deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
+    case Launcher.open(exe, args, launch_opts) do
+      {:ok, launcher} ->
+        Launcher.write(launcher, input)
+        Launcher.close_input(launcher)
+        deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
+        collect(launcher, {[], 0, max_out}, {deadline, timeout}, work_id, exe)
 
-      result = collect(port, os_pid, {[], 0, max_out}, {deadline, timeout}, work_id)
-      finish(result, stderr_path)
-    after
-      File.rm(stdin_path)
-      File.rm(stderr_path)
+      {:error, _} = error ->
+        error
     end
   end
 
-  defp collect(port, os_pid, {acc, size, max_out}, {deadline, timeout} = limit, work_id) do
+  defp collect(launcher, {acc, size, max_out} = out, {deadline, timeout} = limit, work_id, exe) do
     wait =
       if deadline, do: max(deadline - System.monotonic_time(:millisecond), 0), else: :infinity
 
     receive do
-      {^port, {:data, chunk}} ->
-        size = size + byte_size(chunk)
-
-        if size > max_out do
-          kill_tree(port, os_pid)
-          {:error, "output exceeded #{max_out} bytes; command killed"}
-        else
-          collect(port, os_pid, {[acc | chunk], size, max_out}, limit, work_id)
-        end
-
-      {^port, {:exit_status, 0}} ->
-        {:ok, IO.iodata_to_binary(acc)}
-
-      {^port, {:exit_status, status}} ->
-        {:exit, status}
-
       {:cancel, ^work_id, reason} ->
-        kill_tree(port, os_pid)
+        Launcher.stop(launcher)
         {:error, "cancelled: #{reason}"}
 
       {:EXIT, from, reason} when is_pid(from) ->
-        # Our agent is gone (the only process we are linked to): take the
-        # command down with us. Ports of earlier runs also send EXITs; they
-        # are not pids and are ignored.
-        kill_tree(port, os_pid)
+        # Our agent is gone (the only process we are linked to): closing the
+        # port makes the launcher end the whole tree. Ports of earlier runs
+        # also send EXITs; they are not pids and are ignored.
+        Launcher.close(launcher)
         exit(reason)
+
+      {port, _} = msg when port == launcher.port ->
+        case Launcher.event(launcher, msg) do
+          {:stdout, chunk} ->
+            size = size + byte_size(chunk)
+
+            if size > max_out do
+              Launcher.stop(launcher)
+              {:error, "output exceeded #{max_out} bytes; command killed"}
+            else
+              collect(launcher, {[acc | chunk], size, max_out}, limit, work_id, exe)
+            end
+
+          {:exit, report} ->
+            Process.delete({__MODULE__, :pgid})
+            Launcher.await_exit(launcher.port, System.monotonic_time(:millisecond) + 5_000)
+            outcome(report, IO.iodata_to_binary(acc), exe)
+
+          {:launcher_exit, status} ->
+            # The launcher was killed (by the command itself?): its command
+            # died with it (parent-death signal); what is left of the
+            # command's process group is ended here.
+            kill_group(Process.delete({__MODULE__, :pgid}))
+            {:error, "the command launcher exited unexpectedly (status #{status})"}
+
+          {:started, pgid} ->
+            Process.put({__MODULE__, :pgid}, pgid)
+            collect(launcher, out, limit, work_id, exe)
+
+          _ ->
+            collect(launcher, out, limit, work_id, exe)
+        end
     after
       wait ->
-        kill_tree(port, os_pid)
+        Launcher.stop(launcher)
         {:timeout, "command timed out after #{timeout} ms and was killed"}
     end
   end
 
-  defp finish({:exit, status}, stderr_path) do
-    {:error, "exit status #{status}: " <> stderr_tail(stderr_path)}
+  defp kill_group(nil), do: :ok
+
+  defp kill_group(pgid) when is_integer(pgid) and pgid > 1 do
+    _ = System.cmd("kill", ["-KILL", "--", "-#{pgid}"], stderr_to_stdout: true)
+    :ok
   end
 
-  defp finish(other, _), do: other
-
-  defp stderr_tail(path) do
-    case File.read(path) do
-      {:ok, ""} ->
-        "(no stderr)"
-
-      {:ok, text} when byte_size(text) > 2_000 ->
-        "..." <> binary_part(text, byte_size(text), -2_000)
-
-      {:ok, text} ->
-        String.trim(text)
-
-      {:error, _} ->
-        "(no stderr)"
+  defp outcome(%{status: {:exited, 0}, leftovers: n}, stdout, exe) do
+    if n > 0 do
+      Logger.warning(
+        "command #{exe} exited 0 and left #{n} process(es) running; they were killed"
+      )
     end
+
+    {:ok, stdout}
   end
+
+  defp outcome(%{status: {:exited, code}} = r, _stdout, _exe),
+    do: {:error, "exit status #{code}: " <> stderr_tail(r.stderr) <> leftovers(r)}
+
+  defp outcome(%{status: {:signaled, sig}} = r, _stdout, _exe),
+    do: {:error, "killed by signal #{sig}: " <> stderr_tail(r.stderr) <> leftovers(r)}
+
+  defp outcome(%{status: {:spawn_failed, _}, stderr: why}, _stdout, _exe),
+    do: {:error, "could not start the command: " <> why}
+
+  defp outcome(%{status: :killed}, _stdout, _exe), do: {:error, "command killed"}
+
+  defp leftovers(%{leftovers: 0}), do: ""
+  defp leftovers(%{leftovers: n}), do: " (#{n} leftover process(es) were killed)"
+
+  defp stderr_tail(""), do: "(no stderr)"
+
+  defp stderr_tail(text) when byte_size(text) > 2_000,
+    do: "..." <> binary_part(text, byte_size(text), -2_000)
+
+  defp stderr_tail(text), do: String.trim(text)
 
   @doc false
   # What the command reads: the input, then each dependency's result.
@@ -198,50 +228,6 @@ defmodule SwarmService.Executor.Command do
     :jiffy.encode(input, [:use_nil])
   catch
     _, _ -> inspect(input, limit: :infinity, printable_limit: :infinity)
-  end
-
-  # Kills the command and every descendant (found through /proc), so a
-  # timed-out `claude -p` leaves no children behind.
-  defp kill_tree(port, nil), do: close(port)
-
-  defp kill_tree(port, os_pid) do
-    # One kill for the whole tree; ones that already exited are skipped by kill.
-    pids = Enum.map([os_pid | descendants(os_pid)], &Integer.to_string/1)
-    System.cmd("kill", ["-KILL" | pids], stderr_to_stdout: true)
-    close(port)
-  end
-
-  defp close(port) do
-    try do
-      Port.close(port)
-    catch
-      _, _ -> :ok
-    end
-
-    :ok
-  end
-
-  defp descendants(root) do
-    children =
-      Path.wildcard("/proc/[0-9]*/stat")
-      |> Enum.flat_map(fn stat ->
-        with {:ok, text} <- File.read(stat),
-             [_, rest] <- String.split(text, ") ", parts: 2),
-             [_state, ppid | _] <- String.split(rest, " ", parts: 3) do
-          [{String.to_integer(Path.basename(Path.dirname(stat))), String.to_integer(ppid)}]
-        else
-          _ -> []
-        end
-      end)
-
-    walk([root], children, [])
-  end
-
-  defp walk([], _all, found), do: found
-
-  defp walk([p | rest], all, found) do
-    kids = for {pid, ^p} <- all, do: pid
-    walk(kids ++ rest, all, kids ++ found)
   end
 
   defp invalid(msg), do: {:error, {:invalid_argument, msg}}
