@@ -289,7 +289,7 @@ defmodule InterfaceService.Tools do
   Validates `args` against the tool's schema and runs it. Returns `{:ok, map}`
   with the structured result, `{:error, :unknown_tool}`,
   `{:error, {:invalid_arguments, message}}`, or `{:error, reason}` from the
-  engine (see `error_message/2`).
+  engine (`SwarmService.Errors` describes each).
   """
   @spec call(String.t(), map() | nil, ctx()) :: result()
   def call(name, args, ctx) do
