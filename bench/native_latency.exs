@@ -166,12 +166,14 @@ IO.puts(
   "(* spawn_agent at the 100,000 cap answers {:error, {:swarm_full, _}}: the check itself is timed)"
 )
 
-%{longest_call_ns: longest, longest_call_cpu_ns: longest_cpu} = Native.engine_memory()
+%{longest_call_ns: longest, longest_call_cpu_ns: longest_cpu, longest_call: longest_name} =
+  Native.engine_memory()
+
 Native.engine_measure(false)
 worst = longest_cpu / 1000
 
 IO.puts(
-  "longest swarm command, engine-measured: #{Float.round(worst, 1)} us of CPU, " <>
+  "longest swarm command, engine-measured: #{Float.round(worst, 1)} us of CPU (#{longest_name}), " <>
     "#{Float.round(longest / 1000, 1)} us wall (goal: < 1000 us)"
 )
 

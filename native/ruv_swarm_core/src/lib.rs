@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod join_order;
 pub mod limits;
 pub mod memory;
 pub mod model;

@@ -22,6 +22,7 @@ use crate::discovery::{self, Discovery};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventRecord};
 use crate::ids::{self, Kind};
+use crate::join_order::JoinOrder;
 use crate::limits;
 use crate::memory::{self, Entry, Memory, Query};
 use crate::model::*;
@@ -56,8 +57,9 @@ pub struct Agent {
     pub meta: Payload,
     pub metrics: AgentMetrics,
     pub joined_at: u64,
-    /// Position in join order; topology roles derive from it.
-    pub pos: u32,
+    /// Slot in the join order; its position (topology role) derives from
+    /// it (see [`Swarm::position`]).
+    join_slot: u32,
     free_idx: Option<u32>,
     /// Units in this agent's hands.
     work: Vec<Held>,
@@ -232,7 +234,7 @@ pub struct Swarm {
     // million tasks in one call (the 1 ms rule for normal schedulers).
     agents: BTreeMap<u64, Agent>,
     /// Agent seqs in join order (index = position).
-    order: Vec<u64>,
+    order: JoinOrder,
     /// Online push agents with a free slot.
     free: Vec<u64>,
     free_cursor: usize,
@@ -253,6 +255,11 @@ pub struct Swarm {
     task_counts: [u64; 6],
     /// Swarm-wide success rate (EWMA), which sizes adaptive hedging.
     success_ewma: f64,
+    /// Entries visited by the swarm's own scans and loops (free agents
+    /// compared, units walked, timers fired, agents refilled), ever. Each
+    /// command adds work bounded by its own size, never by the swarm's:
+    /// tests check it.
+    steps: u64,
     rng: SmallRng,
     pub outbox: Outbox,
 }
@@ -278,7 +285,7 @@ impl Swarm {
             max_agents: cfg.max_agents,
             created_at: now,
             agents: BTreeMap::new(),
-            order: Vec::new(),
+            order: JoinOrder::default(),
             free: Vec::new(),
             free_cursor: 0,
             cap_holders: HashMap::new(),
@@ -297,6 +304,7 @@ impl Swarm {
             agent_counts: [0; 3],
             task_counts: [0; 6],
             success_ewma: 1.0,
+            steps: 0,
             rng: SmallRng::from_rng(&mut rand::rng()),
             outbox: Outbox::default(),
         })
@@ -361,7 +369,23 @@ impl Swarm {
 
     /// Agents in join order.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.order.iter().map(|s| &self.agents[s])
+        self.order.iter().map(|s| &self.agents[&s])
+    }
+
+    /// An agent's position in join order (0-based), in O(log agents).
+    pub fn position(&self, a: &Agent) -> usize {
+        self.order.position(a.join_slot)
+    }
+
+    /// The agent at a position in join order.
+    fn agent_at(&self, pos: usize) -> &Agent {
+        &self.agents[&self.order.at(pos).expect("position in range")]
+    }
+
+    /// Work done so far, in entries visited (see the `steps` field and
+    /// the ready queues' visits).
+    pub fn steps(&self) -> u64 {
+        self.steps + self.queues.visits()
     }
 
     pub fn agent_count(&self) -> usize {

@@ -69,6 +69,9 @@ pub struct Unit {
     pub result: Option<Payload>,
     pub error: Option<String>,
     pub dispatched_at: u64,
+    /// While `Ready` and queued: the queue entry's order, so the entry can
+    /// be taken out when the task ends first.
+    pub queue_order: u64,
 }
 
 impl Unit {
@@ -88,6 +91,7 @@ impl Unit {
             result: None,
             error: None,
             dispatched_at: 0,
+            queue_order: 0,
         }
     }
 }

@@ -326,6 +326,42 @@ fn a_lost_agent_never_loses_its_task() {
 }
 
 #[test]
+fn agents_that_become_workers_when_another_leaves_take_queued_work() {
+    // A tree of 5: positions 0 and 1 coordinate, 2..4 are leaves.
+    let mut s = swarm(Topology::Hierarchical, Strategy::Balanced);
+    let agents: Vec<String> = (0..5).map(|_| push_agent(&mut s, &[])).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|i| s.submit(task(&format!("t{i}")), 0).unwrap())
+        .collect();
+    let mut busy: Vec<String> = dispatched(&mut s).into_iter().map(|d| d.0).collect();
+    busy.sort();
+    assert_eq!(busy, agents[2..].to_vec());
+    let waiting = s.submit(task("waits"), 0).unwrap();
+    assert!(dispatched(&mut s).is_empty());
+    // With 4 agents, position 1 is a leaf: that agent takes the queued task.
+    s.remove_agent(&agents[4], 1).unwrap();
+    let got = dispatched(&mut s);
+    assert!(got
+        .iter()
+        .any(|(a, w)| *a == agents[1] && w.task_id == waiting));
+    assert!(ids.iter().all(|t| !status(&s, t).is_terminal()));
+    // A star left with one agent: the hub works.
+    let mut s = swarm(Topology::Star, Strategy::Balanced);
+    let hub = push_agent(&mut s, &[]);
+    let spoke = push_agent(&mut s, &[]);
+    s.submit(task("x"), 0).unwrap();
+    assert_eq!(dispatched(&mut s)[0].0, spoke);
+    let t = s.submit(task("y"), 0).unwrap();
+    assert!(dispatched(&mut s).is_empty());
+    s.remove_agent(&spoke, 1).unwrap();
+    let (who, w) = dispatched(&mut s).remove(0);
+    assert_eq!(
+        (who.as_str(), w.task_id.as_str()),
+        (hub.as_str(), t.as_str())
+    );
+}
+
+#[test]
 fn work_occupies_the_lowest_free_slot_and_a_lost_worker_frees_it() {
     let mut s = swarm(Topology::Mesh, Strategy::Balanced);
     let a = s

@@ -2,6 +2,7 @@
 //! effects (work, cancellations, completions, events) as messages.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
@@ -170,6 +171,19 @@ pub fn remove(id: &str) -> Option<Arc<Cell>> {
     SWARMS.write().unwrap_or_else(|p| p.into_inner()).remove(id)
 }
 
+/// Frees a removed swarm off the scheduler: a swarm of 100,000 agents and a
+/// million tasks takes about a second to free, so its last reference is
+/// dropped on a thread of its own (inline if no thread can be started).
+pub fn free_later(cell: Arc<Cell>) {
+    // A spawn that fails drops the closure, and the swarm with it, here.
+    let spawned = std::thread::Builder::new()
+        .name("ruv_swarm_free".into())
+        .spawn(move || drop(cell));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "freed a destroyed swarm inline");
+    }
+}
+
 pub fn get(id: &str) -> Result<Arc<Cell>> {
     SWARMS
         .read()
@@ -217,11 +231,18 @@ static LONGEST_CALL_NS: AtomicU64 = AtomicU64::new(0);
 /// ran something else on this core.
 static LONGEST_CALL_CPU_NS: AtomicU64 = AtomicU64::new(0);
 
-/// (wall, cpu) maxima since the last call, then reset.
-pub fn take_longest_call_ns() -> (u64, u64) {
+/// Where the command that took the longest CPU time was called from.
+static LONGEST_CALL_AT: Mutex<Option<&'static Location<'static>>> = Mutex::new(None);
+
+/// (wall, cpu, `file:line` of the longest by cpu) since the last call,
+/// then reset.
+pub fn take_longest_call_ns() -> (u64, u64, String) {
+    let at = LONGEST_CALL_AT.lock().take();
     (
         LONGEST_CALL_NS.swap(0, Ordering::Relaxed),
         LONGEST_CALL_CPU_NS.swap(0, Ordering::Relaxed),
+        at.map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default(),
     )
 }
 
@@ -244,11 +265,13 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// Runs a command on the swarm `id`, delivers its effects and replies.
+#[track_caller]
 pub fn with_swarm<'a>(
     env: Env<'a>,
     cell: Result<Arc<Cell>>,
     f: impl FnOnce(&mut State, u64) -> Result<Term<'a>>,
 ) -> Term<'a> {
+    let at = Location::caller();
     let timing = MEASURE
         .load(Ordering::Relaxed)
         .then(|| (Instant::now(), thread_cpu_ns()));
@@ -261,7 +284,10 @@ pub fn with_swarm<'a>(
     let reply = crate::error::reply(env, result);
     if let Some((wall, cpu)) = timing {
         LONGEST_CALL_NS.fetch_max(wall.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        LONGEST_CALL_CPU_NS.fetch_max(thread_cpu_ns() - cpu, Ordering::Relaxed);
+        let cpu = thread_cpu_ns() - cpu;
+        if LONGEST_CALL_CPU_NS.fetch_max(cpu, Ordering::Relaxed) < cpu {
+            *LONGEST_CALL_AT.lock() = Some(at);
+        }
     }
     reply
 }

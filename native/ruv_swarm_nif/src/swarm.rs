@@ -9,8 +9,10 @@ use ruv_swarm_core::{Strategy, Swarm, Topology};
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
-/// Timers and expiries handled per tick; more come back at once.
-const TICK_BUDGET: usize = 1_000;
+/// Timers and expiries handled per tick; more come back at once. A fired
+/// deadline costs a few microseconds (a retry, a refill), so a tick stays
+/// well under the 1 ms rule even when every one of them fires.
+const TICK_BUDGET: usize = 64;
 
 #[rustler::nif]
 fn swarm_create<'a>(
@@ -45,7 +47,8 @@ fn swarm_create<'a>(
 #[rustler::nif]
 fn swarm_destroy<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
     let result = codec::string(id, "swarm id").and_then(|id| {
-        registry::remove(&id).ok_or(ruv_swarm_core::Error::SwarmNotFound)?;
+        let cell = registry::remove(&id).ok_or(ruv_swarm_core::Error::SwarmNotFound)?;
+        registry::free_later(cell);
         tracing::info!(swarm = %id, "swarm destroyed");
         ok_atom(env)
     });
@@ -180,10 +183,11 @@ fn engine_measure(on: bool) -> rustler::Atom {
 }
 
 /// Engine-wide numbers: live bytes allocated by Rust, swarm count, and the
-/// longest swarm command since the last call (then reset).
+/// longest swarm command since the last call (then reset) and the NIF that
+/// ran it.
 #[rustler::nif]
 fn engine_memory(env: Env) -> Term {
-    let (wall, cpu) = registry::take_longest_call_ns();
+    let (wall, cpu, name) = registry::take_longest_call_ns();
     codec::map(
         env,
         [
@@ -194,6 +198,7 @@ fn engine_memory(env: Env) -> Term {
             (atoms::swarms(), (registry::all().len() as u64).encode(env)),
             (atoms::longest_call_ns(), wall.encode(env)),
             (atoms::longest_call_cpu_ns(), cpu.encode(env)),
+            (atoms::longest_call(), codec::bin(env, &name)),
         ],
     )
 }

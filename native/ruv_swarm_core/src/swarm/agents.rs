@@ -48,13 +48,12 @@ impl Swarm {
             meta: spec.meta,
             metrics: AgentMetrics::default(),
             joined_at,
-            pos: self.order.len() as u32,
+            join_slot: self.order.push(seq),
             free_idx: None,
             work: Vec::new(),
         };
         self.agent_counts[agent.status() as usize] += 1;
         self.agents.insert(seq, agent);
-        self.order.push(seq);
     }
 
     /// The agent's process is up: it may receive work. A new process holds
@@ -94,16 +93,18 @@ impl Swarm {
                 }
             }
         }
-        let pos = agent.pos as usize;
-        self.order.remove(pos);
-        for (i, s) in self.order.iter().enumerate().skip(pos) {
-            self.agents.get_mut(s).expect("present").pos = i as u32;
-        }
+        let before = self.order.len();
+        self.order.remove(agent.join_slot);
         self.emit(now, || Event::AgentLeft { agent_id: agent.id });
-        // Roles may have shifted (a new hub or new leaves): let free
-        // workers look for queued work.
-        let free = self.free.clone();
-        for s in free {
+        // Roles may have shifted: agents that just became workers (a star
+        // left with one agent, a tree with new leaves) may take queued
+        // work. They are at most two, at the new first worker positions.
+        let after = self.order.len();
+        let first = topology::first_worker(self.topology, after);
+        let last = topology::first_worker(self.topology, before).min(after);
+        for p in first..last {
+            self.steps += 1;
+            let s = self.agent_at(p).seq;
             self.fill_agent(s, now);
         }
         Ok(())
@@ -120,6 +121,7 @@ impl Swarm {
             ..
         } in work
         {
+            self.steps += 1;
             let live = self.unit_is_live(task, unit, attempt, seq);
             self.release_agent(seq, task, unit, attempt, None, now);
             if live {
@@ -138,7 +140,7 @@ impl Swarm {
 
     pub(super) fn is_worker(&self, a: &Agent) -> bool {
         a.dispatch == Dispatch::Pull
-            || topology::is_worker(self.topology, a.pos as usize, self.order.len())
+            || topology::is_worker(self.topology, self.position(a), self.order.len())
     }
 
     pub(super) fn can_take(&self, a: &Agent) -> bool {
@@ -207,10 +209,10 @@ impl Swarm {
     /// Agent ids directly connected to `agent_id` in this topology.
     pub fn neighbours(&self, agent_id: &str) -> Result<Vec<String>> {
         let seq = self.agent_seq(agent_id)?;
-        let pos = self.agents[&seq].pos as usize;
+        let pos = self.position(&self.agents[&seq]);
         Ok(topology::neighbours(self.topology, pos, self.order.len())
             .into_iter()
-            .map(|p| self.agents[&self.order[p]].id.clone())
+            .map(|p| self.agent_at(p).id.clone())
             .collect())
     }
 
@@ -222,10 +224,10 @@ impl Swarm {
         now: u64,
     ) -> Result<Vec<(Option<String>, String)>> {
         let start = match origin {
-            Some(id) => Some(self.agents[&self.agent_seq(id)?].pos as usize),
+            Some(id) => Some(self.position(&self.agents[&self.agent_seq(id)?])),
             None => None,
         };
-        let id_at = |p: usize| self.agents[&self.order[p]].id.clone();
+        let id_at = |p: usize| self.agent_at(p).id.clone();
         let hops: Vec<_> = topology::coordination_route(self.topology, start, self.order.len())
             .into_iter()
             .map(|(from, to)| (from.map(id_at), id_at(to)))

@@ -42,7 +42,9 @@ impl Swarm {
         let mut fallback = None;
         let mut best: Option<(u64, f64)> = None;
         let mut seen = 0;
+        let mut visited = 0;
         for i in 0..len {
+            visited += 1;
             let seq = self.free[(self.free_cursor + i) % len];
             let a = &self.agents[&seq];
             if !self.is_worker(a) || !a.has_caps(caps) {
@@ -70,6 +72,7 @@ impl Swarm {
                 break;
             }
         }
+        self.steps += visited;
         best.map(|(s, _)| s).or(fallback)
     }
 
@@ -83,7 +86,11 @@ impl Swarm {
             Some(agent) => {
                 self.start_unit(task, unit, agent, None, now);
             }
-            None => self.queues.push(&caps, priority, task, unit, attempts),
+            None => {
+                let order = self.queues.push(&caps, priority, task, unit, attempts);
+                let t = self.tasks.get_mut(&task).expect("live task");
+                t.units[unit as usize].queue_order = order;
+            }
         }
     }
 
@@ -111,9 +118,9 @@ impl Swarm {
         let before = a.status();
         let dispatch = a.dispatch;
         let agent_id = a.id.clone();
-        let route: Vec<String> = topology::work_path(self.topology, a.pos as usize, n)
+        let route: Vec<String> = topology::work_path(self.topology, self.position(a), n)
             .into_iter()
-            .map(|p| self.agents[&self.order[p]].id.clone())
+            .map(|p| self.agent_at(p).id.clone())
             .collect();
         let t = self.tasks.get_mut(&task).expect("live task");
         let u = &mut t.units[unit as usize];
@@ -191,6 +198,7 @@ impl Swarm {
     /// Gives a free push agent queued work until it is full.
     pub(super) fn fill_agent(&mut self, seq: u64, now: u64) {
         loop {
+            self.steps += 1;
             let Some(a) = self.agents.get(&seq) else {
                 return;
             };

@@ -143,7 +143,10 @@ impl Swarm {
             let next_agent = ring_pipeline
                 .then(|| self.agents.get(&agent))
                 .flatten()
-                .map(|a| self.order[topology::ring_next(a.pos as usize, self.order.len())]);
+                .map(|a| {
+                    let next = topology::ring_next(self.position(a), self.order.len());
+                    self.agent_at(next).seq
+                });
             for d in dependents {
                 let t = self.tasks.get_mut(&task).expect("live task");
                 let du = &mut t.units[d as usize];
@@ -308,9 +311,15 @@ impl Swarm {
             t.result = Some(t.aggregate());
         }
         let mut released = Vec::new();
+        self.steps += t.units.len() as u64;
         for (i, u) in t.units.iter_mut().enumerate() {
             if u.state.is_finished() {
                 continue;
+            }
+            if u.state == UnitState::Ready {
+                // Out of the queue now, not met stale by a later pop.
+                self.queues
+                    .remove(&u.capabilities, t.priority, u.queue_order);
             }
             if u.state == UnitState::Running {
                 if let Some(a) = u.agent {

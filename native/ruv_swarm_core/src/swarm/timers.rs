@@ -14,6 +14,7 @@ impl Swarm {
                 break;
             };
             done += 1;
+            self.steps += 1;
             let Some(t) = self.tasks.get(&timer.task) else {
                 continue;
             };
@@ -60,10 +61,18 @@ impl Swarm {
                 _ => {}
             }
         }
+        if self.queues.is_dirty() {
+            self.queues.sweep(budget, |e| {
+                self.tasks.get(&e.task).is_some_and(|t| {
+                    let u = &t.units[e.unit as usize];
+                    u.state == UnitState::Ready && u.attempts == e.attempt
+                })
+            });
+        }
         for (namespace, key) in self.memory.expire(now, budget) {
             self.emit(now, || Event::MemoryExpired { namespace, key });
         }
-        self.next_deadline().is_some_and(|at| at <= now)
+        self.queues.is_dirty() || self.next_deadline().is_some_and(|at| at <= now)
     }
 
     /// When the next timer or memory expiry is due, if any.
