@@ -126,6 +126,9 @@ pub struct WorkItem {
     pub attempt: u32,
     pub description: String,
     pub input: Payload,
+    /// The input is the description (a plain-text task): `input` is empty
+    /// and the text is stored and sent once.
+    pub input_is_description: bool,
     /// Results of the unit's dependencies, by unit name.
     pub context: Vec<(String, Payload)>,
     pub timeout_ms: Option<u64>,

@@ -133,7 +133,13 @@ pub struct Task {
 
 /// Checks a spec against the limits and its DAG for cycles.
 pub fn validate(spec: &TaskSpec) -> Result<()> {
-    check_text("description", &spec.description)?;
+    if description_is_input(spec) {
+        // The text is the task's input too (stored once), so it has the
+        // payload limit.
+        check_payload("task", spec.description.as_bytes())?;
+    } else {
+        check_text("description", &spec.description)?;
+    }
     check_payload("input", &spec.input)?;
     check_list("capability", &spec.capabilities)?;
     if spec.description.is_empty() && spec.input.is_empty() && spec.subtasks.is_empty() {
@@ -208,6 +214,12 @@ pub fn validate(spec: &TaskSpec) -> Result<()> {
         return Err(Error::DependencyCycle(cycle.join(" -> ")));
     }
     Ok(())
+}
+
+/// A task without an input or subtasks: its description is its input
+/// (what a plain-text task is), handed to agents as a binary.
+pub fn description_is_input(spec: &TaskSpec) -> bool {
+    spec.input.is_empty() && spec.subtasks.is_empty()
 }
 
 /// A dependency cycle as a list of names (first name repeated at the end).
@@ -346,6 +358,17 @@ impl Task {
             .collect()
     }
 
+    /// Whether a unit's input is the task's description: the unit takes
+    /// the task's own input and the task has none (see
+    /// [`description_is_input`]).
+    pub fn input_is_description(&self, unit: u32) -> bool {
+        !self.has_subtasks
+            && self.units[unit as usize]
+                .input
+                .as_ref()
+                .is_some_and(|i| i.is_empty())
+    }
+
     /// The input for a unit: its own, or the previous step's result.
     pub fn input_of(&self, unit: u32) -> Payload {
         let u = &self.units[unit as usize];
@@ -460,6 +483,38 @@ mod tests {
         assert_eq!(t.units[0].dependents, vec![1]);
         assert_eq!(t.units[1].input, None);
         assert_eq!(t.input_of(0), b"x");
+    }
+
+    #[test]
+    fn a_plain_text_task_has_the_payload_limit_and_is_its_own_input() {
+        let text = "x".repeat(600_000);
+        let plain = TaskSpec {
+            description: text.clone(),
+            ..Default::default()
+        };
+        assert!(validate(&plain).is_ok());
+        let t = Task::new(1, "t".into(), plain, 1, 0);
+        assert!(t.input_is_description(0));
+        let with_input = TaskSpec {
+            description: text,
+            input: b"i".to_vec(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&with_input),
+            Err(Error::TooLarge {
+                what: "description",
+                ..
+            })
+        ));
+        let too_big = TaskSpec {
+            description: "x".repeat(crate::limits::MAX_PAYLOAD_BYTES + 1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&too_big),
+            Err(Error::TooLarge { what: "task", .. })
+        ));
     }
 
     #[test]

@@ -364,6 +364,13 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
 }
 
 pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> Term<'a> {
+    let description = bin(env, &w.description);
+    // A plain-text task's text is its input: one binary, sent once.
+    let input = if w.input_is_description {
+        description
+    } else {
+        term_of(env, &w.input)
+    };
     map(
         env,
         [
@@ -373,8 +380,8 @@ pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> T
             (atoms::agent_id(), bin(env, agent_id)),
             (atoms::unit(), bin(env, &w.unit)),
             (atoms::attempt(), w.attempt.encode(env)),
-            (atoms::description(), bin(env, &w.description)),
-            (atoms::input(), term_of(env, &w.input)),
+            (atoms::description(), description),
+            (atoms::input(), input),
             (atoms::context(), payload_map(env, &w.context)),
             (atoms::timeout_ms(), opt(env, w.timeout_ms)),
             (atoms::priority(), atom_of(env, w.priority)),

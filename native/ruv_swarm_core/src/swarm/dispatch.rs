@@ -141,6 +141,7 @@ impl Swarm {
             attempt,
             description: t.description.clone(),
             input: t.input_of(unit),
+            input_is_description: t.input_is_description(unit),
             context: t.context_of(unit),
             timeout_ms: timeout,
             priority: t.priority,
