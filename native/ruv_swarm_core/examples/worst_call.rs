@@ -14,19 +14,25 @@ use ruv_swarm_core::*;
 
 /// Largest single allocation or reallocation since last reset.
 static BIGGEST: AtomicUsize = AtomicUsize::new(0);
+/// Bytes live (as requested of the allocator), like the NIF's counter.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 struct Watch;
 
 unsafe impl GlobalAlloc for Watch {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         BIGGEST.fetch_max(l.size(), Ordering::Relaxed);
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         BIGGEST.fetch_max(n, Ordering::Relaxed);
+        LIVE.fetch_add(n, Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -53,6 +59,7 @@ fn cpu_ns() -> u64 {
 }
 
 fn main() {
+    sizes();
     let mut args = std::env::args()
         .skip(1)
         .map(|a| a.parse::<usize>().unwrap());
@@ -83,6 +90,7 @@ fn main() {
         first.get_or_insert(id.unwrap());
     }
     let first = first.unwrap();
+    let before_tasks = LIVE.load(Ordering::Relaxed);
     for i in 0..queued {
         let spec = TaskSpec {
             description: "q".into(),
@@ -98,6 +106,10 @@ fn main() {
             s.drain();
         }
     }
+    println!(
+        "{:.1} bytes per queued task",
+        (LIVE.load(Ordering::Relaxed) - before_tasks) as f64 / queued as f64
+    );
     for i in 0..3000 {
         time("submit", i, &mut || {
             s.submit(
@@ -159,4 +171,14 @@ fn main() {
             .collect();
         println!("{name:18} {}", top.join(" "));
     }
+}
+
+#[allow(dead_code)]
+fn sizes() {
+    println!(
+        "Task {} Unit {} QueueEntry {}",
+        std::mem::size_of::<ruv_swarm_core::task::Task>(),
+        std::mem::size_of::<ruv_swarm_core::task::Unit>(),
+        std::mem::size_of::<ruv_swarm_core::scheduler::QueueEntry>()
+    );
 }

@@ -271,8 +271,13 @@ impl Task {
     /// subtasks (ignored when it has subtasks).
     pub fn new(seq: u64, id: String, spec: TaskSpec, fan_out: u32, now: u64) -> Task {
         let caps = normalize_caps(spec.capabilities);
-        let mut units = Vec::new();
         let has_subtasks = !spec.subtasks.is_empty();
+        // Exactly as many as there are: a first push would reserve four.
+        let mut units = Vec::with_capacity(if has_subtasks {
+            spec.subtasks.len()
+        } else {
+            fan_out.max(1) as usize
+        });
         if has_subtasks {
             let index: HashMap<String, u32> = spec
                 .subtasks

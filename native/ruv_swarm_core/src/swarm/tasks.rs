@@ -28,7 +28,7 @@ impl Swarm {
             .filter(|(_, u)| u.pending_deps == 0)
             .map(|(i, _)| i as u32)
             .collect();
-        self.tasks.insert(seq, task);
+        self.tasks.insert(seq, Box::new(task));
         self.task_counts[TaskStatus::Pending as usize] += 1;
         self.counters.tasks_submitted += 1;
         self.emit(now, || Event::TaskSubmitted {
