@@ -27,7 +27,7 @@ use crate::limits;
 use crate::memory::{self, Entry, Memory, Query};
 use crate::model::*;
 use crate::scheduler::{self, ReadyQueues, Timer, TimerKind, Timers, Verdict};
-use crate::task::{self, Task, TaskResult, UnitState};
+use crate::task::{self, AttemptOutcome, Task, TaskResult, UnitState};
 use crate::topology;
 
 mod agents;
@@ -56,6 +56,8 @@ pub struct Agent {
     pub node: String,
     pub meta: Payload,
     pub metrics: AgentMetrics,
+    /// Why its last failed attempt failed (truncated).
+    pub last_error: Option<Box<str>>,
     pub joined_at: u64,
     /// Slot in the join order; its position (topology role) derives from
     /// it (see [`Swarm::position`]).

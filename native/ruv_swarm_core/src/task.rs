@@ -48,6 +48,41 @@ impl UnitState {
     }
 }
 
+/// Longest failure reason kept per attempt (and as an agent's last error).
+pub const MAX_ATTEMPT_ERROR_BYTES: usize = 512;
+
+/// How one attempt of a unit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Completed,
+    /// Failed with this reason (truncated to [`MAX_ATTEMPT_ERROR_BYTES`]).
+    Failed(Box<str>),
+    /// Ran out of time (a deadline or a pull agent's lease).
+    TimedOut(Box<str>),
+    /// Stopped because its task ended first.
+    Cancelled,
+}
+
+/// One ended attempt: who ran it, how it ended and how long it took.
+/// A unit has at most `limits::MAX_ATTEMPTS` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    /// The agent (sequence number) that ran it.
+    pub agent: u64,
+    pub outcome: AttemptOutcome,
+    pub duration_ms: u64,
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn truncated(s: &str, max: usize) -> Box<str> {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].into()
+}
+
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub name: String,
@@ -72,6 +107,8 @@ pub struct Unit {
     /// While `Ready` and queued: the queue entry's order, so the entry can
     /// be taken out when the task ends first.
     pub queue_order: u64,
+    /// Ended attempts, oldest first (empty, unallocated, until one ends).
+    pub history: Vec<AttemptRecord>,
 }
 
 impl Unit {
@@ -92,7 +129,18 @@ impl Unit {
             error: None,
             dispatched_at: 0,
             queue_order: 0,
+            history: Vec::new(),
         }
+    }
+
+    /// Records the end of the running attempt on `agent`.
+    pub fn record_attempt(&mut self, agent: u64, outcome: AttemptOutcome, now: u64) {
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            agent,
+            outcome,
+            duration_ms: now.saturating_sub(self.dispatched_at),
+        });
     }
 }
 

@@ -859,3 +859,43 @@ fn check_books(s: &Swarm) {
     let live: u64 = st.tasks[..TaskStatus::Completed as usize].iter().sum();
     assert!(live <= st.counters.tasks_submitted);
 }
+
+#[test]
+fn every_ended_attempt_is_recorded_with_its_agent_and_reason() {
+    use ruv_swarm_core::task::AttemptOutcome;
+    let mut s = swarm(Topology::Mesh, Strategy::Balanced);
+    let a = pull_agent(&mut s);
+    let b = pull_agent(&mut s);
+    let mut spec = task("x");
+    spec.retry.base_backoff_ms = 0;
+    spec.retry.max_backoff_ms = 0;
+    let t = s.submit(spec, 0).unwrap();
+    let w = s.claim(&a, 1_000, 10).unwrap().unwrap();
+    let long = "e".repeat(10_000);
+    assert!(s.fail_work(&w.work_id, &a, &long, false, 25).unwrap());
+    let w = s.claim(&b, 1_000, 30).unwrap().unwrap();
+    assert!(s.complete_work(&w.work_id, &b, b"ok".to_vec(), 32).unwrap());
+    let h = &s.task(&t).unwrap().units[0].history;
+    assert_eq!(h.len(), 2);
+    let seq = |id: &str| s.agent(id).unwrap().seq;
+    assert_eq!(
+        (h[0].attempt, h[0].agent, h[0].duration_ms),
+        (1, seq(&a), 15)
+    );
+    match &h[0].outcome {
+        AttemptOutcome::Failed(e) => assert_eq!(e.len(), task::MAX_ATTEMPT_ERROR_BYTES),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(h[1].outcome, AttemptOutcome::Completed);
+    assert_eq!(
+        (h[1].attempt, h[1].agent, h[1].duration_ms),
+        (2, seq(&b), 2)
+    );
+    let failed_agent = s.agent(&a).unwrap();
+    assert_eq!(failed_agent.metrics.failed, 1);
+    assert_eq!(
+        failed_agent.last_error.as_deref().map(str::len),
+        Some(task::MAX_ATTEMPT_ERROR_BYTES)
+    );
+    assert!(s.agent(&b).unwrap().last_error.is_none());
+}

@@ -47,6 +47,7 @@ impl Swarm {
             node: spec.node,
             meta: spec.meta,
             metrics: AgentMetrics::default(),
+            last_error: None,
             joined_at,
             join_slot: self.order.push(seq),
             free_idx: None,

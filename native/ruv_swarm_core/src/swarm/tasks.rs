@@ -129,6 +129,7 @@ impl Swarm {
         self.counters.units_completed += 1;
         let t = self.tasks.get_mut(&task).expect("live task");
         let u = &mut t.units[unit as usize];
+        u.record_attempt(agent, AttemptOutcome::Completed, now);
         u.state = UnitState::Done;
         u.result = Some(result);
         u.error = None;
@@ -244,8 +245,18 @@ impl Swarm {
         let u = &mut t.units[unit as usize];
         u.error = Some(reason.to_owned());
         if let Some(a) = agent {
+            let why = task::truncated(reason, task::MAX_ATTEMPT_ERROR_BYTES);
+            let outcome = if timed_out {
+                AttemptOutcome::TimedOut(why.clone())
+            } else {
+                AttemptOutcome::Failed(why.clone())
+            };
+            u.record_attempt(a, outcome, now);
             if !u.excluded.contains(&a) {
                 u.excluded.push(a);
+            }
+            if let Some(agent) = self.agents.get_mut(&a) {
+                agent.last_error = Some(why);
             }
         }
         if u.attempts < retry.max_attempts {
@@ -323,6 +334,7 @@ impl Swarm {
             }
             if u.state == UnitState::Running {
                 if let Some(a) = u.agent {
+                    u.record_attempt(a, AttemptOutcome::Cancelled, now);
                     released.push((
                         a,
                         i as u32,
