@@ -91,6 +91,9 @@ pub struct Unit {
     pub deps: Vec<u32>,
     pub dependents: Vec<u32>,
     pub pending_deps: u32,
+    /// A subtask's own capabilities (with the task's); empty for the units
+    /// of a task without subtasks, which need the task's (see
+    /// [`Task::caps_of`]), so they are stored once.
     pub capabilities: Vec<String>,
     pub state: UnitState,
     /// Attempts started so far (the current attempt's number when running).
@@ -364,7 +367,7 @@ impl Task {
                         (i == 0).then(|| spec.input.clone()),
                     ),
                 };
-                let mut u = Unit::new(name, input, caps.clone());
+                let mut u = Unit::new(name, input, Vec::new());
                 if spec.mode == ExecMode::Sequential && i > 0 {
                     u.deps = vec![i - 1];
                     u.pending_deps = 1;
@@ -409,6 +412,15 @@ impl Task {
                 u.result.clone().map(|r| (u.name.clone(), r))
             })
             .collect()
+    }
+
+    /// Capabilities an agent needs to run a unit.
+    pub fn caps_of(&self, unit: u32) -> &[String] {
+        if self.has_subtasks {
+            &self.units[unit as usize].capabilities
+        } else {
+            &self.capabilities
+        }
     }
 
     /// Whether a unit's input is the task's description: the unit takes

@@ -80,8 +80,9 @@ impl Swarm {
         let t = self.tasks.get_mut(&task).expect("live task");
         let u = &mut t.units[unit as usize];
         u.state = UnitState::Ready;
-        let (caps, excluded, preferred) = (u.capabilities.clone(), u.excluded.clone(), u.preferred);
+        let (excluded, preferred) = (u.excluded.clone(), u.preferred);
         let (priority, attempts) = (t.priority, u.attempts);
+        let caps = t.caps_of(unit).to_vec();
         match self.select_agent(&caps, &excluded, preferred) {
             Some(agent) => {
                 self.start_unit(task, unit, agent, None, now);

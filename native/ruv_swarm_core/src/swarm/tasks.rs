@@ -329,8 +329,12 @@ impl Swarm {
             }
             if u.state == UnitState::Ready {
                 // Out of the queue now, not met stale by a later pop.
-                self.queues
-                    .remove(&u.capabilities, t.priority, u.queue_order);
+                let caps = if t.has_subtasks {
+                    &u.capabilities
+                } else {
+                    &t.capabilities
+                };
+                self.queues.remove(caps, t.priority, u.queue_order);
             }
             if u.state == UnitState::Running {
                 if let Some(a) = u.agent {
