@@ -6,6 +6,7 @@
 //! dispatches for push agents, and finished task ids for waiters. The NIF
 //! layer drains the outbox after each call.
 
+pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod events;

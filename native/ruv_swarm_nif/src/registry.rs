@@ -1,7 +1,7 @@
 //! The process-wide registry of swarms and the delivery of each command's
 //! effects (work, cancellations, completions, events) as messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
@@ -10,7 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustler::{Encoder, Env, LocalPid, Term};
-use ruv_swarm_core::discovery::{Discovery, Filter};
+use ruv_swarm_core::delivery::Mailboxes;
 use ruv_swarm_core::ids::{self, Kind};
 use ruv_swarm_core::{Error, Result, Swarm};
 
@@ -19,52 +19,9 @@ use crate::{atoms, codec, delivery};
 /// One swarm and the pids that listen to it.
 pub struct State {
     pub swarm: Swarm,
-    /// Processes of push agents, by agent sequence number.
-    pub agent_pids: HashMap<u64, LocalPid>,
-    /// Their worker processes by slot, where known: work for a slot with a
-    /// worker goes straight to it, other work to the agent process.
-    pub workers: HashMap<u64, Vec<Option<LocalPid>>>,
-    pub subscribers: Vec<LocalPid>,
-    pub discovery_subscribers: Vec<(LocalPid, Filter)>,
-    /// Discoveries shared by the command being applied, for the subscribers
-    /// whose filter they match (sent with the command's other messages).
-    pub shared: Vec<Discovery>,
-    /// Processes awaiting a task's end, by task id.
-    pub waiters: BTreeMap<String, Vec<LocalPid>>,
-    /// The swarm's Elixir server, which runs its timers.
-    pub owner: Option<LocalPid>,
-    /// Whether the owner hears of every task that finishes (a backed-up
-    /// swarm copies outcomes the engine reached on its own to the backup).
-    pub report_outcomes: bool,
-    /// When the owner will tick next (ms, engine clock).
-    pub wake_at: u64,
-}
-
-impl State {
-    pub fn worker(&self, agent_seq: u64, slot: u32) -> Option<LocalPid> {
-        self.workers.get(&agent_seq)?.get(slot as usize).copied()?
-    }
-
-    /// Names (or forgets) the worker of a slot the engine handed out, so
-    /// `slot` is below the agent's capacity.
-    pub fn set_worker(&mut self, agent_seq: u64, slot: u32, pid: Option<LocalPid>) {
-        let i = slot as usize;
-        match (self.workers.get_mut(&agent_seq), pid) {
-            (Some(slots), _) if i < slots.len() => slots[i] = pid,
-            (_, None) => {}
-            (_, Some(_)) => {
-                let slots = self.workers.entry(agent_seq).or_default();
-                slots.resize(i + 1, None);
-                slots[i] = pid;
-            }
-        }
-    }
-
-    /// Forgets an agent's process and its workers.
-    pub fn forget_agent(&mut self, agent_seq: u64) -> Option<LocalPid> {
-        self.workers.remove(&agent_seq);
-        self.agent_pids.remove(&agent_seq)
-    }
+    /// Who listens: agent and worker processes, subscribers, waiters, the
+    /// owner (the delivery policy is `ruv_swarm_core::delivery`).
+    pub boxes: Mailboxes<LocalPid>,
 }
 
 /// A swarm's state, and the lock its messages are sent under: a command
@@ -151,15 +108,7 @@ pub fn insert_new(swarm: Swarm) -> Result<()> {
 fn new_cell(swarm: Swarm) -> Arc<Cell> {
     let state = State {
         swarm,
-        agent_pids: HashMap::new(),
-        workers: HashMap::new(),
-        subscribers: Vec::new(),
-        discovery_subscribers: Vec::new(),
-        shared: Vec::new(),
-        waiters: BTreeMap::new(),
-        owner: None,
-        report_outcomes: false,
-        wake_at: u64::MAX,
+        boxes: Mailboxes::default(),
     };
     Arc::new(Cell {
         state: Mutex::new(state),

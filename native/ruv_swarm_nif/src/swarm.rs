@@ -77,8 +77,8 @@ fn swarm_status<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.owner = Some(pid);
-        st.wake_at = u64::MAX;
+        st.boxes.owner = Some(pid);
+        st.boxes.wake_at = u64::MAX;
         ok_atom(env)
     })
 }
@@ -89,7 +89,7 @@ fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 fn swarm_report_outcomes<'a>(env: Env<'a>, id: Term<'a>, on: bool) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.report_outcomes = on;
+        st.boxes.report_outcomes = on;
         ok_atom(env)
     })
 }
@@ -101,7 +101,7 @@ fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
     with_swarm(env, cell, |st, now| {
         let more = st.swarm.tick(now, TICK_BUDGET);
         let next = st.swarm.next_deadline();
-        st.wake_at = next.unwrap_or(u64::MAX);
+        st.boxes.wake_at = next.unwrap_or(u64::MAX);
         match next {
             _ if more => ok(env, 0u64),
             Some(at) => ok(env, at.saturating_sub(now)),
@@ -114,8 +114,8 @@ fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        if !st.subscribers.contains(&pid) {
-            st.subscribers.push(pid);
+        if !st.boxes.subscribers.contains(&pid) {
+            st.boxes.subscribers.push(pid);
         }
         st.swarm.outbox.record_events = true;
         ok_atom(env)
@@ -126,8 +126,8 @@ fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 fn swarm_unsubscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.subscribers.retain(|p| *p != pid);
-        st.discovery_subscribers.retain(|(p, _)| *p != pid);
+        st.boxes.subscribers.retain(|p| *p != pid);
+        st.boxes.discovery_subscribers.retain(|(p, _)| *p != pid);
         ok_atom(env)
     })
 }
@@ -146,7 +146,7 @@ fn swarm_coordinate<'a>(env: Env<'a>, id: Term<'a>, origin: Term<'a>) -> Term<'a
                     .swarm
                     .agent(to)
                     .ok()
-                    .and_then(|a| st.agent_pids.get(&a.seq))
+                    .and_then(|a| st.boxes.agent_pids.get(&a.seq))
                     .map(|p| p.encode(env))
                     .unwrap_or_else(|| atoms::nil().encode(env));
                 let from = from
