@@ -369,6 +369,8 @@ defmodule SwarmService.RuvSwarm do
     end
   end
 
+  defp notify_option([]), do: {:ok, nil}
+
   defp notify_option(opts) do
     case Options.normalize(opts, [:notify]) do
       {:ok, %{notify: pid}} when is_pid(pid) -> {:ok, pid}
