@@ -357,12 +357,24 @@ defmodule SwarmService.RuvSwarm do
   def orchestrate(swarm_id, task, opts) do
     with {:ok, notify} <- notify_option(opts),
          {:ok, t} <- Options.normalize(task, @task_keys),
-         t = Map.put_new_lazy(t, :input, fn -> Map.get(t, :description) end),
+         t = empty_text_input(t),
          :ok <- Options.check_payload(t, "task"),
          {:ok, t} <- normalize_subtasks(t) do
       Home.run(swarm_id, :submit, [swarm_id, t, notify])
     end
   end
+
+  # A task's description is its input when it has none (the engine hands
+  # the one text over as both); only an empty or missing description is
+  # still sent as an explicit input, as it always was.
+  defp empty_text_input(t) do
+    case Map.get(t, :description) do
+      d when d in [nil, ""] -> Map.put_new(t, :input, d)
+      _ -> t
+    end
+  end
+
+  defp notify_option([]), do: {:ok, nil}
 
   defp notify_option(opts) do
     case Options.normalize(opts, [:notify]) do

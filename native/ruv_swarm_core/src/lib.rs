@@ -6,10 +6,12 @@
 //! dispatches for push agents, and finished task ids for waiters. The NIF
 //! layer drains the outbox after each call.
 
+pub mod delivery;
 pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod join_order;
 pub mod limits;
 pub mod memory;
 pub mod model;

@@ -4,7 +4,10 @@
 //! priority and FIFO within a priority. A free agent looks only at the
 //! queues whose capability set it covers, so taking the next unit costs
 //! O(distinct capability sets), not O(queued units). Entries are removed
-//! lazily: an entry whose unit has moved on is skipped when met.
+//! lazily: an entry whose unit has moved on is dropped when met, at most
+//! [`STALE_BUDGET`] per pop, so a pop after a million cancellations does not
+//! sweep them all at once (the queue reports it is `dirty` and the swarm's
+//! timer tick finishes the sweep in bounded steps).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -19,6 +22,9 @@ pub struct QueueEntry {
     /// The unit's attempt count when queued; a mismatch means stale.
     pub attempt: u32,
 }
+
+/// Most stale entries one pop drops.
+pub const STALE_BUDGET: usize = 256;
 
 /// Entries per segment of a [`SegQueue`].
 const SEGMENT: usize = 4096;
@@ -65,6 +71,24 @@ impl SegQueue {
         e
     }
 
+    /// Takes out the entry queued as `order`: entries are in `order`
+    /// order, so both searches are binary; the removal moves at most one
+    /// segment's entries.
+    fn remove_order(&mut self, order: u64) -> Option<QueueEntry> {
+        let s = self
+            .segs
+            .partition_point(|seg| seg.front().is_some_and(|e| e.order <= order))
+            .checked_sub(1)?;
+        let i = self.segs[s]
+            .binary_search_by_key(&order, |e| e.order)
+            .ok()?;
+        let e = self.segs[s].remove(i);
+        if self.segs[s].is_empty() {
+            self.segs.remove(s);
+        }
+        e
+    }
+
     /// Segments are never kept empty (see `remove`).
     fn is_empty(&self) -> bool {
         self.segs.is_empty()
@@ -81,6 +105,11 @@ pub struct ReadyQueues {
     queues: HashMap<Vec<String>, CapQueue>,
     next_order: u64,
     len: usize,
+    /// A pop stopped at its stale budget: stale entries may hide live ones.
+    dirty: bool,
+    /// Entries and queues examined by pops, ever: the cost the swarm's
+    /// bounded-work tests check.
+    visits: u64,
 }
 
 fn slot(p: Priority) -> usize {
@@ -102,6 +131,18 @@ impl ReadyQueues {
         self.len == 0
     }
 
+    /// Whether a pop gave up on stale entries since the last full pop.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Entries and queues examined by pops so far.
+    pub fn visits(&self) -> u64 {
+        self.visits
+    }
+
+    /// Queues a unit; returns its entry's `order`, which names it for
+    /// [`ReadyQueues::remove`].
     pub fn push(
         &mut self,
         caps: &[String],
@@ -109,7 +150,7 @@ impl ReadyQueues {
         task: u64,
         unit: u32,
         attempt: u32,
-    ) {
+    ) -> u64 {
         self.next_order += 1;
         let entry = QueueEntry {
             order: self.next_order,
@@ -125,6 +166,50 @@ impl ReadyQueues {
             self.queues.insert(caps.to_vec(), q);
         }
         self.len += 1;
+        self.next_order
+    }
+
+    /// Takes out the entry `order` (from [`ReadyQueues::push`]) of a unit
+    /// that will not run (its task finished), so no pop meets it stale.
+    pub fn remove(&mut self, caps: &[String], priority: Priority, order: u64) -> bool {
+        let Some(q) = self.queues.get_mut(caps) else {
+            return false;
+        };
+        self.visits += 1;
+        if q.by_priority[slot(priority)].remove_order(order).is_none() {
+            return false;
+        }
+        self.len -= 1;
+        if q.by_priority.iter().all(|d| d.is_empty()) {
+            self.queues.remove(caps);
+        }
+        true
+    }
+
+    /// Drops up to `budget` stale entries (those `live` rejects) from the
+    /// heads of the queues; the queues are clean again once a sweep ends
+    /// under budget.
+    pub fn sweep(&mut self, budget: usize, mut live: impl FnMut(&QueueEntry) -> bool) {
+        let mut left = budget;
+        for q in self.queues.values_mut() {
+            for sq in q.by_priority.iter_mut() {
+                while let Some(e) = sq.get(0) {
+                    self.visits += 1;
+                    if live(e) {
+                        break;
+                    }
+                    if left == 0 {
+                        return;
+                    }
+                    left -= 1;
+                    sq.remove(0);
+                    self.len -= 1;
+                }
+            }
+        }
+        self.queues
+            .retain(|_, q| q.by_priority.iter().any(|d| !d.is_empty()));
+        self.dirty = false;
     }
 
     /// Takes the best entry an agent with `agent_caps` may run: highest
@@ -139,7 +224,10 @@ impl ReadyQueues {
         const SKIP_SCAN: usize = 16;
         let mut best: Option<(usize, u64, Vec<String>, usize)> = None;
         let mut emptied = Vec::new();
+        let mut stale_budget = STALE_BUDGET;
+        let mut gave_up = false;
         for (caps, q) in self.queues.iter_mut() {
+            self.visits += 1;
             if !caps.iter().all(|c| agent_caps.contains(c)) {
                 continue;
             }
@@ -152,8 +240,14 @@ impl ReadyQueues {
                 let mut idx = 0;
                 while idx < SKIP_SCAN {
                     let Some(entry) = sq.get(idx) else { break };
+                    self.visits += 1;
                     match usable(entry) {
+                        Verdict::Stale if stale_budget == 0 => {
+                            gave_up = true;
+                            break;
+                        }
                         Verdict::Stale => {
+                            stale_budget -= 1;
                             sq.remove(idx);
                             self.len -= 1;
                         }
@@ -178,6 +272,7 @@ impl ReadyQueues {
         for caps in emptied {
             self.queues.remove(&caps);
         }
+        self.dirty = gave_up;
         let (s, _, caps, idx) = best?;
         let q = self.queues.get_mut(&caps)?;
         let entry = q.by_priority[s].remove(idx)?;
@@ -308,16 +403,56 @@ mod tests {
         }
         // The first segment ends in two entries this agent must skip; the
         // one it may take is the first of the next segment.
-        let got = q.pop_for(&[], |e| match e.task {
+        let verdict = |e: &QueueEntry| match e.task {
             t if t < n - 3 => Verdict::Stale,
             t if t < n - 1 => Verdict::Skip,
             _ => Verdict::Take,
-        });
+        };
+        // Each pop drops at most STALE_BUDGET stale entries and says the
+        // queue is dirty until they are gone.
+        let mut got = None;
+        while got.is_none() {
+            let before = q.len();
+            got = q.pop_for(&[], verdict);
+            assert!(before - q.len() <= STALE_BUDGET + 1);
+            assert_eq!(q.is_dirty(), got.is_none());
+        }
         assert_eq!(got.unwrap().task, n - 1);
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop_for(&[], |_| Verdict::Take).unwrap().task, n - 3);
         assert_eq!(q.pop_for(&[], |_| Verdict::Take).unwrap().task, n - 2);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn removed_entries_are_gone_and_sweeps_are_bounded() {
+        let mut q = ReadyQueues::default();
+        let orders: Vec<u64> = (0..3 * SEGMENT as u64)
+            .map(|t| q.push(&[], Priority::Low, t, 0, 0))
+            .collect();
+        // Out of the middle of a segment, and a whole segment's worth.
+        assert!(q.remove(&[], Priority::Low, orders[5]));
+        assert!(!q.remove(&[], Priority::Low, orders[5]));
+        assert!(!q.remove(&[], Priority::High, orders[6]));
+        for &o in &orders[SEGMENT..2 * SEGMENT] {
+            assert!(q.remove(&[], Priority::Low, o));
+        }
+        assert_eq!(q.len(), 2 * SEGMENT - 1);
+        let first = q.pop_for(&[], |_| Verdict::Take).unwrap();
+        assert_eq!(first.task, 0);
+        // A sweep drops at most its budget of stale heads.
+        let live = |e: &QueueEntry| e.task >= 2 * SEGMENT as u64 + 10;
+        let before = q.len();
+        q.dirty = true;
+        q.sweep(100, live);
+        assert_eq!(before - q.len(), 100);
+        assert!(q.is_dirty());
+        q.sweep(usize::MAX, live);
+        assert!(!q.is_dirty());
+        assert_eq!(
+            q.pop_for(&[], |_| Verdict::Take).unwrap().task,
+            2 * SEGMENT as u64 + 10
+        );
     }
 
     #[test]

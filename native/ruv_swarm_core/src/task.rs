@@ -48,6 +48,41 @@ impl UnitState {
     }
 }
 
+/// Longest failure reason kept per attempt (and as an agent's last error).
+pub const MAX_ATTEMPT_ERROR_BYTES: usize = 512;
+
+/// How one attempt of a unit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Completed,
+    /// Failed with this reason (truncated to [`MAX_ATTEMPT_ERROR_BYTES`]).
+    Failed(Box<str>),
+    /// Ran out of time (a deadline or a pull agent's lease).
+    TimedOut(Box<str>),
+    /// Stopped because its task ended first.
+    Cancelled,
+}
+
+/// One ended attempt: who ran it, how it ended and how long it took.
+/// A unit has at most `limits::MAX_ATTEMPTS` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    /// The agent (sequence number) that ran it.
+    pub agent: u64,
+    pub outcome: AttemptOutcome,
+    pub duration_ms: u64,
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn truncated(s: &str, max: usize) -> Box<str> {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].into()
+}
+
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub name: String,
@@ -56,6 +91,9 @@ pub struct Unit {
     pub deps: Vec<u32>,
     pub dependents: Vec<u32>,
     pub pending_deps: u32,
+    /// A subtask's own capabilities (with the task's); empty for the units
+    /// of a task without subtasks, which need the task's (see
+    /// [`Task::caps_of`]), so they are stored once.
     pub capabilities: Vec<String>,
     pub state: UnitState,
     /// Attempts started so far (the current attempt's number when running).
@@ -69,6 +107,11 @@ pub struct Unit {
     pub result: Option<Payload>,
     pub error: Option<String>,
     pub dispatched_at: u64,
+    /// While `Ready` and queued: the queue entry's order, so the entry can
+    /// be taken out when the task ends first.
+    pub queue_order: u64,
+    /// Ended attempts, oldest first (empty, unallocated, until one ends).
+    pub history: Vec<AttemptRecord>,
 }
 
 impl Unit {
@@ -88,7 +131,19 @@ impl Unit {
             result: None,
             error: None,
             dispatched_at: 0,
+            queue_order: 0,
+            history: Vec::new(),
         }
+    }
+
+    /// Records the end of the running attempt on `agent`.
+    pub fn record_attempt(&mut self, agent: u64, outcome: AttemptOutcome, now: u64) {
+        self.history.push(AttemptRecord {
+            attempt: self.attempts,
+            agent,
+            outcome,
+            duration_ms: now.saturating_sub(self.dispatched_at),
+        });
     }
 }
 
@@ -129,7 +184,13 @@ pub struct Task {
 
 /// Checks a spec against the limits and its DAG for cycles.
 pub fn validate(spec: &TaskSpec) -> Result<()> {
-    check_text("description", &spec.description)?;
+    if description_is_input(spec) {
+        // The text is the task's input too (stored once), so it has the
+        // payload limit.
+        check_payload("task", spec.description.as_bytes())?;
+    } else {
+        check_text("description", &spec.description)?;
+    }
     check_payload("input", &spec.input)?;
     check_list("capability", &spec.capabilities)?;
     if spec.description.is_empty() && spec.input.is_empty() && spec.subtasks.is_empty() {
@@ -206,6 +267,12 @@ pub fn validate(spec: &TaskSpec) -> Result<()> {
     Ok(())
 }
 
+/// A task without an input or subtasks: its description is its input
+/// (what a plain-text task is), handed to agents as a binary.
+pub fn description_is_input(spec: &TaskSpec) -> bool {
+    spec.input.is_empty() && spec.subtasks.is_empty()
+}
+
 /// A dependency cycle as a list of names (first name repeated at the end).
 fn find_cycle(spec: &TaskSpec, names: &HashMap<&str, usize>) -> Option<Vec<String>> {
     // Iterative DFS with colours: 0 new, 1 on the stack, 2 done.
@@ -255,8 +322,13 @@ impl Task {
     /// subtasks (ignored when it has subtasks).
     pub fn new(seq: u64, id: String, spec: TaskSpec, fan_out: u32, now: u64) -> Task {
         let caps = normalize_caps(spec.capabilities);
-        let mut units = Vec::new();
         let has_subtasks = !spec.subtasks.is_empty();
+        // Exactly as many as there are: a first push would reserve four.
+        let mut units = Vec::with_capacity(if has_subtasks {
+            spec.subtasks.len()
+        } else {
+            fan_out.max(1) as usize
+        });
         if has_subtasks {
             let index: HashMap<String, u32> = spec
                 .subtasks
@@ -295,7 +367,7 @@ impl Task {
                         (i == 0).then(|| spec.input.clone()),
                     ),
                 };
-                let mut u = Unit::new(name, input, caps.clone());
+                let mut u = Unit::new(name, input, Vec::new());
                 if spec.mode == ExecMode::Sequential && i > 0 {
                     u.deps = vec![i - 1];
                     u.pending_deps = 1;
@@ -340,6 +412,26 @@ impl Task {
                 u.result.clone().map(|r| (u.name.clone(), r))
             })
             .collect()
+    }
+
+    /// Capabilities an agent needs to run a unit.
+    pub fn caps_of(&self, unit: u32) -> &[String] {
+        if self.has_subtasks {
+            &self.units[unit as usize].capabilities
+        } else {
+            &self.capabilities
+        }
+    }
+
+    /// Whether a unit's input is the task's description: the unit takes
+    /// the task's own input and the task has none (see
+    /// [`description_is_input`]).
+    pub fn input_is_description(&self, unit: u32) -> bool {
+        !self.has_subtasks
+            && self.units[unit as usize]
+                .input
+                .as_ref()
+                .is_some_and(|i| i.is_empty())
     }
 
     /// The input for a unit: its own, or the previous step's result.
@@ -456,6 +548,38 @@ mod tests {
         assert_eq!(t.units[0].dependents, vec![1]);
         assert_eq!(t.units[1].input, None);
         assert_eq!(t.input_of(0), b"x");
+    }
+
+    #[test]
+    fn a_plain_text_task_has_the_payload_limit_and_is_its_own_input() {
+        let text = "x".repeat(600_000);
+        let plain = TaskSpec {
+            description: text.clone(),
+            ..Default::default()
+        };
+        assert!(validate(&plain).is_ok());
+        let t = Task::new(1, "t".into(), plain, 1, 0);
+        assert!(t.input_is_description(0));
+        let with_input = TaskSpec {
+            description: text,
+            input: b"i".to_vec(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&with_input),
+            Err(Error::TooLarge {
+                what: "description",
+                ..
+            })
+        ));
+        let too_big = TaskSpec {
+            description: "x".repeat(crate::limits::MAX_PAYLOAD_BYTES + 1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&too_big),
+            Err(Error::TooLarge { what: "task", .. })
+        ));
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub fn is_worker(topology: Topology, pos: usize, n: usize) -> bool {
     }
 }
 
+/// The first position that is a worker (workers are a suffix of the join
+/// order), in O(1).
+pub fn first_worker(topology: Topology, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    n - worker_count(topology, n)
+}
+
 /// How many of `n` agents are workers, in O(1).
 pub fn worker_count(topology: Topology, n: usize) -> usize {
     if n <= 1 {

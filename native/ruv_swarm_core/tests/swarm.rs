@@ -326,6 +326,42 @@ fn a_lost_agent_never_loses_its_task() {
 }
 
 #[test]
+fn agents_that_become_workers_when_another_leaves_take_queued_work() {
+    // A tree of 5: positions 0 and 1 coordinate, 2..4 are leaves.
+    let mut s = swarm(Topology::Hierarchical, Strategy::Balanced);
+    let agents: Vec<String> = (0..5).map(|_| push_agent(&mut s, &[])).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|i| s.submit(task(&format!("t{i}")), 0).unwrap())
+        .collect();
+    let mut busy: Vec<String> = dispatched(&mut s).into_iter().map(|d| d.0).collect();
+    busy.sort();
+    assert_eq!(busy, agents[2..].to_vec());
+    let waiting = s.submit(task("waits"), 0).unwrap();
+    assert!(dispatched(&mut s).is_empty());
+    // With 4 agents, position 1 is a leaf: that agent takes the queued task.
+    s.remove_agent(&agents[4], 1).unwrap();
+    let got = dispatched(&mut s);
+    assert!(got
+        .iter()
+        .any(|(a, w)| *a == agents[1] && w.task_id == waiting));
+    assert!(ids.iter().all(|t| !status(&s, t).is_terminal()));
+    // A star left with one agent: the hub works.
+    let mut s = swarm(Topology::Star, Strategy::Balanced);
+    let hub = push_agent(&mut s, &[]);
+    let spoke = push_agent(&mut s, &[]);
+    s.submit(task("x"), 0).unwrap();
+    assert_eq!(dispatched(&mut s)[0].0, spoke);
+    let t = s.submit(task("y"), 0).unwrap();
+    assert!(dispatched(&mut s).is_empty());
+    s.remove_agent(&spoke, 1).unwrap();
+    let (who, w) = dispatched(&mut s).remove(0);
+    assert_eq!(
+        (who.as_str(), w.task_id.as_str()),
+        (hub.as_str(), t.as_str())
+    );
+}
+
+#[test]
 fn work_occupies_the_lowest_free_slot_and_a_lost_worker_frees_it() {
     let mut s = swarm(Topology::Mesh, Strategy::Balanced);
     let a = s
@@ -822,4 +858,44 @@ fn check_books(s: &Swarm) {
     // terminal ones).
     let live: u64 = st.tasks[..TaskStatus::Completed as usize].iter().sum();
     assert!(live <= st.counters.tasks_submitted);
+}
+
+#[test]
+fn every_ended_attempt_is_recorded_with_its_agent_and_reason() {
+    use ruv_swarm_core::task::AttemptOutcome;
+    let mut s = swarm(Topology::Mesh, Strategy::Balanced);
+    let a = pull_agent(&mut s);
+    let b = pull_agent(&mut s);
+    let mut spec = task("x");
+    spec.retry.base_backoff_ms = 0;
+    spec.retry.max_backoff_ms = 0;
+    let t = s.submit(spec, 0).unwrap();
+    let w = s.claim(&a, 1_000, 10).unwrap().unwrap();
+    let long = "e".repeat(10_000);
+    assert!(s.fail_work(&w.work_id, &a, &long, false, 25).unwrap());
+    let w = s.claim(&b, 1_000, 30).unwrap().unwrap();
+    assert!(s.complete_work(&w.work_id, &b, b"ok".to_vec(), 32).unwrap());
+    let h = &s.task(&t).unwrap().units[0].history;
+    assert_eq!(h.len(), 2);
+    let seq = |id: &str| s.agent(id).unwrap().seq;
+    assert_eq!(
+        (h[0].attempt, h[0].agent, h[0].duration_ms),
+        (1, seq(&a), 15)
+    );
+    match &h[0].outcome {
+        AttemptOutcome::Failed(e) => assert_eq!(e.len(), task::MAX_ATTEMPT_ERROR_BYTES),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(h[1].outcome, AttemptOutcome::Completed);
+    assert_eq!(
+        (h[1].attempt, h[1].agent, h[1].duration_ms),
+        (2, seq(&b), 2)
+    );
+    let failed_agent = s.agent(&a).unwrap();
+    assert_eq!(failed_agent.metrics.failed, 1);
+    assert_eq!(
+        failed_agent.last_error.as_deref().map(str::len),
+        Some(task::MAX_ATTEMPT_ERROR_BYTES)
+    );
+    assert!(s.agent(&b).unwrap().last_error.is_none());
 }

@@ -53,8 +53,8 @@ fn agent_attach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid) -> Term<'a>
     with_swarm(env, cell, |st, now| {
         let id = id?;
         let seq = st.swarm.agent(&id)?.seq;
-        st.forget_agent(seq);
-        st.agent_pids.insert(seq, pid);
+        st.boxes.forget_agent(seq);
+        st.boxes.agent_pids.insert(seq, pid);
         st.swarm.attach_agent(&id, now)?;
         ok_atom(env)
     })
@@ -69,10 +69,10 @@ fn agent_detach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid, reason: Ter
     with_swarm(env, cell, |st, now| {
         let (id, reason) = (id?, codec::string(reason, "reason")?);
         let seq = st.swarm.agent(&id)?.seq;
-        if st.agent_pids.get(&seq) != Some(&pid) {
+        if st.boxes.agent_pids.get(&seq) != Some(&pid) {
             return Ok(atoms::ignored().encode(env));
         }
-        st.forget_agent(seq);
+        st.boxes.forget_agent(seq);
         st.swarm.detach_agent(&id, &reason, now)?;
         ok_atom(env)
     })
@@ -95,10 +95,10 @@ fn agent_worker<'a>(
         let id = id?;
         let seq = st.swarm.agent(&id)?.seq;
         let work_id = codec::string(work_id, "work id")?;
-        if !st.agent_pids.contains_key(&seq) || !st.swarm.slot_holds(&id, slot, &work_id)? {
+        if !st.boxes.agent_pids.contains_key(&seq) || !st.swarm.slot_holds(&id, slot, &work_id)? {
             return Ok(atoms::ignored().encode(env));
         }
-        st.set_worker(seq, slot, Some(pid));
+        st.boxes.set_worker(seq, slot, Some(pid));
         ok_atom(env)
     })
 }
@@ -116,7 +116,7 @@ fn agent_worker_lost<'a>(
     with_swarm(env, cell, |st, now| {
         let (id, reason) = (id?, codec::string(reason, "reason")?);
         let seq = st.swarm.agent(&id)?.seq;
-        st.set_worker(seq, slot, None);
+        st.boxes.set_worker(seq, slot, None);
         let held = st.swarm.worker_lost(&id, slot, &reason, now)?;
         crate::task::accepted(env, held)
     })
@@ -129,7 +129,7 @@ fn agent_remove<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     with_swarm(env, cell, |st, now| {
         let id = id?;
         let seq = st.swarm.agent(&id)?.seq;
-        let pid = st.forget_agent(seq);
+        let pid = st.boxes.forget_agent(seq);
         st.swarm.remove_agent(&id, now)?;
         ok(
             env,
@@ -175,6 +175,7 @@ fn agent_processes<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
             .filter(|a| a.dispatch == Dispatch::Push)
             .map(|a| {
                 let pid = st
+                    .boxes
                     .agent_pids
                     .get(&a.seq)
                     .map(|p| p.encode(env))

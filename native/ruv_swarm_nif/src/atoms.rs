@@ -39,6 +39,7 @@ rustler::atoms! {
     allocated_bytes, swarms, agent_type, discovery_type,
     depends_on, backoff_ms, max_backoff_ms, subtasks, prefix, text, limit, ttl_ms,
     if_version, min_confidence, executor, longest_call_ns, longest_call_cpu_ns,
+    longest_call, history, outcome, duration_ms, last_error,
     // snapshots
     next_ids, agent, task, discovery, memory_version, memory, spec, unit_results,
     // engine limits (limits.rs) and parsed ids (ids.rs)

@@ -6,7 +6,7 @@ use ruv_swarm_core::discovery::Discovery;
 use ruv_swarm_core::events::{Event, EventRecord};
 use ruv_swarm_core::memory::Entry;
 use ruv_swarm_core::swarm::{Agent, WorkItem};
-use ruv_swarm_core::task::{Task, TaskResult};
+use ruv_swarm_core::task::{AttemptOutcome, AttemptRecord, Task, TaskResult};
 use ruv_swarm_core::{Error, Payload, Result, Swarm, TaskStatus};
 
 use crate::atoms;
@@ -252,6 +252,7 @@ pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
             (atoms::failed(), m.failed.encode(env)),
             (atoms::latency_ms(), m.ewma_latency_ms.encode(env)),
             (atoms::success_rate(), m.ewma_success.encode(env)),
+            (atoms::last_error(), opt(env, a.last_error.as_deref())),
         ],
     );
     map(
@@ -308,7 +309,35 @@ pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
     }
 }
 
-/// Task status; with `results`, each unit's result and the aggregate too.
+/// One ended attempt: `%{attempt, agent_id, outcome, error, duration_ms}`,
+/// outcome `:completed | :failed | :timed_out | :cancelled`.
+fn attempt_record<'a>(env: Env<'a>, swarm: &Swarm, h: &AttemptRecord) -> Term<'a> {
+    let (outcome, error) = match &h.outcome {
+        AttemptOutcome::Completed => (atoms::completed(), None),
+        AttemptOutcome::Failed(e) => (atoms::failed(), Some(&**e)),
+        AttemptOutcome::TimedOut(e) => (atoms::timed_out(), Some(&**e)),
+        AttemptOutcome::Cancelled => (atoms::cancelled(), None),
+    };
+    let agent = swarm
+        .agent_by_seq(h.agent)
+        .map(|a| a.id.clone())
+        .unwrap_or_else(|| {
+            ruv_swarm_core::ids::child_id(&swarm.id, ruv_swarm_core::ids::Kind::Agent, h.agent)
+        });
+    map(
+        env,
+        [
+            (atoms::attempt(), h.attempt.encode(env)),
+            (atoms::agent_id(), bin(env, &agent)),
+            (atoms::outcome(), outcome.encode(env)),
+            (atoms::error_message(), opt(env, error)),
+            (atoms::duration_ms(), h.duration_ms.encode(env)),
+        ],
+    )
+}
+
+/// Task status; with `results`, each unit's result, its ended attempts
+/// (`history`) and the aggregate too.
 pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a> {
     let agent_id = |seq: Option<u64>| {
         seq.and_then(|s| swarm.agent_by_seq(s))
@@ -332,7 +361,14 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
                     .as_ref()
                     .map(|p| term_of(env, p))
                     .unwrap_or_else(|| atoms::nil().encode(env));
-                m.map_put(atoms::result(), r).expect("map")
+                let history: Vec<Term> = u
+                    .history
+                    .iter()
+                    .map(|h| attempt_record(env, swarm, h))
+                    .collect();
+                m.map_put(atoms::result(), r)
+                    .and_then(|m| m.map_put(atoms::history(), history.encode(env)))
+                    .expect("map")
             } else {
                 m
             }
@@ -364,6 +400,13 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
 }
 
 pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> Term<'a> {
+    let description = bin(env, &w.description);
+    // A plain-text task's text is its input: one binary, sent once.
+    let input = if w.input_is_description {
+        description
+    } else {
+        term_of(env, &w.input)
+    };
     map(
         env,
         [
@@ -373,8 +416,8 @@ pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> T
             (atoms::agent_id(), bin(env, agent_id)),
             (atoms::unit(), bin(env, &w.unit)),
             (atoms::attempt(), w.attempt.encode(env)),
-            (atoms::description(), bin(env, &w.description)),
-            (atoms::input(), term_of(env, &w.input)),
+            (atoms::description(), description),
+            (atoms::input(), input),
             (atoms::context(), payload_map(env, &w.context)),
             (atoms::timeout_ms(), opt(env, w.timeout_ms)),
             (atoms::priority(), atom_of(env, w.priority)),

@@ -74,8 +74,8 @@ fn discovery_share<'a>(env: Env<'a>, swarm_id: Term<'a>, d: Term<'a>) -> Term<'a
             now,
         )?;
         let id = codec::bin(env, &found.id);
-        if !st.discovery_subscribers.is_empty() {
-            st.shared.push(found);
+        if !st.boxes.discovery_subscribers.is_empty() {
+            st.boxes.shared.push(found);
         }
         ok(env, id)
     })
@@ -90,8 +90,8 @@ fn discovery_subscribe<'a>(
 ) -> Term<'a> {
     with_swarm(env, registry::swarm_of(swarm_id), |st, _| {
         let f = filter(f)?;
-        st.discovery_subscribers.retain(|(p, _)| *p != pid);
-        st.discovery_subscribers.push((pid, f));
+        st.boxes.discovery_subscribers.retain(|(p, _)| *p != pid);
+        st.boxes.discovery_subscribers.push((pid, f));
         ok_atom(env)
     })
 }

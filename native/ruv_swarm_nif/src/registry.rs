@@ -1,7 +1,8 @@
 //! The process-wide registry of swarms and the delivery of each command's
 //! effects (work, cancellations, completions, events) as messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
@@ -9,7 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustler::{Encoder, Env, LocalPid, Term};
-use ruv_swarm_core::discovery::{Discovery, Filter};
+use ruv_swarm_core::delivery::Mailboxes;
 use ruv_swarm_core::ids::{self, Kind};
 use ruv_swarm_core::{Error, Result, Swarm};
 
@@ -18,52 +19,9 @@ use crate::{atoms, codec, delivery};
 /// One swarm and the pids that listen to it.
 pub struct State {
     pub swarm: Swarm,
-    /// Processes of push agents, by agent sequence number.
-    pub agent_pids: HashMap<u64, LocalPid>,
-    /// Their worker processes by slot, where known: work for a slot with a
-    /// worker goes straight to it, other work to the agent process.
-    pub workers: HashMap<u64, Vec<Option<LocalPid>>>,
-    pub subscribers: Vec<LocalPid>,
-    pub discovery_subscribers: Vec<(LocalPid, Filter)>,
-    /// Discoveries shared by the command being applied, for the subscribers
-    /// whose filter they match (sent with the command's other messages).
-    pub shared: Vec<Discovery>,
-    /// Processes awaiting a task's end, by task id.
-    pub waiters: BTreeMap<String, Vec<LocalPid>>,
-    /// The swarm's Elixir server, which runs its timers.
-    pub owner: Option<LocalPid>,
-    /// Whether the owner hears of every task that finishes (a backed-up
-    /// swarm copies outcomes the engine reached on its own to the backup).
-    pub report_outcomes: bool,
-    /// When the owner will tick next (ms, engine clock).
-    pub wake_at: u64,
-}
-
-impl State {
-    pub fn worker(&self, agent_seq: u64, slot: u32) -> Option<LocalPid> {
-        self.workers.get(&agent_seq)?.get(slot as usize).copied()?
-    }
-
-    /// Names (or forgets) the worker of a slot the engine handed out, so
-    /// `slot` is below the agent's capacity.
-    pub fn set_worker(&mut self, agent_seq: u64, slot: u32, pid: Option<LocalPid>) {
-        let i = slot as usize;
-        match (self.workers.get_mut(&agent_seq), pid) {
-            (Some(slots), _) if i < slots.len() => slots[i] = pid,
-            (_, None) => {}
-            (_, Some(_)) => {
-                let slots = self.workers.entry(agent_seq).or_default();
-                slots.resize(i + 1, None);
-                slots[i] = pid;
-            }
-        }
-    }
-
-    /// Forgets an agent's process and its workers.
-    pub fn forget_agent(&mut self, agent_seq: u64) -> Option<LocalPid> {
-        self.workers.remove(&agent_seq);
-        self.agent_pids.remove(&agent_seq)
-    }
+    /// Who listens: agent and worker processes, subscribers, waiters, the
+    /// owner (the delivery policy is `ruv_swarm_core::delivery`).
+    pub boxes: Mailboxes<LocalPid>,
 }
 
 /// A swarm's state, and the lock its messages are sent under: a command
@@ -150,15 +108,7 @@ pub fn insert_new(swarm: Swarm) -> Result<()> {
 fn new_cell(swarm: Swarm) -> Arc<Cell> {
     let state = State {
         swarm,
-        agent_pids: HashMap::new(),
-        workers: HashMap::new(),
-        subscribers: Vec::new(),
-        discovery_subscribers: Vec::new(),
-        shared: Vec::new(),
-        waiters: BTreeMap::new(),
-        owner: None,
-        report_outcomes: false,
-        wake_at: u64::MAX,
+        boxes: Mailboxes::default(),
     };
     Arc::new(Cell {
         state: Mutex::new(state),
@@ -168,6 +118,19 @@ fn new_cell(swarm: Swarm) -> Arc<Cell> {
 
 pub fn remove(id: &str) -> Option<Arc<Cell>> {
     SWARMS.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+}
+
+/// Frees a removed swarm off the scheduler: a swarm of 100,000 agents and a
+/// million tasks takes about a second to free, so its last reference is
+/// dropped on a thread of its own (inline if no thread can be started).
+pub fn free_later(cell: Arc<Cell>) {
+    // A spawn that fails drops the closure, and the swarm with it, here.
+    let spawned = std::thread::Builder::new()
+        .name("ruv_swarm_free".into())
+        .spawn(move || drop(cell));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "freed a destroyed swarm inline");
+    }
 }
 
 pub fn get(id: &str) -> Result<Arc<Cell>> {
@@ -217,11 +180,18 @@ static LONGEST_CALL_NS: AtomicU64 = AtomicU64::new(0);
 /// ran something else on this core.
 static LONGEST_CALL_CPU_NS: AtomicU64 = AtomicU64::new(0);
 
-/// (wall, cpu) maxima since the last call, then reset.
-pub fn take_longest_call_ns() -> (u64, u64) {
+/// Where the command that took the longest CPU time was called from.
+static LONGEST_CALL_AT: Mutex<Option<&'static Location<'static>>> = Mutex::new(None);
+
+/// (wall, cpu, `file:line` of the longest by cpu) since the last call,
+/// then reset.
+pub fn take_longest_call_ns() -> (u64, u64, String) {
+    let at = LONGEST_CALL_AT.lock().take();
     (
         LONGEST_CALL_NS.swap(0, Ordering::Relaxed),
         LONGEST_CALL_CPU_NS.swap(0, Ordering::Relaxed),
+        at.map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default(),
     )
 }
 
@@ -244,11 +214,13 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// Runs a command on the swarm `id`, delivers its effects and replies.
+#[track_caller]
 pub fn with_swarm<'a>(
     env: Env<'a>,
     cell: Result<Arc<Cell>>,
     f: impl FnOnce(&mut State, u64) -> Result<Term<'a>>,
 ) -> Term<'a> {
+    let at = Location::caller();
     let timing = MEASURE
         .load(Ordering::Relaxed)
         .then(|| (Instant::now(), thread_cpu_ns()));
@@ -261,7 +233,10 @@ pub fn with_swarm<'a>(
     let reply = crate::error::reply(env, result);
     if let Some((wall, cpu)) = timing {
         LONGEST_CALL_NS.fetch_max(wall.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        LONGEST_CALL_CPU_NS.fetch_max(thread_cpu_ns() - cpu, Ordering::Relaxed);
+        let cpu = thread_cpu_ns() - cpu;
+        if LONGEST_CALL_CPU_NS.fetch_max(cpu, Ordering::Relaxed) < cpu {
+            *LONGEST_CALL_AT.lock() = Some(at);
+        }
     }
     reply
 }

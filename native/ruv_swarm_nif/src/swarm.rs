@@ -9,8 +9,10 @@ use ruv_swarm_core::{Strategy, Swarm, Topology};
 use crate::registry::{self, ok, ok_atom, with_swarm};
 use crate::{atoms, codec};
 
-/// Timers and expiries handled per tick; more come back at once.
-const TICK_BUDGET: usize = 1_000;
+/// Timers and expiries handled per tick; more come back at once. A fired
+/// deadline costs a few microseconds (a retry, a refill), so a tick stays
+/// well under the 1 ms rule even when every one of them fires.
+const TICK_BUDGET: usize = 64;
 
 #[rustler::nif]
 fn swarm_create<'a>(
@@ -45,7 +47,8 @@ fn swarm_create<'a>(
 #[rustler::nif]
 fn swarm_destroy<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
     let result = codec::string(id, "swarm id").and_then(|id| {
-        registry::remove(&id).ok_or(ruv_swarm_core::Error::SwarmNotFound)?;
+        let cell = registry::remove(&id).ok_or(ruv_swarm_core::Error::SwarmNotFound)?;
+        registry::free_later(cell);
         tracing::info!(swarm = %id, "swarm destroyed");
         ok_atom(env)
     });
@@ -74,8 +77,8 @@ fn swarm_status<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.owner = Some(pid);
-        st.wake_at = u64::MAX;
+        st.boxes.owner = Some(pid);
+        st.boxes.wake_at = u64::MAX;
         ok_atom(env)
     })
 }
@@ -86,7 +89,7 @@ fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 fn swarm_report_outcomes<'a>(env: Env<'a>, id: Term<'a>, on: bool) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.report_outcomes = on;
+        st.boxes.report_outcomes = on;
         ok_atom(env)
     })
 }
@@ -98,7 +101,7 @@ fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
     with_swarm(env, cell, |st, now| {
         let more = st.swarm.tick(now, TICK_BUDGET);
         let next = st.swarm.next_deadline();
-        st.wake_at = next.unwrap_or(u64::MAX);
+        st.boxes.wake_at = next.unwrap_or(u64::MAX);
         match next {
             _ if more => ok(env, 0u64),
             Some(at) => ok(env, at.saturating_sub(now)),
@@ -111,8 +114,8 @@ fn swarm_tick<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
 fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        if !st.subscribers.contains(&pid) {
-            st.subscribers.push(pid);
+        if !st.boxes.subscribers.contains(&pid) {
+            st.boxes.subscribers.push(pid);
         }
         st.swarm.outbox.record_events = true;
         ok_atom(env)
@@ -123,8 +126,8 @@ fn swarm_subscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
 fn swarm_unsubscribe<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {
     let cell = registry::swarm_of(id);
     with_swarm(env, cell, |st, _| {
-        st.subscribers.retain(|p| *p != pid);
-        st.discovery_subscribers.retain(|(p, _)| *p != pid);
+        st.boxes.subscribers.retain(|p| *p != pid);
+        st.boxes.discovery_subscribers.retain(|(p, _)| *p != pid);
         ok_atom(env)
     })
 }
@@ -143,7 +146,7 @@ fn swarm_coordinate<'a>(env: Env<'a>, id: Term<'a>, origin: Term<'a>) -> Term<'a
                     .swarm
                     .agent(to)
                     .ok()
-                    .and_then(|a| st.agent_pids.get(&a.seq))
+                    .and_then(|a| st.boxes.agent_pids.get(&a.seq))
                     .map(|p| p.encode(env))
                     .unwrap_or_else(|| atoms::nil().encode(env));
                 let from = from
@@ -180,10 +183,11 @@ fn engine_measure(on: bool) -> rustler::Atom {
 }
 
 /// Engine-wide numbers: live bytes allocated by Rust, swarm count, and the
-/// longest swarm command since the last call (then reset).
+/// longest swarm command since the last call (then reset) and the NIF that
+/// ran it.
 #[rustler::nif]
 fn engine_memory(env: Env) -> Term {
-    let (wall, cpu) = registry::take_longest_call_ns();
+    let (wall, cpu, name) = registry::take_longest_call_ns();
     codec::map(
         env,
         [
@@ -194,6 +198,7 @@ fn engine_memory(env: Env) -> Term {
             (atoms::swarms(), (registry::all().len() as u64).encode(env)),
             (atoms::longest_call_ns(), wall.encode(env)),
             (atoms::longest_call_cpu_ns(), cpu.encode(env)),
+            (atoms::longest_call(), codec::bin(env, &name)),
         ],
     )
 }

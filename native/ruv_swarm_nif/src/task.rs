@@ -93,7 +93,7 @@ fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>, notify: Ter
         if let Some(pid) = notify {
             // Registered before the effects are delivered, so even a task
             // that finished within this call is reported.
-            st.waiters.entry(id.clone()).or_default().push(pid);
+            st.boxes.waiters.entry(id.clone()).or_default().push(pid);
         }
         ok(env, codec::bin(env, &id))
     })
@@ -133,7 +133,7 @@ fn task_watch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> {
         if t.status.is_terminal() {
             return Ok((atoms::done(), codec::outcome(env, t)).encode(env));
         }
-        let waiters = st.waiters.entry(id).or_default();
+        let waiters = st.boxes.waiters.entry(id).or_default();
         if !waiters.contains(&pid) {
             waiters.push(pid);
         }
@@ -149,10 +149,10 @@ fn task_unwatch<'a>(env: Env<'a>, task_id: Term<'a>, pid: LocalPid) -> Term<'a> 
     let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Task));
     with_swarm(env, cell, |st, _| {
         let id = id?;
-        if let Some(waiters) = st.waiters.get_mut(&id) {
+        if let Some(waiters) = st.boxes.waiters.get_mut(&id) {
             waiters.retain(|p| *p != pid);
             if waiters.is_empty() {
-                st.waiters.remove(&id);
+                st.boxes.waiters.remove(&id);
             }
         }
         ok_atom(env)

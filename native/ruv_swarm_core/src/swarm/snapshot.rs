@@ -281,7 +281,7 @@ impl Swarm {
     pub fn export(&self, now: u64) -> Snapshot {
         let mut s = self.export_header();
         s.agents = self.agents().map(agent_record).collect();
-        s.tasks = self.tasks.values().map(task_record).collect();
+        s.tasks = self.tasks.values().map(|t| task_record(t)).collect();
         s.memory = self
             .memory
             .live_entries(now)
@@ -497,7 +497,7 @@ impl Swarm {
         for (t, _) in finished {
             let seq = t.seq;
             self.task_counts[t.status as usize] += 1;
-            self.tasks.insert(seq, t);
+            self.tasks.insert(seq, Box::new(t));
             self.finished.push_back(seq);
         }
         while self.finished.len() > self.task_history {
@@ -532,7 +532,7 @@ impl Swarm {
             .filter(|(_, u)| u.state == UnitState::Blocked && u.pending_deps == 0)
             .map(|(i, _)| i as u32)
             .collect();
-        self.tasks.insert(seq, t);
+        self.tasks.insert(seq, Box::new(t));
         self.task_counts[TaskStatus::Pending as usize] += 1;
         if complete {
             self.finish_task(seq, TaskStatus::Completed, None, now);
