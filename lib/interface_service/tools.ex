@@ -697,6 +697,7 @@ defmodule InterfaceService.Tools do
   @spec error_code(term()) :: String.t()
   def error_code(reason) when is_atom(reason), do: Atom.to_string(reason)
   def error_code({tag, _}) when is_atom(tag), do: Atom.to_string(tag)
+  def error_code({tag, _, _}) when is_atom(tag), do: Atom.to_string(tag)
   def error_code({tag, _, _, _}) when is_atom(tag), do: Atom.to_string(tag)
   def error_code(_), do: "error"
 
@@ -713,6 +714,9 @@ defmodule InterfaceService.Tools do
   def http_status({:command_not_allowed, _}), do: 403
   def http_status({:swarm_full, _}), do: 409
   def http_status({:too_large, _, _, _}), do: 413
+  # The swarm or the node holds all it may: the client frees room (or waits
+  # for tasks to leave the history), like a full swarm.
+  def http_status({:quota_exceeded, _, _}), do: 409
   def http_status(:no_quorum), do: 503
   def http_status({:home_down, _}), do: 503
   def http_status({:timeout_after, _}), do: 504
