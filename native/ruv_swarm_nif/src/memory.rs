@@ -151,6 +151,8 @@ fn engine_usage(env: Env) -> Term {
         .iter()
         .map(|cell| {
             let st = cell.lock();
+            // The node's total then agrees with the swarms listed.
+            registry::settle(cell, &st);
             let s = &st.swarm;
             let u = s.usage();
             codec::map(

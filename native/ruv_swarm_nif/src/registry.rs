@@ -177,7 +177,7 @@ pub fn default_swarm_quota() -> u64 {
 
 /// Brings the node's count up to date with what the swarm (`st`, the
 /// locked state of `cell`) holds now.
-fn settle(cell: &Cell, st: &State) {
+pub fn settle(cell: &Cell, st: &State) {
     if cell.removed.load(Ordering::Relaxed) {
         return;
     }
