@@ -240,15 +240,15 @@ impl Ledger {
     pub fn update(&mut self, seq: u64, t: &Task) {
         let now = task_bytes(t);
         let before = self.held.insert(seq, now).unwrap_or((0, 0));
-        self.inputs = self.inputs + now.0 - before.0;
-        self.results = self.results + now.1 - before.1;
+        self.inputs = (self.inputs + now.0).saturating_sub(before.0);
+        self.results = (self.results + now.1).saturating_sub(before.1);
     }
 
     /// Task `seq` is gone.
     pub fn forget(&mut self, seq: u64) {
         if let Some((i, r)) = self.held.remove(&seq) {
-            self.inputs -= i;
-            self.results -= r;
+            self.inputs = self.inputs.saturating_sub(i);
+            self.results = self.results.saturating_sub(r);
         }
     }
 
