@@ -19,7 +19,11 @@
 //! ([`Quota::swarm_limit`]), or raise what the node holds past the node's
 //! quota, is refused with [`Error::QuotaExceeded`] before anything changes.
 //! Only growth is checked: rewriting an entry with a smaller value, deleting
-//! and finishing are always allowed. The node's free room is not swarm
+//! and finishing are always allowed. Failure reasons are never refused (a
+//! failure must be recorded; each is at most 64 KiB, one per unit and one
+//! per task): they may take a swarm a little past its quota, and until room
+//! is made every write that grows it is refused. A result that does not fit
+//! fails its attempt with the quota's reason, so no task waits on it. The node's free room is not swarm
 //! state: the host hands it in before each command ([`Quota::set_node`]);
 //! a replicated host checks the node quota before a command enters the log
 //! and leaves it unlimited here, so replicas stay deterministic.
