@@ -240,9 +240,17 @@ defmodule SwarmService.QuotaTest do
 
     {:ok, ^s} = Native.swarm_import(snap)
     on_exit(fn -> Native.swarm_destroy(s) end)
-    assert usage(s) == before
+    # Everything but the record of the ended attempt (40 bytes), which
+    # snapshots leave out.
+    restored = %{
+      before
+      | result_bytes: before.result_bytes - 40,
+        held_bytes: before.held_bytes - 40
+    }
+
+    assert usage(s) == restored
     {:ok, %{held_bytes: node_after}} = RuvSwarm.memory_usage()
-    assert node_after == node_before
+    assert node_after == node_before - 40
     # The text of an imported value is searched as before.
     assert {:ok, [%{key: "k"}]} = Native.memory_search(s, %{text: "VVV"})
 
