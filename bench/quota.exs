@@ -53,6 +53,19 @@ defmodule Bench.Quota do
     end)
   end
 
+  # Destroyed swarms are freed on a thread of their own: wait until the
+  # allocator's count stops falling (at most 5 s).
+  def settle(last \\ nil, tries \\ 50) do
+    now = SwarmService.Native.engine_memory().allocated_bytes
+
+    if now == last or tries == 0 do
+      :ok
+    else
+      Process.sleep(100)
+      settle(now, tries - 1)
+    end
+  end
+
   def row(phase, accepted, first, value_bytes) do
     {:ok, u} = RuvSwarm.memory_usage()
 
@@ -95,6 +108,7 @@ pending = Bench.Quota.row("pending tasks, 1 MB input", n, first, bytes)
 
 for s <- swarms, do: RuvSwarm.destroy_swarm(s)
 :erlang.garbage_collect()
+Bench.Quota.settle()
 empty = Bench.Quota.row("swarms destroyed", 0, nil, bytes)
 :ok = Quotas.apply_config()
 
