@@ -525,7 +525,10 @@ defmodule SwarmService.RuvSwarm do
   @doc """
   Reports the result of claimed work. Returns `:ok`, or `:ignored` when the
   claim is no longer current (its lease ran out, the task finished or was
-  cancelled): completion is idempotent.
+  cancelled): completion is idempotent. A result the swarm's or node's
+  memory quota has no room for answers `{:error, {:quota_exceeded, what,
+  limit}}`, and the attempt has then failed with that reason (it is retried
+  or fails the task, like any failed attempt).
   """
   @spec complete_task(id, id, term) :: :ok | :ignored | {:error, reason}
   def complete_task(work_id, agent_id, result) do
