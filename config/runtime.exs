@@ -105,6 +105,20 @@ if ms = System.get_env("RUV_SWARM_ANTI_ENTROPY_MS") do
     anti_entropy_ms: parse_int.("RUV_SWARM_ANTI_ENTROPY_MS", ms)
 end
 
+# Engine memory quotas in bytes (see SwarmService.Quotas, which validates
+# them at boot): the default quota of each swarm and the node's over all.
+quotas =
+  from_env.([
+    {"RUV_SWARM_SWARM_MEMORY_BYTES", :swarm_bytes, parse_int},
+    {"RUV_SWARM_NODE_MEMORY_BYTES", :node_bytes, parse_int}
+  ])
+
+if quotas != [] do
+  config :swarm_service,
+         :memory_quotas,
+         Keyword.merge(Application.get_env(:swarm_service, :memory_quotas, []), quotas)
+end
+
 # How a swarm's changes reach its backup node: sync (default; a change is
 # acknowledged once the backup holds it) or async.
 config :swarm_service,

@@ -32,10 +32,14 @@ defmodule SwarmService.Application do
     ]
 
     # Without its engine the node would start and fail every call; the
-    # NIF loader has already logged why it could not load.
-    case Code.ensure_loaded(SwarmService.Native) do
-      {:module, _} ->
-        Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)
+    # NIF loader has already logged why it could not load. The memory
+    # quotas reach the engine before any swarm exists.
+    with {:module, _} <- Code.ensure_loaded(SwarmService.Native),
+         :ok <- SwarmService.Quotas.apply_config() do
+      Supervisor.start_link(children, strategy: :rest_for_one, name: SwarmService.Supervisor)
+    else
+      {:error, {:invalid_argument, _} = reason} ->
+        {:error, {:bad_memory_quotas, reason}}
 
       {:error, reason} ->
         {:error, {:engine_not_loaded, reason}}

@@ -107,6 +107,14 @@ defmodule SwarmService.Errors do
   defp entry({:not_pull_agent, id}),
     do: {409, @conflict, "agent #{id} has an executor; only external agents claim tasks"}
 
+  # The swarm or the node holds all it may: the client makes room (or waits
+  # for tasks to leave the history), as with a full swarm.
+  defp entry({:quota_exceeded, what, limit}),
+    do:
+      {409, @conflict,
+       "#{what} quota exceeded: holding this would go past the limit of #{limit} bytes " <>
+         "(delete memory entries or let tasks finish and leave the history to make room)"}
+
   # The public API's own reasons.
   defp entry(:no_task), do: {404, @not_found, "no task is waiting for this agent"}
 

@@ -26,7 +26,7 @@ defmodule SwarmService.Native do
 
   defp nif, do: :erlang.nif_error(:nif_not_loaded)
 
-  def swarm_create(_name, _topology, _strategy, _max_agents), do: nif()
+  def swarm_create(_name, _topology, _strategy, _max_agents, _memory_quota), do: nif()
   def swarm_destroy(_id), do: nif()
   def swarm_list, do: nif()
   def swarm_status(_id), do: nif()
@@ -42,6 +42,8 @@ defmodule SwarmService.Native do
   def engine_error_reasons, do: nif()
   def parse_id(_id), do: nif()
   def engine_measure(_on), do: nif()
+  def engine_usage, do: nif()
+  def engine_set_quotas(_swarm_bytes, _node_bytes), do: nif()
 
   def agent_add(_swarm_id, _opts), do: nif()
   def agent_attach(_agent_id, _pid), do: nif()

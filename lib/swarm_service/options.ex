@@ -36,6 +36,25 @@ defmodule SwarmService.Options do
     end
   end
 
+  # Memory quotas (bytes): the engine's minimum up to the largest integer
+  # both sides read exactly.
+  @min_quota_bytes 4096
+  @max_quota_bytes 0x7FFF_FFFF_FFFF_FFFF
+
+  @doc "A memory quota in bytes (`nil` when the option is absent)."
+  def quota(opts, key) do
+    case Map.get(opts, key) do
+      nil ->
+        {:ok, nil}
+
+      n when is_integer(n) and n >= @min_quota_bytes and n <= @max_quota_bytes ->
+        {:ok, n}
+
+      _ ->
+        invalid("#{key} must be an integer number of bytes, at least #{@min_quota_bytes}")
+    end
+  end
+
   @doc "Rejects terms whose encoded size exceeds the payload limit."
   def check_payload(term, what) do
     size = :erlang.external_size(term)

@@ -22,6 +22,9 @@ defmodule SwarmService.RuvSwarm do
   `:cancelled`, `{:invalid_argument, message}`, `{:swarm_full, max}`,
   `{:too_large, what, size, limit}`, `{:dependency_cycle, path}`,
   `{:task_finished, status}`, `{:version_conflict, expected, found}`,
+  `{:quota_exceeded, what, limit}` (`what` is `"swarm memory"` or
+  `"node memory"`, `limit` in bytes: the write would hold more than the
+  quota allows; nothing was changed),
   `{:failed, message}`, `{:timed_out, message}`,
   `{:executor_unavailable, node, module}` (the node an agent is placed on
   cannot load its executor module), and on a cluster
@@ -73,6 +76,23 @@ defmodule SwarmService.RuvSwarm do
   one day. Finished tasks kept per swarm: 10,000 (older ones are forgotten).
   `SwarmService.Limits` reads every limit from the engine.
 
+  ## Memory quotas
+
+  What the engine holds for clients is bounded per swarm (default 1 GiB)
+  and per node over all swarms (default 8 GiB): memory entries (namespace,
+  key, value, tags), task inputs and descriptions, results kept (unit
+  results and aggregates, until the task leaves the history) and
+  discoveries, each with a small fixed overhead per item. A write that
+  would go past either quota answers `{:error, {:quota_exceeded, what,
+  limit}}` and changes nothing; deleting entries, finished tasks leaving
+  the history and discoveries leaving the log make room. A result refused
+  this way fails its attempt with that reason (it is retried, or the task
+  fails), so no task waits on it. Set the defaults with
+  `config :swarm_service, :memory_quotas, swarm_bytes: ..., node_bytes: ...`
+  (or `RUV_SWARM_SWARM_MEMORY_BYTES` / `RUV_SWARM_NODE_MEMORY_BYTES`), one
+  swarm's with `spawn_swarm/1`'s `:memory_quota`; `memory_usage/0` reports
+  the bytes held and the quotas.
+
   ## Example
 
       iex> {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm(%{topology: :mesh, agents: 5, strategy: :adaptive})
@@ -100,7 +120,8 @@ defmodule SwarmService.RuvSwarm do
     :name,
     :executor,
     :agent_type,
-    :capabilities
+    :capabilities,
+    :memory_quota
   ]
   @agent_keys [:type, :name, :capabilities, :executor, :capacity, :node]
   @task_keys [
@@ -137,6 +158,9 @@ defmodule SwarmService.RuvSwarm do
     * `:executor` — how the agents work (default `:external`), see
       `SwarmService.Executor`; also the default for later `spawn_agent/2`
     * `:agent_type`, `:capabilities` — for the agents spawned now
+    * `:memory_quota` — most bytes the swarm may hold (memory entries, task
+      inputs, results, discoveries; see `memory_usage/0`), at least 4096;
+      default: the node's swarm quota (`config :swarm_service, :memory_quotas`)
 
       iex> {:ok, id} = SwarmService.RuvSwarm.spawn_swarm(topology: :ring, agents: 3, name: "docs")
       iex> String.starts_with?(id, "swarm-")
@@ -153,13 +177,15 @@ defmodule SwarmService.RuvSwarm do
          {:ok, max} <- Options.count(o, :max_agents, default, 1, limit),
          :ok <- fits(agents, max),
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
+         {:ok, quota} <- Options.quota(o, :memory_quota),
          {:ok, id} <-
            Commands.create_swarm(
              Map.get(o, :name, "swarm"),
              Map.get(o, :topology, :mesh),
              Map.get(o, :strategy, :balanced),
              max,
-             executor
+             executor,
+             quota
            ) do
       agent_opts = %{
         type: Map.get(o, :agent_type, "researcher"),
@@ -504,7 +530,10 @@ defmodule SwarmService.RuvSwarm do
   @doc """
   Reports the result of claimed work. Returns `:ok`, or `:ignored` when the
   claim is no longer current (its lease ran out, the task finished or was
-  cancelled): completion is idempotent.
+  cancelled): completion is idempotent. A result the swarm's or node's
+  memory quota has no room for answers `{:error, {:quota_exceeded, what,
+  limit}}`, and the attempt has then failed with that reason (it is retried
+  or fails the task, like any failed attempt).
   """
   @spec complete_task(id, id, term) :: :ok | :ignored | {:error, reason}
   def complete_task(work_id, agent_id, result) do
@@ -625,16 +654,37 @@ defmodule SwarmService.RuvSwarm do
     end
   end
 
-  @doc "Engine memory: bytes the Rust engine holds, swarm count, memory entries and bytes per swarm."
+  @doc """
+  What this node's engine holds:
+
+    * `engine_bytes` — every byte the Rust engine has allocated;
+    * `held_bytes` — the bytes held for clients by all swarms, what the
+      node quota bounds; `node_memory_quota` and `swarm_memory_quota` (the
+      default of new swarms), in bytes;
+    * `swarms` — how many swarms are loaded;
+    * `per_swarm` — for each swarm, in id order: `id`,
+      `memory_quota`, `held_bytes` (the sum of:) `memory_bytes` (memory
+      entries), `task_bytes` (task inputs and descriptions), `result_bytes`
+      (results and failure reasons kept), `discovery_bytes`, and
+      `memory_entries`.
+
+  Bytes are what the engine keeps (a text value once, not twice) plus a
+  small fixed overhead per item.
+  """
   @spec memory_usage() :: {:ok, map}
   def memory_usage do
-    %{allocated_bytes: bytes, swarms: count} = Native.engine_memory()
+    %{allocated_bytes: bytes} = Native.engine_memory()
+    usage = Native.engine_usage()
 
-    per_swarm =
-      for s <- local_statuses(),
-          do: %{id: s.id, memory_entries: s.memory_entries, memory_bytes: s.memory_bytes}
-
-    {:ok, %{engine_bytes: bytes, swarms: count, per_swarm: per_swarm}}
+    {:ok,
+     %{
+       engine_bytes: bytes,
+       held_bytes: usage.held_bytes,
+       node_memory_quota: usage.node_memory_quota,
+       swarm_memory_quota: usage.swarm_memory_quota,
+       swarms: length(usage.swarms),
+       per_swarm: Enum.sort_by(usage.swarms, & &1.id)
+     }}
   end
 
   # ---- discoveries and events ------------------------------------------------

@@ -15,9 +15,11 @@ defmodule SwarmService.Swarm.Commands do
 
   # ---- swarms ---------------------------------------------------------------
 
-  def create_swarm(name, topology, strategy, max_agents, executor) do
+  # memory_quota: bytes, or nil for the node's default.
+  def create_swarm(name, topology, strategy, max_agents, executor, memory_quota \\ nil) do
     with :ok <- quorum(),
-         {:ok, id} <- Native.swarm_create(name, topology, strategy, max_agents) do
+         {:ok, id} <-
+           Native.swarm_create(name, topology, strategy, max_agents, memory_quota) do
       case Swarm.start(id, executor: executor) do
         {:ok, _} ->
           Replication.start(id, executor)

@@ -136,7 +136,7 @@ fn main() {
                 namespace: "default",
                 key: &format!("k{i}"),
                 value: vec![1, 2, 3],
-                text: None,
+                text_at: None,
                 tags: vec![],
                 ttl_ms: None,
                 if_version: None,

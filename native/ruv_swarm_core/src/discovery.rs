@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 
+use crate::error::Result;
 use crate::model::Payload;
+use crate::quota::{self, Room};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Discovery {
@@ -34,10 +36,23 @@ impl Filter {
     }
 }
 
+impl Discovery {
+    /// What the discovery holds: its bytes and the bookkeeping around it.
+    pub fn bytes(&self) -> usize {
+        quota::DISCOVERY_OVERHEAD
+            + self.id.len()
+            + self.agent_id.as_ref().map_or(0, String::len)
+            + self.kind.len()
+            + self.content.len()
+            + self.tags.iter().map(String::len).sum::<usize>()
+    }
+}
+
 #[derive(Debug)]
 pub struct Log {
     entries: VecDeque<Discovery>,
     capacity: usize,
+    bytes: usize,
 }
 
 impl Log {
@@ -45,14 +60,31 @@ impl Log {
         Log {
             entries: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
         }
     }
 
-    pub fn push(&mut self, d: Discovery) {
+    /// Appends a discovery, dropping the oldest when the log is full, if
+    /// what that adds fits in `room`; a refused push changes nothing.
+    pub fn push(&mut self, d: Discovery, room: Room) -> Result<()> {
+        let dropped = match self.entries.front() {
+            Some(old) if self.entries.len() == self.capacity => old.bytes(),
+            _ => 0,
+        };
+        let added = d.bytes();
+        room.admit(added.saturating_sub(dropped))?;
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
+            self.bytes -= dropped;
         }
         self.entries.push_back(d);
+        self.bytes += added;
+        Ok(())
+    }
+
+    /// Bytes the log holds (see [`Discovery::bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -97,11 +129,11 @@ mod tests {
     fn log_is_bounded_and_filters() {
         let mut log = Log::new(3);
         for i in 0..5 {
-            log.push(d(
-                i,
-                if i % 2 == 0 { "bug" } else { "idea" },
-                i as f64 / 10.0,
-            ));
+            log.push(
+                d(i, if i % 2 == 0 { "bug" } else { "idea" }, i as f64 / 10.0),
+                Room::UNLIMITED,
+            )
+            .unwrap();
         }
         assert_eq!(log.len(), 3);
         let all: Vec<_> = log
@@ -122,5 +154,32 @@ mod tests {
             ..Default::default()
         };
         assert!(log.recent(&other, 10).is_empty());
+    }
+
+    #[test]
+    fn bytes_follow_the_log_and_a_refused_push_changes_nothing() {
+        let mut log = Log::new(2);
+        let big = |i: u64, n: usize| Discovery {
+            content: vec![7; n],
+            ..d(i, "bug", 1.0)
+        };
+        log.push(big(0, 100), Room::UNLIMITED).unwrap();
+        log.push(big(1, 100), Room::UNLIMITED).unwrap();
+        let one = big(0, 100).bytes();
+        assert_eq!(log.bytes(), 2 * one);
+        let quota = crate::quota::Quota::new(2 * one as u64 + 50);
+        // Full: the new one replaces the oldest, so only the growth counts.
+        log.push(big(2, 150), quota.room(log.bytes())).unwrap();
+        assert_eq!(log.bytes(), one + big(2, 150).bytes());
+        let refused = log.push(big(3, 1000), quota.room(log.bytes()));
+        assert!(matches!(
+            refused,
+            Err(crate::Error::QuotaExceeded {
+                what: "swarm memory",
+                ..
+            })
+        ));
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.bytes(), one + big(2, 150).bytes());
     }
 }

@@ -32,6 +32,10 @@ pub enum Error {
     VersionConflict { expected: u64, found: u64 },
     #[error("agent {0} is not a pull agent; only pull agents claim tasks")]
     NotPullAgent(String),
+    /// A write that would take `what` (`"swarm memory"`, `"node memory"`)
+    /// past its quota of `limit` bytes; nothing was changed.
+    #[error("{what} quota exceeded: holding this would go past the limit of {limit} bytes")]
+    QuotaExceeded { what: &'static str, limit: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -15,6 +15,7 @@ pub mod join_order;
 pub mod limits;
 pub mod memory;
 pub mod model;
+pub mod quota;
 pub mod scheduler;
 pub mod swarm;
 pub mod task;

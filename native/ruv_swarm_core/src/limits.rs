@@ -29,3 +29,10 @@ pub const MAX_MEMORY_ENTRIES: usize = 1_000_000;
 pub const MAX_SEARCH_RESULTS: usize = 1_000;
 /// Longest timeout or lease accepted (one day, ms).
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+/// Default memory quota of one swarm (bytes held for memory entries, task
+/// inputs, results and discoveries; see `quota`): 1 GiB.
+pub const DEFAULT_SWARM_MEMORY_BYTES: u64 = 1 << 30;
+/// Default memory quota of the whole node, over all its swarms: 8 GiB.
+pub const DEFAULT_NODE_MEMORY_BYTES: u64 = 8 << 30;
+/// Smallest memory quota accepted (bytes).
+pub const MIN_MEMORY_QUOTA_BYTES: u64 = 4096;

@@ -10,12 +10,15 @@ use std::collections::{BTreeMap, BinaryHeap};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::model::{check_list, check_name, check_payload, Payload};
+use crate::quota::{self, Room};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub value: Payload,
-    /// Searchable text of the value, when it is text.
-    pub text: Option<String>,
+    /// Where the value's searchable text starts in `value`, when the value
+    /// is text: the text is `value[text_at..]`, kept once, as part of the
+    /// encoded value.
+    pub text_at: Option<u32>,
     pub version: u64,
     pub tags: Vec<String>,
     pub created_at: u64,
@@ -27,6 +30,21 @@ impl Entry {
     fn live(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|t| t > now)
     }
+
+    /// The value's searchable text, if it is text.
+    pub fn text(&self) -> Option<&str> {
+        let at = self.text_at? as usize;
+        std::str::from_utf8(self.value.get(at..)?).ok()
+    }
+}
+
+/// `Some(at)` if `value[at..]` is UTF-8 text, else `None`: what a store or
+/// restore may keep as an entry's `text_at`.
+pub fn text_at(value: &[u8], at: Option<usize>) -> Option<u32> {
+    let at = at?;
+    let text = value.get(at..)?;
+    std::str::from_utf8(text).ok()?;
+    u32::try_from(at).ok()
 }
 
 /// A search: every given criterion must hold.
@@ -56,7 +74,8 @@ pub struct StoreRequest<'a> {
     pub namespace: &'a str,
     pub key: &'a str,
     pub value: Payload,
-    pub text: Option<String>,
+    /// Where the value's text starts, when it is text (see [`Entry::text_at`]).
+    pub text_at: Option<usize>,
     pub tags: Vec<String>,
     pub ttl_ms: Option<u64>,
     /// Compare-and-set: store only if the current version is this one
@@ -73,12 +92,15 @@ impl Memory {
         self.entries.is_empty()
     }
 
-    /// Approximate bytes held by keys, values and tags.
+    /// Bytes held by namespaces, keys, values and tags, plus
+    /// [`quota::ENTRY_OVERHEAD`] per entry.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    pub fn store(&mut self, req: StoreRequest<'_>, now: u64) -> Result<u64> {
+    /// Stores an entry, if what it adds (its bytes less those of the entry
+    /// it replaces) fits in `room`; a refused store changes nothing.
+    pub fn store(&mut self, req: StoreRequest<'_>, now: u64, room: Room) -> Result<u64> {
         check_entry(req.namespace, req.key, &req.value, &req.tags)?;
         if let Some(ttl) = req.ttl_ms {
             if ttl == 0 || ttl > limits::MAX_TIMEOUT_MS {
@@ -100,20 +122,21 @@ impl Memory {
             self.check_room()?;
         }
         let created_at = current.map_or(now, |e| e.created_at);
+        let entry = Entry {
+            text_at: text_at(&req.value, req.text_at),
+            value: req.value,
+            version: self.next_version + 1,
+            tags: req.tags,
+            created_at,
+            updated_at: now,
+            expires_at: req.ttl_ms.map(|t| now + t),
+        };
+        // An expired entry not yet swept is still held: replacing it frees it.
+        let old = self.entries.get(&key).map_or(0, |e| entry_bytes(&key, e));
+        room.admit(entry_bytes(&key, &entry).saturating_sub(old))?;
         self.next_version += 1;
-        let version = self.next_version;
-        self.put(
-            key,
-            Entry {
-                value: req.value,
-                text: req.text,
-                version,
-                tags: req.tags,
-                created_at,
-                updated_at: now,
-                expires_at: req.ttl_ms.map(|t| now + t),
-            },
-        );
+        let version = entry.version;
+        self.put(key, entry);
         Ok(version)
     }
 
@@ -172,9 +195,7 @@ impl Memory {
                 && query.tags.iter().all(|t| e.tags.contains(t))
                 && needle.as_ref().is_none_or(|n| {
                     key.to_lowercase().contains(n)
-                        || e.text
-                            .as_ref()
-                            .is_some_and(|t| t.to_lowercase().contains(n))
+                        || e.text().is_some_and(|t| t.to_lowercase().contains(n))
                 })
         };
         let iter: Box<dyn Iterator<Item = (&Key, &Entry)>> = match (&query.namespace, &query.prefix)
@@ -247,7 +268,8 @@ impl Memory {
 
     /// Puts back an entry exactly as it was exported (same version and
     /// timestamps). An entry already expired at `now` is dropped
-    /// (`Ok(false)`); a key already present is an error.
+    /// (`Ok(false)`); a key already present is an error. No quota is
+    /// checked: the entry was acknowledged when it was stored.
     pub fn restore(
         &mut self,
         namespace: String,
@@ -259,6 +281,10 @@ impl Memory {
         if entry.version == 0 {
             return Err(Error::invalid("version must be at least 1"));
         }
+        let entry = Entry {
+            text_at: text_at(&entry.value, entry.text_at.map(|a| a as usize)),
+            ..entry
+        };
         let k = (namespace, key);
         if self.entries.contains_key(&k) {
             return Err(Error::invalid("the entry appears twice"));
@@ -282,11 +308,13 @@ fn check_entry(namespace: &str, key: &str, value: &[u8], tags: &[String]) -> Res
     check_list("tag", tags)
 }
 
+/// What an entry holds: its bytes and the bookkeeping around it. The text
+/// is part of the value, so it adds nothing.
 fn entry_bytes((ns, key): &Key, e: &Entry) -> usize {
-    ns.len()
+    quota::ENTRY_OVERHEAD
+        + ns.len()
         + key.len()
         + e.value.len()
-        + e.text.as_ref().map_or(0, |t| t.len())
         + e.tags.iter().map(|t| t.len()).sum::<usize>()
 }
 
@@ -300,7 +328,7 @@ mod tests {
             namespace: ns,
             key,
             value: text.as_bytes().to_vec(),
-            text: Some(text.into()),
+            text_at: Some(0),
             tags: vec![],
             ttl_ms: None,
             if_version: None,
@@ -310,13 +338,13 @@ mod tests {
     #[test]
     fn versions_grow_and_cas_is_checked() {
         let mut m = Memory::default();
-        let v1 = m.store(req("ns", "k", "a"), 0).unwrap();
-        let v2 = m.store(req("ns", "k", "b"), 1).unwrap();
+        let v1 = m.store(req("ns", "k", "a"), 0, Room::UNLIMITED).unwrap();
+        let v2 = m.store(req("ns", "k", "b"), 1, Room::UNLIMITED).unwrap();
         assert!(v2 > v1);
         let mut stale = req("ns", "k", "c");
         stale.if_version = Some(v1);
         assert_eq!(
-            m.store(stale, 2),
+            m.store(stale, 2, Room::UNLIMITED),
             Err(Error::VersionConflict {
                 expected: v1,
                 found: v2
@@ -334,7 +362,7 @@ mod tests {
         let mut m = Memory::default();
         let mut r = req("ns", "k", "v");
         r.ttl_ms = Some(10);
-        m.store(r, 100).unwrap();
+        m.store(r, 100, Room::UNLIMITED).unwrap();
         assert!(m.get("ns", "k", 109).is_some());
         assert!(m.get("ns", "k", 110).is_none());
         assert_eq!(m.expire(110, 10), vec![("ns".into(), "k".into())]);
@@ -346,8 +374,8 @@ mod tests {
         let mut m = Memory::default();
         let mut r = req("ns", "k", "v");
         r.ttl_ms = Some(10);
-        m.store(r, 0).unwrap();
-        m.store(req("ns", "k", "w"), 5).unwrap();
+        m.store(r, 0, Room::UNLIMITED).unwrap();
+        m.store(req("ns", "k", "w"), 5, Room::UNLIMITED).unwrap();
         assert!(m.expire(20, 10).is_empty());
         assert!(m.get("ns", "k", 20).is_some());
     }
@@ -355,12 +383,15 @@ mod tests {
     #[test]
     fn search_by_prefix_tags_and_text() {
         let mut m = Memory::default();
-        m.store(req("a", "user/1", "Alice likes Rust"), 0).unwrap();
-        m.store(req("a", "user/2", "Bob likes Elixir"), 0).unwrap();
+        m.store(req("a", "user/1", "Alice likes Rust"), 0, Room::UNLIMITED)
+            .unwrap();
+        m.store(req("a", "user/2", "Bob likes Elixir"), 0, Room::UNLIMITED)
+            .unwrap();
         let mut tagged = req("a", "note", "misc");
         tagged.tags = vec!["x".into(), "y".into()];
-        m.store(tagged, 0).unwrap();
-        m.store(req("b", "user/3", "Carol"), 0).unwrap();
+        m.store(tagged, 0, Room::UNLIMITED).unwrap();
+        m.store(req("b", "user/3", "Carol"), 0, Room::UNLIMITED)
+            .unwrap();
         let q = |ns: Option<&str>, prefix: Option<&str>, tags: &[&str], text: Option<&str>| Query {
             namespace: ns.map(Into::into),
             prefix: prefix.map(Into::into),
@@ -388,6 +419,80 @@ mod tests {
         );
     }
 
+    /// A value as the NIF encodes a binary: a 6-byte header, then the text.
+    fn encoded(text: &str) -> StoreRequest<'static> {
+        let mut value = vec![131, 109];
+        value.extend((text.len() as u32).to_be_bytes());
+        value.extend(text.as_bytes());
+        StoreRequest {
+            namespace: "ns",
+            key: "big",
+            value,
+            text_at: Some(6),
+            tags: vec![],
+            ttl_ms: None,
+            if_version: None,
+        }
+    }
+
+    #[test]
+    fn a_text_value_is_held_once_and_still_searchable() {
+        let mut m = Memory::default();
+        let text = "x".repeat((1 << 20) - 100) + " Needle";
+        m.store(encoded(&text), 0, Room::UNLIMITED).unwrap();
+        assert_eq!(
+            m.bytes(),
+            quota::ENTRY_OVERHEAD + "ns".len() + "big".len() + 6 + text.len()
+        );
+        let e = m.get("ns", "big", 0).unwrap();
+        assert_eq!(e.text(), Some(text.as_str()));
+        let q = Query {
+            text: Some("NEEDLE".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(m.search(&q, 0).len(), 1);
+        // Not text: never searched by content.
+        let mut bin = encoded("needle");
+        bin.key = "bin";
+        bin.value.push(0xff);
+        m.store(bin, 0, Room::UNLIMITED).unwrap();
+        assert!(m.get("ns", "bin", 0).unwrap().text().is_none());
+        assert_eq!(m.search(&q, 0).len(), 1);
+    }
+
+    #[test]
+    fn a_store_past_the_room_changes_nothing() {
+        let mut m = Memory::default();
+        let quota = crate::quota::Quota::new(1000);
+        m.store(req("ns", "a", &"a".repeat(300)), 0, quota.room(m.bytes()))
+            .unwrap();
+        let held = m.bytes();
+        let big = req("ns", "b", &"b".repeat(700));
+        assert_eq!(
+            m.store(big, 1, quota.room(m.bytes())),
+            Err(Error::QuotaExceeded {
+                what: quota::SWARM,
+                limit: 1000
+            })
+        );
+        assert_eq!(m.bytes(), held);
+        assert!(m.get("ns", "b", 1).is_none());
+        assert_eq!(
+            m.get("ns", "a", 1).unwrap().value,
+            "a".repeat(300).as_bytes()
+        );
+        // The version counter did not move either.
+        assert_eq!(m.next_version(), 2);
+        // Shrinking an entry is always allowed, even with no room at all.
+        let no_room = quota.room(usize::MAX);
+        m.store(req("ns", "a", "short"), 2, no_room).unwrap();
+        // Deleting frees room for the big one.
+        m.delete("ns", "a", 3);
+        m.store(req("ns", "b", &"b".repeat(700)), 3, quota.room(m.bytes()))
+            .unwrap();
+    }
+
     proptest! {
         #[test]
         fn bytes_accounting_returns_to_zero(ops in proptest::collection::vec((0u8..3, 0u8..8, ".{0,20}"), 1..60)) {
@@ -395,7 +500,7 @@ mod tests {
             for (op, k, v) in ops {
                 let key = format!("k{k}");
                 match op {
-                    0 | 1 => { m.store(req("ns", &key, &v), 0).unwrap(); }
+                    0 | 1 => { m.store(req("ns", &key, &v), 0, Room::UNLIMITED).unwrap(); }
                     _ => { m.delete("ns", &key, 0); }
                 }
             }

@@ -26,10 +26,12 @@ use crate::join_order::JoinOrder;
 use crate::limits;
 use crate::memory::{self, Entry, Memory, Query};
 use crate::model::*;
+use crate::quota::{self as quotas, Ledger, Quota};
 use crate::scheduler::{self, ReadyQueues, Timer, TimerKind, Timers, Verdict};
 use crate::task::{self, AttemptOutcome, Task, TaskResult, UnitState};
 use crate::topology;
 
+mod accounting;
 mod agents;
 mod dispatch;
 mod knowledge;
@@ -197,6 +199,8 @@ pub struct SwarmConfig {
     pub max_agents: u32,
     pub task_history: usize,
     pub discovery_log: usize,
+    /// Most bytes the swarm may hold (see [`crate::quota`]).
+    pub memory_quota: u64,
 }
 
 impl Default for SwarmConfig {
@@ -208,6 +212,7 @@ impl Default for SwarmConfig {
             max_agents: limits::DEFAULT_MAX_AGENTS,
             task_history: limits::DEFAULT_TASK_HISTORY,
             discovery_log: limits::DEFAULT_DISCOVERY_LOG,
+            memory_quota: limits::DEFAULT_SWARM_MEMORY_BYTES,
         }
     }
 }
@@ -269,6 +274,9 @@ pub struct Swarm {
     /// tests check it.
     steps: u64,
     rng: SmallRng,
+    /// The swarm's memory quota and the bytes its tasks hold.
+    quota: Quota,
+    ledger: Ledger,
     pub outbox: Outbox,
 }
 
@@ -285,6 +293,7 @@ impl Swarm {
                 limits::MAX_AGENTS_PER_SWARM
             )));
         }
+        accounting::check_quota(cfg.memory_quota)?;
         Ok(Swarm {
             id,
             name: cfg.name,
@@ -314,6 +323,8 @@ impl Swarm {
             success_ewma: 1.0,
             steps: 0,
             rng: SmallRng::from_rng(&mut rand::rng()),
+            quota: Quota::new(cfg.memory_quota),
+            ledger: Ledger::default(),
             outbox: Outbox::default(),
         })
     }

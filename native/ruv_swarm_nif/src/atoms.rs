@@ -9,7 +9,7 @@ rustler::atoms! {
     // error reasons
     swarm_not_found, swarm_exists, agent_not_found, task_not_found, not_found, swarm_full,
     invalid_argument, too_large, dependency_cycle, task_finished,
-    version_conflict, not_pull_agent,
+    version_conflict, not_pull_agent, quota_exceeded,
     // enums
     mesh, hierarchical, ring, star,
     balanced, specialized, adaptive,
@@ -47,6 +47,9 @@ rustler::atoms! {
     max_payload_bytes, max_text_bytes, max_subtasks, max_task_agents, max_attempts,
     task_history, discovery_log, max_memory_entries, max_search_results, max_timeout_ms,
     max_capacity, kind, swarm, work,
+    // byte accounting and quotas
+    memory_quota, held_bytes, task_bytes, result_bytes, discovery_bytes,
+    node_memory_quota, swarm_memory_quota,
 }
 
 /// An engine enum whose names are atoms of the vocabulary.

@@ -23,6 +23,9 @@ pub fn reason<'a>(env: Env<'a>, e: &Error) -> Term<'a> {
             (atoms::version_conflict(), *expected, *found).encode(env)
         }
         Error::NotPullAgent(id) => (atoms::not_pull_agent(), id.as_str()).encode(env),
+        Error::QuotaExceeded { what, limit } => {
+            (atoms::quota_exceeded(), *what, *limit).encode(env)
+        }
     }
 }
 

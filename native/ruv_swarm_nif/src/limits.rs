@@ -93,6 +93,10 @@ fn engine_error_reasons(env: Env) -> Term {
             found: 2,
         },
         Error::NotPullAgent("swarm-0-1.agent-1".into()),
+        Error::QuotaExceeded {
+            what: "swarm memory",
+            limit: 4096,
+        },
     ];
     samples.iter().for_each(listed);
     samples
@@ -117,6 +121,7 @@ fn listed(e: &Error) {
         | Error::DependencyCycle(_)
         | Error::TaskFinished(_)
         | Error::VersionConflict { .. }
-        | Error::NotPullAgent(_) => {}
+        | Error::NotPullAgent(_)
+        | Error::QuotaExceeded { .. } => {}
     }
 }

@@ -1,6 +1,7 @@
-//! Swarm memory: store, get, delete, search.
+//! Swarm memory: store, get, delete, search; and what the engine holds,
+//! with the quotas that bound it.
 
-use rustler::{Env, Term};
+use rustler::{Binary, Encoder, Env, Term};
 use ruv_swarm_core::limits;
 use ruv_swarm_core::memory::{Query, StoreRequest};
 
@@ -35,13 +36,12 @@ fn memory_store<'a>(
             Some(v) => Some(codec::uint(v, "if_version", 0, u64::MAX >> 1)?),
             None => None,
         };
-        // Text values are searchable by content.
-        let text = codec::string(value, "value").ok();
+        let payload = codec::payload(value);
         let req = StoreRequest {
             namespace: &namespace,
             key: &key,
-            value: codec::payload(value),
-            text,
+            text_at: text_at(value, &payload),
+            value: payload,
             tags,
             ttl_ms,
             if_version,
@@ -109,4 +109,78 @@ fn memory_search<'a>(env: Env<'a>, swarm_id: Term<'a>, query: Term<'a>) -> Term<
             .collect();
         ok(env, list)
     })
+}
+
+/// Where a text value's text starts in its encoding (`payload`): a binary
+/// that is valid UTF-8 is searchable by content, and its encoding ends with
+/// its bytes, so the text is read from there, never copied.
+pub fn text_at(value: Term, payload: &[u8]) -> Option<usize> {
+    let bin = Binary::from_term(value).ok()?;
+    std::str::from_utf8(bin.as_slice()).ok()?;
+    let at = payload.len().checked_sub(bin.len())?;
+    (payload[at..] == *bin.as_slice()).then_some(at)
+}
+
+/// Largest quota accepted (bytes): far past any machine, and an integer
+/// both sides read exactly.
+const MAX_QUOTA: u64 = u64::MAX >> 1;
+
+/// Sets the default memory quota of swarms created from now on and the
+/// node's quota over all swarms (bytes). Swarms already loaded keep their
+/// own quota; the node's applies to the next write of any swarm.
+#[rustler::nif]
+fn engine_set_quotas<'a>(env: Env<'a>, swarm: Term<'a>, node: Term<'a>) -> Term<'a> {
+    let result = (|| {
+        let min = limits::MIN_MEMORY_QUOTA_BYTES;
+        let swarm = codec::uint(swarm, "swarm memory quota", min, MAX_QUOTA)?;
+        let node = codec::uint(node, "node memory quota", min, MAX_QUOTA)?;
+        registry::set_quotas(swarm, node);
+        tracing::info!(swarm, node, "memory quotas set");
+        ok_atom(env)
+    })();
+    crate::error::reply(env, result)
+}
+
+/// What the engine holds for its clients: `%{held_bytes,
+/// node_memory_quota, swarm_memory_quota, swarms: [%{id, memory_quota,
+/// memory_entries, memory_bytes, task_bytes, result_bytes,
+/// discovery_bytes, held_bytes}]}`. Dirty: it visits every swarm.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn engine_usage(env: Env) -> Term {
+    let swarms: Vec<Term> = registry::all()
+        .iter()
+        .map(|cell| {
+            let st = cell.lock();
+            // The node's total then agrees with the swarms listed.
+            registry::settle(cell, &st);
+            let s = &st.swarm;
+            let u = s.usage();
+            codec::map(
+                env,
+                [
+                    (atoms::id(), codec::bin(env, &s.id)),
+                    (atoms::memory_quota(), s.memory_quota().encode(env)),
+                    (
+                        atoms::memory_entries(),
+                        (s.status().memory_entries as u64).encode(env),
+                    ),
+                    (atoms::memory_bytes(), (u.memory as u64).encode(env)),
+                    (atoms::task_bytes(), (u.tasks as u64).encode(env)),
+                    (atoms::result_bytes(), (u.results as u64).encode(env)),
+                    (atoms::discovery_bytes(), (u.discoveries as u64).encode(env)),
+                    (atoms::held_bytes(), (u.total() as u64).encode(env)),
+                ],
+            )
+        })
+        .collect();
+    let (held, node_quota, swarm_quota) = registry::node_usage();
+    codec::map(
+        env,
+        [
+            (atoms::held_bytes(), held.encode(env)),
+            (atoms::node_memory_quota(), node_quota.encode(env)),
+            (atoms::swarm_memory_quota(), swarm_quota.encode(env)),
+            (atoms::swarms(), swarms.encode(env)),
+        ],
+    )
 }

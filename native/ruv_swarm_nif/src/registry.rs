@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rustler::{Encoder, Env, LocalPid, Term};
 use ruv_swarm_core::delivery::Mailboxes;
 use ruv_swarm_core::ids::{self, Kind};
-use ruv_swarm_core::{Error, Result, Swarm};
+use ruv_swarm_core::{limits, Error, Result, Swarm};
 
 use crate::{atoms, codec, delivery};
 
@@ -30,6 +30,11 @@ pub struct State {
 pub struct Cell {
     state: Mutex<State>,
     mail: Mutex<()>,
+    /// The bytes of this swarm the node's count holds (see [`settle`]);
+    /// changed only under the state lock.
+    accounted: AtomicU64,
+    /// Removed from the registry: its bytes no longer count for the node.
+    removed: AtomicBool,
 }
 
 /// How many times a command retries a held swarm lock before yielding.
@@ -89,10 +94,13 @@ pub fn now_ms() -> u64 {
 
 pub fn insert(swarm: Swarm) {
     let id = swarm.id.clone();
-    SWARMS
+    let old = SWARMS
         .write()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id, new_cell(swarm));
+    if let Some(old) = old {
+        release(&old);
+    }
 }
 
 /// Inserts a swarm unless one with its id is already loaded.
@@ -106,6 +114,8 @@ pub fn insert_new(swarm: Swarm) -> Result<()> {
 }
 
 fn new_cell(swarm: Swarm) -> Arc<Cell> {
+    let held = swarm.usage().total() as u64;
+    NODE_HELD.fetch_add(held, Ordering::Relaxed);
     let state = State {
         swarm,
         boxes: Mailboxes::default(),
@@ -113,11 +123,85 @@ fn new_cell(swarm: Swarm) -> Arc<Cell> {
     Arc::new(Cell {
         state: Mutex::new(state),
         mail: Mutex::new(()),
+        accounted: AtomicU64::new(held),
+        removed: AtomicBool::new(false),
     })
 }
 
 pub fn remove(id: &str) -> Option<Arc<Cell>> {
-    SWARMS.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+    let cell = SWARMS
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id)?;
+    release(&cell);
+    Some(cell)
+}
+
+// ---- node-wide byte accounting ----------------------------------------------
+//
+// Each swarm counts what it holds (`Swarm::usage`, in the pure engine); the
+// node adds those counts up in `NODE_HELD`. Before a command the swarm
+// learns how much room the node has left; after it, the node's count takes
+// the swarm's change. Swarms run in parallel, so two commands may both see
+// the same room: the node's quota can be overshot by what the commands
+// running at that moment add (a payload or two each, on a handful of
+// scheduler threads), never more.
+
+/// Bytes all loaded swarms hold.
+static NODE_HELD: AtomicU64 = AtomicU64::new(0);
+/// The node's memory quota (bytes).
+static NODE_QUOTA: AtomicU64 = AtomicU64::new(limits::DEFAULT_NODE_MEMORY_BYTES);
+/// The memory quota of swarms created without one (bytes).
+static SWARM_QUOTA: AtomicU64 = AtomicU64::new(limits::DEFAULT_SWARM_MEMORY_BYTES);
+
+/// (bytes held by every swarm, node quota, default swarm quota).
+pub fn node_usage() -> (u64, u64, u64) {
+    (
+        NODE_HELD.load(Ordering::Relaxed),
+        NODE_QUOTA.load(Ordering::Relaxed),
+        SWARM_QUOTA.load(Ordering::Relaxed),
+    )
+}
+
+/// Sets the node's quota and the default quota of swarms created from now
+/// on; swarms already loaded keep theirs.
+pub fn set_quotas(swarm: u64, node: u64) {
+    SWARM_QUOTA.store(swarm, Ordering::Relaxed);
+    NODE_QUOTA.store(node, Ordering::Relaxed);
+}
+
+/// The quota a new swarm gets unless it names one.
+pub fn default_swarm_quota() -> u64 {
+    SWARM_QUOTA.load(Ordering::Relaxed)
+}
+
+/// Brings the node's count up to date with what the swarm (`st`, the
+/// locked state of `cell`) holds now.
+pub fn settle(cell: &Cell, st: &State) {
+    if cell.removed.load(Ordering::Relaxed) {
+        return;
+    }
+    let held = st.swarm.usage().total() as u64;
+    let before = cell.accounted.swap(held, Ordering::Relaxed);
+    if held >= before {
+        NODE_HELD.fetch_add(held - before, Ordering::Relaxed);
+    } else {
+        NODE_HELD.fetch_sub(before - held, Ordering::Relaxed);
+    }
+}
+
+/// A swarm leaves the registry: its bytes leave the node's count.
+fn release(cell: &Cell) {
+    let _st = cell.lock();
+    if !cell.removed.swap(true, Ordering::Relaxed) {
+        NODE_HELD.fetch_sub(cell.accounted.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Tells the swarm how much the node may still take.
+fn give_node_room(st: &mut State) {
+    let (held, quota, _) = node_usage();
+    st.swarm.set_node_room(quota.saturating_sub(held), quota);
 }
 
 /// Frees a removed swarm off the scheduler: a swarm of 100,000 agents and a
@@ -226,7 +310,12 @@ pub fn with_swarm<'a>(
         .then(|| (Instant::now(), thread_cpu_ns()));
     let result = cell.and_then(|cell| {
         let mut st = cell.lock();
+        // (Also takes in what changed since the last command, as when a
+        // failed delivery made the swarm retry work.)
+        settle(&cell, &st);
+        give_node_room(&mut st);
         let r = f(&mut st, now_ms());
+        settle(&cell, &st);
         delivery::post(env, &cell, st);
         r
     });

@@ -10,6 +10,7 @@
 //! ```text
 //! snapshot  %{id, name, topology, strategy, max_agents, created_at,
 //!             next_ids: %{agent, task, discovery, memory_version},
+//!             memory_quota (bytes; absent: the node's default),
 //!             agents: [agent], tasks: [task], memory: [memory],
 //!             discoveries: [discovery]}
 //! agent     %{id, type, name, capabilities, capacity, dispatch (:push | :pull),
@@ -82,6 +83,7 @@ fn header<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
             (atoms::max_agents(), s.max_agents.encode(env)),
             (atoms::created_at(), s.created_at.encode(env)),
             (atoms::next_ids(), next_ids),
+            (atoms::memory_quota(), s.memory_quota.encode(env)),
         ],
     )
 }
@@ -261,6 +263,16 @@ fn decode(t: Term) -> Result<Snapshot> {
             Some(n) => next_ids(n)?,
             None => NextIds::default(),
         },
+        // A snapshot from before quotas gets this node's default.
+        memory_quota: match codec::field(t, atoms::memory_quota()) {
+            Some(q) => codec::uint(
+                q,
+                "memory_quota",
+                limits::MIN_MEMORY_QUOTA_BYTES,
+                u64::MAX >> 1,
+            )?,
+            None => registry::default_swarm_quota(),
+        },
         agents: list(t, atoms::agents(), "agents", max_agents as usize, |a| {
             decode_agent(a, created_at)
         })?,
@@ -431,13 +443,14 @@ fn decode_memory(t: Term) -> Result<MemoryRecord> {
     let value = t
         .map_get(atoms::value())
         .unwrap_or_else(|_| atoms::nil().to_term(t.get_env()));
+    let payload = codec::payload(value);
     Ok(MemoryRecord {
         namespace: codec::string(required(t, atoms::namespace(), "namespace")?, "namespace")?,
         key: codec::string(required(t, atoms::key(), "key")?, "key")?,
         entry: Entry {
-            value: codec::payload(value),
             // Text values are searchable by content, as when stored.
-            text: codec::string(value, "value").ok(),
+            text_at: crate::memory::text_at(value, &payload).map(|a| a as u32),
+            value: payload,
             version: codec::uint(
                 required(t, atoms::version(), "version")?,
                 "version",

@@ -21,6 +21,7 @@ fn swarm_create<'a>(
     topology: Term<'a>,
     strategy: Term<'a>,
     max_agents: Term<'a>,
+    memory_quota: Term<'a>,
 ) -> Term<'a> {
     let result = (|| {
         let cfg = SwarmConfig {
@@ -33,6 +34,17 @@ fn swarm_create<'a>(
                 1,
                 limits::MAX_AGENTS_PER_SWARM as u64,
             )? as u32,
+            // nil: the node's default (see `engine_set_quotas`).
+            memory_quota: if codec::is_nil(memory_quota) {
+                registry::default_swarm_quota()
+            } else {
+                codec::uint(
+                    memory_quota,
+                    "memory_quota",
+                    limits::MIN_MEMORY_QUOTA_BYTES,
+                    u64::MAX >> 1,
+                )?
+            },
             ..Default::default()
         };
         let swarm = Swarm::new(ids::new_swarm_id(), cfg, registry::now_ms())?;

@@ -8,7 +8,8 @@ impl Swarm {
 
     pub fn memory_store(&mut self, req: memory::StoreRequest<'_>, now: u64) -> Result<u64> {
         let (namespace, key) = (req.namespace.to_owned(), req.key.to_owned());
-        let version = self.memory.store(req, now)?;
+        let room = self.room();
+        let version = self.memory.store(req, now, room)?;
         self.counters.memory_writes += 1;
         self.emit(now, || Event::MemoryStored {
             namespace,
@@ -55,7 +56,6 @@ impl Swarm {
             None => None,
         };
         let seq = self.next_discovery;
-        self.next_discovery += 1;
         let d = Discovery {
             id: ids::child_id(&self.id, Kind::Discovery, seq),
             agent_id,
@@ -65,7 +65,8 @@ impl Swarm {
             tags,
             at: now,
         };
-        self.discoveries.push(d.clone());
+        self.discoveries.push(d.clone(), self.room())?;
+        self.next_discovery += 1;
         self.counters.discoveries_shared += 1;
         let (discovery_id, agent_id, kind) = (d.id.clone(), d.agent_id.clone(), d.kind.clone());
         self.emit(now, || Event::DiscoveryShared {

@@ -16,7 +16,10 @@
 //!   the snapshot was taken is therefore run again;
 //! - memory entries keep their versions and expiry; discoveries their ids;
 //! - every id counter continues past both the recorded next number and the
-//!   highest id imported, so no id is ever handed out twice.
+//!   highest id imported, so no id is ever handed out twice;
+//! - the memory quota comes back as it was, and the bytes held (see
+//!   `crate::quota`) are measured again from what was imported. Import
+//!   checks no quota: what it restores was acknowledged once.
 //!
 //! Not kept: agent metrics, counters (an imported swarm counts its tasks as
 //! submitted and starts the rest at zero), subscriptions, and per-unit
@@ -111,6 +114,8 @@ pub struct Snapshot {
     pub max_agents: u32,
     pub created_at: u64,
     pub next_ids: NextIds,
+    /// The swarm's memory quota (bytes; see `crate::quota`).
+    pub memory_quota: u64,
     /// In join order.
     pub agents: Vec<AgentRecord>,
     /// In submit order: unfinished tasks and the finished-task history.
@@ -316,6 +321,7 @@ impl Swarm {
                 discovery: self.next_discovery,
                 memory_version: self.memory.next_version(),
             },
+            memory_quota: self.memory_quota(),
             agents: Vec::new(),
             tasks: Vec::new(),
             memory: Vec::new(),
@@ -371,6 +377,7 @@ impl Swarm {
             topology: snap.topology,
             strategy: snap.strategy,
             max_agents: snap.max_agents,
+            memory_quota: snap.memory_quota,
             ..Default::default()
         };
         let mut s = Swarm::new(snap.id, cfg, snap.created_at)?;
@@ -394,6 +401,7 @@ impl Swarm {
         s.next_task = next.task;
         s.next_discovery = next.discovery;
         s.memory.reserve_versions(next.memory_version);
+        s.recount_tasks();
         // Nobody listens yet: what the rebuild emitted goes nowhere.
         s.drain();
         ids::reserve_swarm_id(&s.id);
@@ -462,7 +470,7 @@ impl Swarm {
         }
         let last = keyed.last().map_or(0, |(seq, _)| *seq);
         for (_, d) in keyed {
-            self.discoveries.push(d);
+            self.discoveries.push(d, crate::quota::Room::UNLIMITED)?;
         }
         Ok(last)
     }

@@ -18,9 +18,11 @@ impl Swarm {
             ExecMode::Adaptive => spec.max_agents.min(workers).min(3),
         };
         let seq = self.next_task;
-        self.next_task += 1;
         let id = ids::child_id(&self.id, Kind::Task, seq);
         let task = Task::new(seq, id.clone(), spec, fan_out, now);
+        let (inputs, results) = quotas::task_bytes(&task);
+        self.room().admit(inputs + results)?;
+        self.next_task += 1;
         let roots: Vec<u32> = task
             .units
             .iter()
@@ -29,6 +31,7 @@ impl Swarm {
             .map(|(i, _)| i as u32)
             .collect();
         self.tasks.insert(seq, Box::new(task));
+        self.remeasure(seq);
         self.task_counts[TaskStatus::Pending as usize] += 1;
         self.counters.tasks_submitted += 1;
         self.emit(now, || Event::TaskSubmitted {
@@ -123,6 +126,13 @@ impl Swarm {
         let Some((task, unit, attempt, agent)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
+        let growth = quotas::result_growth(&self.tasks[&task], unit, result.len());
+        if let Err(e) = self.room().admit(growth) {
+            // Refused, but not lost: the attempt fails with the reason.
+            let why = format!("result rejected: {e}");
+            self.fail_held(agent, (task, unit, attempt), &why, false, now);
+            return Err(e);
+        }
         let latency = now.saturating_sub(self.tasks[&task].units[unit as usize].dispatched_at);
         self.release_agent(agent, task, unit, attempt, Some((true, latency)), now);
         self.success_ewma = 0.9 * self.success_ewma + 0.1;
@@ -137,6 +147,8 @@ impl Swarm {
         if t.is_hedged() || t.unfinished == 0 {
             self.finish_task(task, TaskStatus::Completed, None, now);
         } else {
+            self.remeasure(task);
+            let t = &self.tasks[&task];
             let dependents = t.units[unit as usize].dependents.clone();
             let ring_pipeline = self.topology == Topology::Ring
                 && t.mode == ExecMode::Sequential
@@ -259,6 +271,10 @@ impl Swarm {
                 agent.last_error = Some(why);
             }
         }
+        // The reason and the attempt's record are held with the task.
+        self.remeasure(task);
+        let t = self.tasks.get_mut(&task).expect("live task");
+        let u = &mut t.units[unit as usize];
         if u.attempts < retry.max_attempts {
             let attempt = u.attempts;
             let delay = scheduler::backoff_ms(
@@ -365,9 +381,11 @@ impl Swarm {
             }
         }
         self.finished.push_back(task);
+        self.remeasure(task);
         while self.finished.len() > self.task_history {
             if let Some(old) = self.finished.pop_front() {
                 self.tasks.remove(&old);
+                self.ledger.forget(old);
             }
         }
         self.outbox.finished.push(task_id.clone());
