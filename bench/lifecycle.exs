@@ -15,6 +15,7 @@
 # ratios to the goals, not the absolutes.
 
 Code.require_file("percentile.exs", __DIR__)
+Code.require_file("rss.exs", __DIR__)
 alias SwarmService.CLI.{Daemon, HealthClient, OSProcess}
 
 {opts, _, _} =
@@ -33,17 +34,6 @@ defmodule Bench.Lifecycle do
     {:ok, p} = :inet.port(s)
     :gen_tcp.close(s)
     p
-  end
-
-  def rss_mb(pid) do
-    "/proc/#{pid}/status"
-    |> File.read!()
-    |> String.split("\n")
-    |> Enum.find_value(fn
-      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
-      _ -> nil
-    end)
-    |> Kernel./(1024)
   end
 
   def ms(native), do: System.convert_time_unit(native, :native, :microsecond) / 1000
@@ -86,7 +76,7 @@ samples =
     start_ms = B.ms(System.monotonic_time() - t0)
 
     Process.sleep(1_000)
-    idle = B.rss_mb(pid)
+    idle = Bench.Rss.mib(pid)
 
     body = ~s({"topology": "mesh", "agents": 5})
     url = ~c"http://127.0.0.1:#{port}/api/mcp/swarm_init"
@@ -95,7 +85,7 @@ samples =
       :httpc.request(:post, {url, [], ~c"application/json", body}, [], [])
 
     {:ok, 200, %{"agents" => 5}} = HealthClient.get(health)
-    loaded = B.rss_mb(pid)
+    loaded = Bench.Rss.mib(pid)
 
     latencies =
       if run == 1 do

@@ -16,20 +16,10 @@
 swarm_mib = opts[:swarm_mib] || 256
 node_mib = opts[:node_mib] || 512
 
+Code.require_file("rss.exs", __DIR__)
 alias SwarmService.{Quotas, RuvSwarm}
 
 defmodule Bench.Quota do
-  def rss_mib do
-    "/proc/self/status"
-    |> File.read!()
-    |> String.split("\n")
-    |> Enum.find_value(fn
-      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
-      _ -> nil
-    end)
-    |> Kernel./(1024)
-  end
-
   # Writes with `write.(swarm, i)` round robin until every swarm refused once.
   def fill(swarms, write) do
     Enum.reduce_while(Stream.iterate(0, &(&1 + 1)), {0, nil, MapSet.new(swarms)}, fn i,
@@ -77,7 +67,7 @@ defmodule Bench.Quota do
       held_mib: Float.round(u.held_bytes / 1_048_576, 1),
       held_ratio: if(accepted > 0, do: Float.round(u.held_bytes / (accepted * value_bytes), 3)),
       engine_mib: Float.round(u.engine_bytes / 1_048_576, 1),
-      rss_mib: Float.round(rss_mib(), 1)
+      rss_mib: Float.round(Bench.Rss.mib(), 1)
     }
   end
 end
