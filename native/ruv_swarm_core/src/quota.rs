@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::model::ExecMode;
-use crate::task::{AttemptOutcome, Task, TaskResult};
+use crate::task::{AttemptOutcome, Task, TaskResult, UnitState};
 
 /// What a swarm's quota is called in [`Error::QuotaExceeded`].
 pub const SWARM: &str = "swarm memory";
@@ -186,13 +186,21 @@ pub fn task_bytes(t: &Task) -> (usize, usize) {
 }
 
 /// What completing `unit` of `t` with a result of `len` bytes adds: the
-/// result, and when it completes the task, the aggregate that copies the
-/// results it gathers.
+/// result and the record of its attempt, and when it completes the task,
+/// the aggregate that copies the results it gathers and a record for each
+/// other attempt still running (cancelled).
 pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
     let replaced = t.units[unit as usize].result.as_ref().map_or(0, Vec::len);
-    let mut growth = len.saturating_sub(replaced);
+    let mut growth = len.saturating_sub(replaced) + ATTEMPT_OVERHEAD;
     let hedged = t.is_hedged();
     if hedged || t.unfinished == 1 {
+        let running = t
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(i, u)| *i != unit as usize && u.state == UnitState::Running)
+            .count();
+        growth += running * ATTEMPT_OVERHEAD;
         let others = |names: bool| -> usize {
             t.units
                 .iter()
