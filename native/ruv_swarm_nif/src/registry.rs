@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{mpsc, Arc, LazyLock, RwLock};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -205,15 +205,27 @@ fn give_node_room(st: &mut State) {
 }
 
 /// Frees a removed swarm off the scheduler: a swarm of 100,000 agents and a
-/// million tasks takes about a second to free, so its last reference is
-/// dropped on a thread of its own (inline if no thread can be started).
+/// million tasks takes about a second to free, so its last reference goes
+/// to one long-lived thread that drops what it is sent (inline if that
+/// thread could not be started), instead of a thread per destroy.
 pub fn free_later(cell: Arc<Cell>) {
-    // A spawn that fails drops the closure, and the swarm with it, here.
-    let spawned = std::thread::Builder::new()
-        .name("ruv_swarm_free".into())
-        .spawn(move || drop(cell));
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "freed a destroyed swarm inline");
+    static FREER: LazyLock<Option<Mutex<mpsc::Sender<Arc<Cell>>>>> = LazyLock::new(|| {
+        let (tx, rx) = mpsc::channel::<Arc<Cell>>();
+        let started = std::thread::Builder::new()
+            .name("ruv_swarm_free".into())
+            .spawn(move || rx.into_iter().for_each(drop));
+        match started {
+            Ok(_) => Some(Mutex::new(tx)),
+            Err(e) => {
+                tracing::warn!(error = %e, "destroyed swarms are freed inline");
+                None
+            }
+        }
+    });
+    if let Some(tx) = FREER.as_ref() {
+        // A send fails only if the thread is gone: the swarm is then
+        // dropped here, with the error.
+        let _ = tx.lock().send(cell);
     }
 }
 
