@@ -180,6 +180,9 @@ pub struct Task {
     pub unfinished: u32,
     pub result: Option<TaskResult>,
     pub error: Option<String>,
+    /// What the quota ledger last measured this task at (inputs, results):
+    /// kept with the task, so the ledger needs no map of its own.
+    pub held: (usize, usize),
 }
 
 /// Checks a spec against the limits and its DAG for cycles.
@@ -399,6 +402,7 @@ impl Task {
             units,
             result: None,
             error: None,
+            held: (0, 0),
         }
     }
 
