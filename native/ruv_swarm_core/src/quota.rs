@@ -48,6 +48,9 @@ pub const DISCOVERY_OVERHEAD: usize = 128;
 pub const TASK_OVERHEAD: usize = 384;
 /// Bookkeeping counted per unit of a task beyond its bytes.
 pub const UNIT_OVERHEAD: usize = 256;
+/// Bookkeeping counted per unit whose run state is allocated (a subtask,
+/// a pipeline step, a unit with a result, failure or ended attempt).
+pub const UNIT_RUN_OVERHEAD: usize = 0;
 /// Bookkeeping counted per recorded attempt beyond its reason.
 pub const ATTEMPT_OVERHEAD: usize = 40;
 
@@ -170,13 +173,15 @@ pub fn task_bytes(t: &Task) -> (usize, usize) {
     let mut inputs = TASK_OVERHEAD + t.description.len() + names(&t.capabilities);
     let mut results = t.error.as_ref().map_or(0, String::len);
     for u in &t.units {
+        let run = u.run();
         inputs += UNIT_OVERHEAD
-            + u.name.len()
+            + if u.has_run() { UNIT_RUN_OVERHEAD } else { 0 }
+            + run.name.len()
             + u.input.as_ref().map_or(0, Vec::len)
-            + names(&u.capabilities);
-        results += u.result.as_ref().map_or(0, Vec::len) + u.error.as_ref().map_or(0, String::len);
+            + names(&run.capabilities);
+        results += u.result().map_or(0, Vec::len) + u.error().map_or(0, str::len);
         results += u
-            .history
+            .history()
             .iter()
             .map(|a| ATTEMPT_OVERHEAD + attempt_reason(&a.outcome).len())
             .sum::<usize>();
@@ -189,7 +194,7 @@ pub fn task_bytes(t: &Task) -> (usize, usize) {
 /// result, and when it completes the task, the aggregate that copies the
 /// results it gathers.
 pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
-    let replaced = t.units[unit as usize].result.as_ref().map_or(0, Vec::len);
+    let replaced = t.units[unit as usize].result().map_or(0, Vec::len);
     let mut growth = len.saturating_sub(replaced);
     let hedged = t.is_hedged();
     if hedged || t.unfinished == 1 {
@@ -199,12 +204,12 @@ pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
                 .enumerate()
                 .filter(|(i, _)| *i != unit as usize)
                 .map(|(_, u)| {
-                    u.result.as_ref().map_or(0, Vec::len) + if names { u.name.len() } else { 0 }
+                    u.result().map_or(0, Vec::len) + if names { u.run().name.len() } else { 0 }
                 })
                 .sum()
         };
         growth += if t.has_subtasks {
-            len + t.units[unit as usize].name.len() + others(true)
+            len + t.units[unit as usize].run().name.len() + others(true)
         } else if hedged || t.units.len() == 1 || t.mode != ExecMode::Parallel {
             len
         } else {
@@ -305,19 +310,17 @@ mod tests {
             mode: crate::model::ExecMode::Parallel,
             ..Default::default()
         };
-        let mut t = Task::new(1, "t".into(), spec, 3, 0);
+        let mut t = Task::new(1, spec, 3, 0);
         let mut l = Ledger::default();
         l.update(1, &t);
-        // Each of the three units holds its own copy of the input.
-        assert_eq!(
-            l.inputs(),
-            TASK_OVERHEAD + 4 + 3 * (UNIT_OVERHEAD + "part-1".len() + 1000)
-        );
+        // Each of the three units holds its own copy of the input (their
+        // names are derived, not held).
+        assert_eq!(l.inputs(), TASK_OVERHEAD + 4 + 3 * (UNIT_OVERHEAD + 1000));
         assert_eq!(l.results(), 0);
-        t.units[0].result = Some(vec![1; 50]);
+        t.units[0].run_mut().result = Some(vec![1; 50]);
         l.update(1, &t);
         assert_eq!(l.results(), 50);
-        t.units[0].result = Some(vec![1; 20]);
+        t.units[0].run_mut().result = Some(vec![1; 20]);
         l.update(1, &t);
         assert_eq!(l.results(), 20);
         l.forget(1);

@@ -267,7 +267,10 @@ fn imported_swarm_answers_as_before() {
     let failed = t.task(&snap.tasks[1].id).unwrap();
     assert_eq!(failed.status, TaskStatus::Failed);
     assert!(failed.error.as_deref().unwrap().contains("boom"));
-    assert_eq!(failed.finished_at, s.task(&failed.id).unwrap().finished_at);
+    assert_eq!(
+        failed.finished_at,
+        s.task(&snap.tasks[1].id).unwrap().finished_at
+    );
     // Memory: same versions, tags and expiry; the counter continues.
     let e = t.memory_get("ns", "long", now).unwrap().clone();
     let orig = s.memory_get("ns", "long", now).unwrap();
@@ -785,7 +788,7 @@ proptest! {
             let task = t.task(&rec.id).unwrap();
             prop_assert_eq!(task.status, TaskStatus::Completed, "task {} left behind", rec.id);
             for (i, r) in &rec.unit_results {
-                prop_assert_eq!(task.units[*i as usize].result.as_ref(), Some(r));
+                prop_assert_eq!(task.units[*i as usize].result(), Some(r));
             }
         }
         for w in &done {
@@ -794,8 +797,8 @@ proptest! {
             let task = t.task(&w.task_id).unwrap();
             prop_assert!(!rec.unit_results.iter().any(|(i, _)| *i as usize == unit), "a completed unit ran again");
             for (i, r) in &rec.unit_results {
-                if task.units[unit].deps.contains(i) {
-                    let name = &task.units[*i as usize].name;
+                if task.units[unit].deps().contains(i) {
+                    let name = task.unit_name(*i).into_owned();
                     prop_assert!(w.context.contains(&(name.clone(), r.clone())));
                 }
             }

@@ -346,23 +346,23 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
     let units: Vec<Term> = t
         .units
         .iter()
-        .map(|u| {
+        .enumerate()
+        .map(|(i, u)| {
             let base = [
-                (atoms::name(), bin(env, &u.name)),
+                (atoms::name(), bin(env, &t.unit_name(i as u32))),
                 (atoms::status(), atom_of(env, u.state)),
                 (atoms::agent_id(), opt(env, agent_id(u.agent))),
                 (atoms::attempts(), u.attempts.encode(env)),
-                (atoms::error_message(), opt(env, u.error.as_deref())),
+                (atoms::error_message(), opt(env, u.error())),
             ];
             let m = map(env, base);
             if results {
                 let r = u
-                    .result
-                    .as_ref()
+                    .result()
                     .map(|p| term_of(env, p))
                     .unwrap_or_else(|| atoms::nil().encode(env));
                 let history: Vec<Term> = u
-                    .history
+                    .history()
                     .iter()
                     .map(|h| attempt_record(env, swarm, h))
                     .collect();
@@ -377,7 +377,7 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
     let m = map(
         env,
         [
-            (atoms::id(), bin(env, &t.id)),
+            (atoms::id(), bin(env, &t.id(&swarm.id))),
             (atoms::swarm_id(), bin(env, &swarm.id)),
             (atoms::status(), atom_of(env, t.status)),
             (atoms::priority(), atom_of(env, t.priority)),
