@@ -28,8 +28,6 @@
 //! a replicated host checks the node quota before a command enters the log
 //! and leaves it unlimited here, so replicas stay deterministic.
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Result};
 use crate::model::ExecMode;
 use crate::task::{AttemptOutcome, Task, TaskResult};
@@ -235,30 +233,29 @@ pub fn result_bytes(r: &TaskResult) -> usize {
     }
 }
 
-/// The bytes every held task takes, kept per task so a change to one task
-/// is measured against what it held before.
+/// The bytes every held task takes. Each task keeps what it was last
+/// measured at ([`Task::measured`]), so a change to one task is measured
+/// against what it held before.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    held: BTreeMap<u64, (usize, usize)>,
     inputs: usize,
     results: usize,
 }
 
 impl Ledger {
-    /// Measures task `seq` again after a change (or when it first appears).
-    pub fn update(&mut self, seq: u64, t: &Task) {
+    /// Measures `t` again after a change (or when it first appears).
+    pub fn update(&mut self, t: &mut Task) {
         let now = task_bytes(t);
-        let before = self.held.insert(seq, now).unwrap_or((0, 0));
+        let before = std::mem::replace(&mut t.measured, now);
         self.inputs = (self.inputs + now.0).saturating_sub(before.0);
         self.results = (self.results + now.1).saturating_sub(before.1);
     }
 
-    /// Task `seq` is gone.
-    pub fn forget(&mut self, seq: u64) {
-        if let Some((i, r)) = self.held.remove(&seq) {
-            self.inputs = self.inputs.saturating_sub(i);
-            self.results = self.results.saturating_sub(r);
-        }
+    /// `t` is gone.
+    pub fn forget(&mut self, t: &Task) {
+        let (i, r) = t.measured;
+        self.inputs = self.inputs.saturating_sub(i);
+        self.results = self.results.saturating_sub(r);
     }
 
     /// Bytes of inputs and descriptions.
@@ -312,19 +309,18 @@ mod tests {
         };
         let mut t = Task::new(1, spec, 3, 0);
         let mut l = Ledger::default();
-        l.update(1, &t);
+        l.update(&mut t);
         // Each of the three units holds its own copy of the input (their
         // names are derived, not held).
         assert_eq!(l.inputs(), TASK_OVERHEAD + 4 + 3 * (UNIT_OVERHEAD + 1000));
         assert_eq!(l.results(), 0);
         t.units[0].run_mut().result = Some(vec![1; 50]);
-        l.update(1, &t);
+        l.update(&mut t);
         assert_eq!(l.results(), 50);
         t.units[0].run_mut().result = Some(vec![1; 20]);
-        l.update(1, &t);
+        l.update(&mut t);
         assert_eq!(l.results(), 20);
-        l.forget(1);
-        l.forget(1);
+        l.forget(&t);
         assert_eq!((l.inputs(), l.results()), (0, 0));
     }
 }

@@ -244,6 +244,9 @@ pub struct Task {
     pub finished_at: Option<u64>,
     pub units: Vec<Unit>,
     pub unfinished: u32,
+    /// What the task held when the swarm's ledger last measured it
+    /// (inputs, results; see [`crate::quota::Ledger`]).
+    pub measured: (usize, usize),
     pub result: Option<TaskResult>,
     pub error: Option<String>,
 }
@@ -456,6 +459,7 @@ impl Task {
             finished_at: None,
             unfinished: units.len() as u32,
             units,
+            measured: (0, 0),
             result: None,
             error: None,
         }

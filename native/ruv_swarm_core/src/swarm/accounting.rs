@@ -45,16 +45,17 @@ impl Swarm {
 
     /// Task `seq` changed (or appeared): its bytes are measured again.
     pub(super) fn remeasure(&mut self, seq: u64) {
-        if let Some(t) = self.tasks.get(&seq) {
-            self.ledger.update(seq, t);
+        if let Some(t) = self.tasks.get_mut(&seq) {
+            self.ledger.update(t);
         }
     }
 
     /// Measures every task from scratch (after an import).
     pub(super) fn recount_tasks(&mut self) {
         self.ledger = Ledger::default();
-        for (seq, t) in &self.tasks {
-            self.ledger.update(*seq, t);
+        for t in self.tasks.values_mut() {
+            t.measured = (0, 0);
+            self.ledger.update(t);
         }
     }
 }

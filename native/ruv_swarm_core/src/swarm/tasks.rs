@@ -389,8 +389,9 @@ impl Swarm {
         self.remeasure(task);
         while self.finished.len() > self.task_history {
             if let Some(old) = self.finished.pop_front() {
-                self.tasks.remove(&old);
-                self.ledger.forget(old);
+                if let Some(t) = self.tasks.remove(&old) {
+                    self.ledger.forget(&t);
+                }
             }
         }
         self.outbox.finished.push(task_id.clone());
