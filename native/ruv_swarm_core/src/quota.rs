@@ -169,7 +169,7 @@ impl Quota {
 pub fn task_bytes(t: &Task) -> (usize, usize) {
     let names = |caps: &[String]| caps.iter().map(String::len).sum::<usize>();
     let mut inputs = TASK_OVERHEAD + t.description.len() + names(&t.capabilities);
-    let mut results = t.error.as_ref().map_or(0, String::len);
+    let mut results = t.error().map_or(0, str::len);
     for u in &t.units {
         let run = u.run();
         inputs += UNIT_OVERHEAD
@@ -184,7 +184,7 @@ pub fn task_bytes(t: &Task) -> (usize, usize) {
             .map(|a| ATTEMPT_OVERHEAD + attempt_reason(&a.outcome).len())
             .sum::<usize>();
     }
-    results += t.result.as_ref().map_or(0, result_bytes);
+    results += t.result().map_or(0, result_bytes);
     (inputs, results)
 }
 

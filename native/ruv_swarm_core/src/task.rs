@@ -240,13 +240,20 @@ pub struct Task {
     pub retry: RetryPolicy,
     pub status: TaskStatus,
     pub created_at: u64,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
     pub units: Vec<Unit>,
     pub unfinished: u32,
     /// What the task held when the swarm's ledger last measured it
     /// (inputs, results; see [`crate::quota::Ledger`]).
     pub measured: (usize, usize),
+    /// When it started and how it ended, allocated once it starts.
+    life: Option<Box<TaskLife>>,
+}
+
+/// The part of a task a queued one does not have yet.
+#[derive(Debug, Clone, Default)]
+pub struct TaskLife {
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
     pub result: Option<TaskResult>,
     pub error: Option<String>,
 }
@@ -455,14 +462,40 @@ impl Task {
             retry: spec.retry,
             status: TaskStatus::Pending,
             created_at: now,
-            started_at: None,
-            finished_at: None,
             unfinished: units.len() as u32,
             units,
             measured: (0, 0),
-            result: None,
-            error: None,
+            life: None,
         }
+    }
+
+    /// When its first unit was dispatched.
+    pub fn started_at(&self) -> Option<u64> {
+        self.life.as_ref().and_then(|l| l.started_at)
+    }
+
+    pub fn finished_at(&self) -> Option<u64> {
+        self.life.as_ref().and_then(|l| l.finished_at)
+    }
+
+    /// The aggregated result of a completed task.
+    pub fn result(&self) -> Option<&TaskResult> {
+        self.life.as_ref().and_then(|l| l.result.as_ref())
+    }
+
+    /// Why the task failed, timed out or was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        self.life.as_ref().and_then(|l| l.error.as_deref())
+    }
+
+    /// Start and end for a change, allocated on first use.
+    pub fn life_mut(&mut self) -> &mut TaskLife {
+        self.life.get_or_insert_with(Box::default)
+    }
+
+    /// Whether start and end are allocated (what it costs in memory).
+    pub fn has_life(&self) -> bool {
+        self.life.is_some()
     }
 
     /// The task's id in the swarm `swarm_id`.

@@ -266,10 +266,10 @@ fn imported_swarm_answers_as_before() {
     );
     let failed = t.task(&snap.tasks[1].id).unwrap();
     assert_eq!(failed.status, TaskStatus::Failed);
-    assert!(failed.error.as_deref().unwrap().contains("boom"));
+    assert!(failed.error().unwrap().contains("boom"));
     assert_eq!(
-        failed.finished_at,
-        s.task(&snap.tasks[1].id).unwrap().finished_at
+        failed.finished_at(),
+        s.task(&snap.tasks[1].id).unwrap().finished_at()
     );
     // Memory: same versions, tags and expiry; the counter continues.
     let e = t.memory_get("ns", "long", now).unwrap().clone();
@@ -412,7 +412,7 @@ fn unfinished_tasks_use_their_recorded_unit_count_and_results() {
     let t = Swarm::import(snap.clone(), now).unwrap();
     let done = t.task(&id).unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.result, Some(TaskResult::Single(b"third".to_vec())));
+    assert_eq!(done.result(), Some(&TaskResult::Single(b"third".to_vec())));
     assert_eq!(t.status().queued_units, 0);
 
     // A parallel task with every unit done completes on import.
@@ -433,10 +433,10 @@ fn unfinished_tasks_use_their_recorded_unit_count_and_results() {
     let t = Swarm::import(snap, now).unwrap();
     let done = t.task(&par).unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.finished_at, Some(now));
+    assert_eq!(done.finished_at(), Some(now));
     assert_eq!(
-        done.result,
-        Some(TaskResult::List(vec![b"one".to_vec(), b"two".to_vec()]))
+        done.result(),
+        Some(&TaskResult::List(vec![b"one".to_vec(), b"two".to_vec()]))
     );
 }
 
@@ -453,8 +453,8 @@ fn history_keeps_finish_order_and_its_bound() {
         .unwrap();
     let snap = s.export(6);
     let t = Swarm::import(snap.clone(), 6).unwrap();
-    assert_eq!(t.task(&first).unwrap().finished_at, Some(5));
-    assert_eq!(t.task(&second).unwrap().finished_at, Some(4));
+    assert_eq!(t.task(&first).unwrap().finished_at(), Some(5));
+    assert_eq!(t.task(&second).unwrap().finished_at(), Some(4));
     assert_eq!(t.export(6), snap);
 }
 

@@ -249,7 +249,7 @@ fn failure_retries_on_another_agent_then_fails_with_the_reason() {
     s.fail_work(&w2.work_id, &second, "exit status 2", false, 12)
         .unwrap();
     assert_eq!(status(&s, &t), TaskStatus::Failed);
-    let err = s.task(&t).unwrap().error.clone().unwrap();
+    let err = s.task(&t).unwrap().error().unwrap().to_owned();
     assert!(
         err.contains("2 attempt") && err.contains("exit status 2"),
         "{err}"
@@ -290,13 +290,7 @@ fn attempt_timeout_retries_then_reports_timed_out() {
     assert!(!s.complete_work(&w1.work_id, &a, vec![1], 150).unwrap());
     s.tick(200, 100);
     assert_eq!(status(&s, &t), TaskStatus::TimedOut);
-    assert!(s
-        .task(&t)
-        .unwrap()
-        .error
-        .as_ref()
-        .unwrap()
-        .contains("timed out"));
+    assert!(s.task(&t).unwrap().error().unwrap().contains("timed out"));
     assert_eq!(s.agent(&a).unwrap().status(), AgentStatus::Idle);
 }
 

@@ -300,9 +300,9 @@ pub fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
 /// `{:ok, result}`, `{:error, {:failed | :timed_out, message}}` or
 /// `{:error, :cancelled}`.
 pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
-    let message = || opt(env, t.error.as_deref());
+    let message = || opt(env, t.error());
     match t.status {
-        TaskStatus::Completed => (atoms::ok(), result_term(env, t.result.as_ref())).encode(env),
+        TaskStatus::Completed => (atoms::ok(), result_term(env, t.result())).encode(env),
         TaskStatus::TimedOut => (atoms::error(), (atoms::timed_out(), message())).encode(env),
         TaskStatus::Cancelled => (atoms::error(), atoms::cancelled()).encode(env),
         _ => (atoms::error(), (atoms::failed(), message())).encode(env),
@@ -384,15 +384,15 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
             (atoms::strategy(), atom_of(env, t.mode)),
             (atoms::description(), bin(env, &t.description)),
             (atoms::created_at(), t.created_at.encode(env)),
-            (atoms::started_at(), opt(env, t.started_at)),
-            (atoms::finished_at(), opt(env, t.finished_at)),
+            (atoms::started_at(), opt(env, t.started_at())),
+            (atoms::finished_at(), opt(env, t.finished_at())),
             (atoms::attempts(), t.attempts().encode(env)),
-            (atoms::error_message(), opt(env, t.error.as_deref())),
+            (atoms::error_message(), opt(env, t.error())),
             (atoms::units(), units.encode(env)),
         ],
     );
     if results {
-        m.map_put(atoms::result(), result_term(env, t.result.as_ref()))
+        m.map_put(atoms::result(), result_term(env, t.result()))
             .expect("map")
     } else {
         m

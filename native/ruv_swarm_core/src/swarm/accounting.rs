@@ -206,12 +206,12 @@ mod tests {
         assert_eq!(quota_error(err), (quotas::SWARM, 16_384));
         let t = s.task(&id).unwrap();
         assert_eq!(t.status, TaskStatus::Failed);
-        let error = t.error.as_deref().unwrap();
+        let error = t.error().unwrap();
         assert!(
             error.contains("result rejected: swarm memory quota exceeded"),
             "{error}"
         );
-        assert!(t.result.is_none());
+        assert!(t.result().is_none());
         // A report after that changes nothing.
         assert_eq!(s.complete_work(&w.work_id, &agent, vec![1], 2), Ok(false));
     }

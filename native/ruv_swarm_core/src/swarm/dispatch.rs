@@ -133,8 +133,8 @@ impl Swarm {
         let unit_name = t.unit_name(unit).into_owned();
         let task_id = t.id(&self.id);
         let timeout = lease_ms.or(t.timeout_ms);
-        if t.started_at.is_none() {
-            t.started_at = Some(now);
+        if t.started_at().is_none() {
+            t.life_mut().started_at = Some(now);
         }
         let work = WorkItem {
             work_id: work_id(&task_id, unit, attempt),

@@ -223,10 +223,10 @@ fn task_record(swarm_id: &str, t: &Task) -> TaskRecord {
         spec: spec_of(t),
         status: t.status,
         created_at: t.created_at,
-        started_at: t.started_at,
-        finished_at: t.finished_at,
-        result: t.result.clone(),
-        error: t.error.clone(),
+        started_at: t.started_at(),
+        finished_at: t.finished_at(),
+        result: t.result().cloned(),
+        error: t.error().map(str::to_owned),
         units: t.units.len() as u32,
         unit_results: t
             .units
@@ -513,7 +513,7 @@ impl Swarm {
                 open.push(task);
             }
         }
-        finished.sort_by_key(|(t, _)| (t.finished_at, t.seq));
+        finished.sort_by_key(|(t, _)| (t.finished_at(), t.seq));
         for (t, _) in finished {
             let seq = t.seq;
             self.task_counts[t.status as usize] += 1;
@@ -628,7 +628,9 @@ fn build_task(seq: u64, r: TaskRecord) -> Result<(Task, Vec<u32>)> {
         (None, _) => {}
     }
     let mut t = Task::new(seq, r.spec, r.units, r.created_at);
-    t.started_at = r.started_at;
+    if r.started_at.is_some() {
+        t.life_mut().started_at = r.started_at;
+    }
     let mut done = Vec::with_capacity(r.unit_results.len());
     for (i, result) in r.unit_results {
         let Some(u) = t.units.get_mut(i as usize) else {
@@ -655,9 +657,10 @@ fn build_task(seq: u64, r: TaskRecord) -> Result<(Task, Vec<u32>)> {
         }
         t.unfinished = 0;
         t.status = r.status;
-        t.finished_at = r.finished_at;
-        t.error = r.error;
-        t.result = r.result;
+        let life = t.life_mut();
+        life.finished_at = r.finished_at;
+        life.error = r.error;
+        life.result = r.result;
     }
     Ok((t, done))
 }

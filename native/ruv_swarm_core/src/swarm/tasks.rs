@@ -337,10 +337,12 @@ impl Swarm {
     ) {
         self.set_task_status(task, status);
         let t = self.tasks.get_mut(&task).expect("live task");
-        t.finished_at = Some(now);
-        t.error = error.clone();
-        if status == TaskStatus::Completed {
-            t.result = Some(t.aggregate());
+        let result = (status == TaskStatus::Completed).then(|| t.aggregate());
+        let life = t.life_mut();
+        life.finished_at = Some(now);
+        life.error = error.clone();
+        if result.is_some() {
+            life.result = result;
         }
         let mut released = Vec::new();
         let task_id = t.id(&self.id);
@@ -407,6 +409,6 @@ impl Swarm {
     }
 
     pub fn task_result(&self, task_id: &str) -> Result<Option<&TaskResult>> {
-        Ok(self.task(task_id)?.result.as_ref())
+        Ok(self.task(task_id)?.result())
     }
 }
