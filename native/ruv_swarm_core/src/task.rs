@@ -228,11 +228,11 @@ pub struct Task {
     /// The task's number in its swarm; its id is derived from it (see
     /// [`Task::id`]).
     pub seq: u64,
-    pub description: String,
+    pub description: Box<str>,
     pub priority: Priority,
     pub mode: ExecMode,
     /// Capabilities the task as a whole asked for (sorted, deduplicated).
-    pub capabilities: Vec<String>,
+    pub capabilities: Box<[String]>,
     /// The fan-out bound it was submitted with.
     pub max_agents: u32,
     pub has_subtasks: bool,
@@ -240,7 +240,7 @@ pub struct Task {
     pub retry: RetryPolicy,
     pub status: TaskStatus,
     pub created_at: u64,
-    pub units: Vec<Unit>,
+    pub units: Box<[Unit]>,
     pub unfinished: u32,
     /// What the task held when the swarm's ledger last measured it
     /// (inputs, results; see [`crate::quota::Ledger`]).
@@ -452,10 +452,10 @@ impl Task {
         }
         Task {
             seq,
-            description: spec.description,
+            description: spec.description.into_boxed_str(),
             priority: spec.priority,
             mode: spec.mode,
-            capabilities: caps,
+            capabilities: caps.into_boxed_slice(),
             max_agents: spec.max_agents,
             has_subtasks,
             timeout_ms: spec.timeout_ms,
@@ -463,7 +463,7 @@ impl Task {
             status: TaskStatus::Pending,
             created_at: now,
             unfinished: units.len() as u32,
-            units,
+            units: units.into_boxed_slice(),
             measured: (0, 0),
             life: None,
         }

@@ -141,7 +141,7 @@ impl Swarm {
             task_id,
             unit: unit_name.clone(),
             attempt,
-            description: t.description.clone(),
+            description: t.description.to_string(),
             input: t.input_of(unit),
             input_is_description: t.input_is_description(unit),
             context: t.context_of(unit),

@@ -205,10 +205,10 @@ pub fn spec_of(t: &Task) -> TaskSpec {
             .unwrap_or_default()
     };
     TaskSpec {
-        description: t.description.clone(),
+        description: t.description.to_string(),
         input,
         priority: t.priority,
-        capabilities: t.capabilities.clone(),
+        capabilities: t.capabilities.to_vec(),
         mode: t.mode,
         max_agents: t.max_agents,
         timeout_ms: t.timeout_ms,
