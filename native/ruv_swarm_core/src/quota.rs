@@ -41,14 +41,22 @@ pub const NODE: &str = "node memory";
 pub const ENTRY_OVERHEAD: usize = 160;
 /// Bookkeeping counted per discovery beyond its bytes.
 pub const DISCOVERY_OVERHEAD: usize = 128;
-/// Bookkeeping counted per task beyond its bytes (the boxed task, its id,
-/// its slot in the task map and the ledger).
-pub const TASK_OVERHEAD: usize = 384;
-/// Bookkeeping counted per unit of a task beyond its bytes.
-pub const UNIT_OVERHEAD: usize = 256;
+/// Bookkeeping counted per task beyond its bytes: the boxed task (144
+/// bytes) and its slot in the task map (about 32, B-tree nodes being about
+/// half full). Its id is derived, not held.
+pub const TASK_OVERHEAD: usize = 176;
+/// Bookkeeping counted per unit of a task beyond its bytes: the unit (80
+/// bytes) and its ready-queue entry while queued (24).
+pub const UNIT_OVERHEAD: usize = 104;
 /// Bookkeeping counted per unit whose run state is allocated (a subtask,
-/// a pipeline step, a unit with a result, failure or ended attempt).
-pub const UNIT_RUN_OVERHEAD: usize = 0;
+/// a pipeline step, a unit with a result, failure or ended attempt): the
+/// boxed [`crate::task::UnitRun`].
+pub const UNIT_RUN_OVERHEAD: usize = 208;
+/// Bookkeeping counted per finished task: the boxed
+/// [`crate::task::TaskLife`] that holds its end (a running task has it too,
+/// from its start, but it is counted from the end, when the task is
+/// measured again).
+pub const TASK_LIFE_OVERHEAD: usize = 88;
 /// Bookkeeping counted per recorded attempt beyond its reason.
 pub const ATTEMPT_OVERHEAD: usize = 40;
 
@@ -169,6 +177,9 @@ impl Quota {
 pub fn task_bytes(t: &Task) -> (usize, usize) {
     let names = |caps: &[String]| caps.iter().map(String::len).sum::<usize>();
     let mut inputs = TASK_OVERHEAD + t.description.len() + names(&t.capabilities);
+    if t.finished_at().is_some() {
+        inputs += TASK_LIFE_OVERHEAD;
+    }
     let mut results = t.error().map_or(0, str::len);
     for u in &t.units {
         let run = u.run();
@@ -193,9 +204,16 @@ pub fn task_bytes(t: &Task) -> (usize, usize) {
 /// results it gathers.
 pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
     let replaced = t.units[unit as usize].result().map_or(0, Vec::len);
-    let mut growth = len.saturating_sub(replaced);
+    // The result, and the record of the attempt that ends with it.
+    let mut growth = len.saturating_sub(replaced) + ATTEMPT_OVERHEAD;
+    if !t.units[unit as usize].has_run() {
+        // The result is held in the unit's run state, allocated now.
+        growth += UNIT_RUN_OVERHEAD;
+    }
     let hedged = t.is_hedged();
     if hedged || t.unfinished == 1 {
+        // The task ends: its end is counted from now.
+        growth += TASK_LIFE_OVERHEAD;
         let others = |names: bool| -> usize {
             t.units
                 .iter()
@@ -273,6 +291,27 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::model::TaskSpec;
+
+    /// The overheads are what the layout measures (64-bit targets): a
+    /// change to the layout fails here until the constants follow it, so
+    /// the accounting stays honest and a queued task stays small.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn overheads_match_the_layout() {
+        use crate::scheduler::QueueEntry;
+        use crate::task::{TaskLife, Unit, UnitRun};
+        use std::mem::size_of;
+        assert_eq!(size_of::<Task>(), 144);
+        assert_eq!(size_of::<Unit>(), 80);
+        assert_eq!(size_of::<UnitRun>(), 208);
+        assert_eq!(size_of::<TaskLife>(), 88);
+        assert_eq!(size_of::<QueueEntry>(), 24);
+        // The task map's slot: key and box, nodes about half full.
+        assert_eq!(TASK_OVERHEAD, size_of::<Task>() + 2 * 2 * size_of::<u64>());
+        assert_eq!(UNIT_OVERHEAD, size_of::<Unit>() + size_of::<QueueEntry>());
+        assert_eq!(UNIT_RUN_OVERHEAD, size_of::<UnitRun>());
+        assert_eq!(TASK_LIFE_OVERHEAD, size_of::<TaskLife>());
+    }
 
     #[test]
     fn room_names_the_quota_that_refuses() {

@@ -711,18 +711,3 @@ mod tests {
         assert!(validate(&spec).is_err());
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn probe() {
-        use std::mem::size_of;
-        eprintln!(
-            "SIZES task={} unit={} run={} result={}",
-            size_of::<super::Task>(),
-            size_of::<super::Unit>(),
-            size_of::<super::UnitRun>(),
-            size_of::<Option<super::TaskResult>>()
-        );
-    }
-}
