@@ -42,9 +42,11 @@ pub const ENTRY_OVERHEAD: usize = 160;
 /// Bookkeeping counted per discovery beyond its bytes.
 pub const DISCOVERY_OVERHEAD: usize = 128;
 /// Bookkeeping counted per task beyond its bytes: the boxed task (144
-/// bytes) and its slot in the task map (about 32, B-tree nodes being about
-/// half full). Its id is derived, not held.
-pub const TASK_OVERHEAD: usize = 176;
+/// bytes), its slot in the task map (about 32, B-tree nodes being about
+/// half full) and the boxed [`crate::task::TaskLife`] (88) it has from its
+/// start (counted from the first, so a task's count does not change when
+/// it starts or ends). Its id is derived, not held.
+pub const TASK_OVERHEAD: usize = 264;
 /// Bookkeeping counted per unit of a task beyond its bytes: the unit (80
 /// bytes) and its ready-queue entry while queued (24).
 pub const UNIT_OVERHEAD: usize = 104;
@@ -52,11 +54,7 @@ pub const UNIT_OVERHEAD: usize = 104;
 /// a pipeline step, a unit with a result, failure or ended attempt): the
 /// boxed [`crate::task::UnitRun`].
 pub const UNIT_RUN_OVERHEAD: usize = 208;
-/// Bookkeeping counted per finished task: the boxed
-/// [`crate::task::TaskLife`] that holds its end (a running task has it too,
-/// from its start, but it is counted from the end, when the task is
-/// measured again).
-pub const TASK_LIFE_OVERHEAD: usize = 88;
+
 /// Bookkeeping counted per recorded attempt beyond its reason.
 pub const ATTEMPT_OVERHEAD: usize = 40;
 
@@ -177,9 +175,6 @@ impl Quota {
 pub fn task_bytes(t: &Task) -> (usize, usize) {
     let names = |caps: &[String]| caps.iter().map(String::len).sum::<usize>();
     let mut inputs = TASK_OVERHEAD + t.description.len() + names(&t.capabilities);
-    if t.finished_at().is_some() {
-        inputs += TASK_LIFE_OVERHEAD;
-    }
     let mut results = t.error().map_or(0, str::len);
     for u in &t.units {
         let run = u.run();
@@ -212,8 +207,6 @@ pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
     }
     let hedged = t.is_hedged();
     if hedged || t.unfinished == 1 {
-        // The task ends: its end is counted from now.
-        growth += TASK_LIFE_OVERHEAD;
         let others = |names: bool| -> usize {
             t.units
                 .iter()
@@ -307,10 +300,12 @@ mod tests {
         assert_eq!(size_of::<TaskLife>(), 88);
         assert_eq!(size_of::<QueueEntry>(), 24);
         // The task map's slot: key and box, nodes about half full.
-        assert_eq!(TASK_OVERHEAD, size_of::<Task>() + 2 * 2 * size_of::<u64>());
+        assert_eq!(
+            TASK_OVERHEAD,
+            size_of::<Task>() + 2 * 2 * size_of::<u64>() + size_of::<TaskLife>()
+        );
         assert_eq!(UNIT_OVERHEAD, size_of::<Unit>() + size_of::<QueueEntry>());
         assert_eq!(UNIT_RUN_OVERHEAD, size_of::<UnitRun>());
-        assert_eq!(TASK_LIFE_OVERHEAD, size_of::<TaskLife>());
     }
 
     #[test]
