@@ -41,11 +41,20 @@ pub const NODE: &str = "node memory";
 pub const ENTRY_OVERHEAD: usize = 160;
 /// Bookkeeping counted per discovery beyond its bytes.
 pub const DISCOVERY_OVERHEAD: usize = 128;
-/// Bookkeeping counted per task beyond its bytes (the boxed task, its id
-/// and its slot in the task map).
-pub const TASK_OVERHEAD: usize = 384;
-/// Bookkeeping counted per unit of a task beyond its bytes.
-pub const UNIT_OVERHEAD: usize = 256;
+/// Bookkeeping counted per task beyond its bytes: the boxed task (144
+/// bytes), its slot in the task map (about 32, B-tree nodes being about
+/// half full) and the boxed [`crate::task::TaskLife`] (88) it has from its
+/// start (counted from the first, so a task's count does not change when
+/// it starts or ends). Its id is derived, not held.
+pub const TASK_OVERHEAD: usize = 264;
+/// Bookkeeping counted per unit of a task beyond its bytes: the unit (80
+/// bytes) and its ready-queue entry while queued (24).
+pub const UNIT_OVERHEAD: usize = 104;
+/// Bookkeeping counted per unit whose run state is allocated (a subtask,
+/// a pipeline step, a unit with a result, failure or ended attempt): the
+/// boxed [`crate::task::UnitRun`].
+pub const UNIT_RUN_OVERHEAD: usize = 208;
+
 /// Bookkeeping counted per recorded attempt beyond its reason.
 pub const ATTEMPT_OVERHEAD: usize = 40;
 
@@ -166,51 +175,59 @@ impl Quota {
 pub fn task_bytes(t: &Task) -> (usize, usize) {
     let names = |caps: &[String]| caps.iter().map(String::len).sum::<usize>();
     let mut inputs = TASK_OVERHEAD + t.description.len() + names(&t.capabilities);
-    let mut results = t.error.as_ref().map_or(0, String::len);
+    let mut results = t.error().map_or(0, str::len);
     for u in &t.units {
+        let run = u.run();
         inputs += UNIT_OVERHEAD
-            + u.name.len()
+            + if u.has_run() { UNIT_RUN_OVERHEAD } else { 0 }
+            + run.name.len()
             + u.input.as_ref().map_or(0, Vec::len)
-            + names(&u.capabilities);
-        results += u.result.as_ref().map_or(0, Vec::len) + u.error.as_ref().map_or(0, String::len);
+            + names(&run.capabilities);
+        results += u.result().map_or(0, Vec::len) + u.error().map_or(0, str::len);
         results += u
-            .history
+            .history()
             .iter()
             .map(|a| ATTEMPT_OVERHEAD + attempt_reason(&a.outcome).len())
             .sum::<usize>();
     }
-    results += t.result.as_ref().map_or(0, result_bytes);
+    results += t.result().map_or(0, result_bytes);
     (inputs, results)
 }
 
 /// What completing `unit` of `t` with a result of `len` bytes adds: the
-/// result and the record of its attempt, and when it completes the task,
-/// the aggregate that copies the results it gathers and a record for each
-/// other attempt still running (cancelled).
+/// result, and when it completes the task, the aggregate that copies the
+/// results it gathers.
 pub fn result_growth(t: &Task, unit: u32, len: usize) -> usize {
-    let replaced = t.units[unit as usize].result.as_ref().map_or(0, Vec::len);
+    let replaced = t.units[unit as usize].result().map_or(0, Vec::len);
+    // The result, and the record of the attempt that ends with it.
     let mut growth = len.saturating_sub(replaced) + ATTEMPT_OVERHEAD;
+    if !t.units[unit as usize].has_run() {
+        // The result is held in the unit's run state, allocated now.
+        growth += UNIT_RUN_OVERHEAD;
+    }
     let hedged = t.is_hedged();
     if hedged || t.unfinished == 1 {
-        let running = t
+        // Attempts still running are cancelled with the task: each gets a
+        // record (and its run state, if it had none).
+        growth += t
             .units
             .iter()
             .enumerate()
             .filter(|(i, u)| *i != unit as usize && u.state == UnitState::Running)
-            .count();
-        growth += running * ATTEMPT_OVERHEAD;
+            .map(|(_, u)| ATTEMPT_OVERHEAD + if u.has_run() { 0 } else { UNIT_RUN_OVERHEAD })
+            .sum::<usize>();
         let others = |names: bool| -> usize {
             t.units
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != unit as usize)
                 .map(|(_, u)| {
-                    u.result.as_ref().map_or(0, Vec::len) + if names { u.name.len() } else { 0 }
+                    u.result().map_or(0, Vec::len) + if names { u.run().name.len() } else { 0 }
                 })
                 .sum()
         };
         growth += if t.has_subtasks {
-            len + t.units[unit as usize].name.len() + others(true)
+            len + t.units[unit as usize].run().name.len() + others(true)
         } else if hedged || t.units.len() == 1 || t.mode != ExecMode::Parallel {
             len
         } else {
@@ -236,9 +253,9 @@ pub fn result_bytes(r: &TaskResult) -> usize {
     }
 }
 
-/// The bytes all held tasks take. Each task keeps what it was last
-/// measured at (`Task::held`), so a change to one task is measured against
-/// what it held before.
+/// The bytes every held task takes. Each task keeps what it was last
+/// measured at ([`Task::measured`]), so a change to one task is measured
+/// against what it held before.
 #[derive(Debug, Default)]
 pub struct Ledger {
     inputs: usize,
@@ -246,18 +263,19 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Measures a task again after a change (or when it first appears).
+    /// Measures `t` again after a change (or when it first appears).
     pub fn update(&mut self, t: &mut Task) {
         let now = task_bytes(t);
-        let before = std::mem::replace(&mut t.held, now);
+        let before = std::mem::replace(&mut t.measured, now);
         self.inputs = (self.inputs + now.0).saturating_sub(before.0);
         self.results = (self.results + now.1).saturating_sub(before.1);
     }
 
-    /// A task is gone.
+    /// `t` is gone.
     pub fn forget(&mut self, t: &Task) {
-        self.inputs = self.inputs.saturating_sub(t.held.0);
-        self.results = self.results.saturating_sub(t.held.1);
+        let (i, r) = t.measured;
+        self.inputs = self.inputs.saturating_sub(i);
+        self.results = self.results.saturating_sub(r);
     }
 
     /// Bytes of inputs and descriptions.
@@ -275,6 +293,29 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::model::TaskSpec;
+
+    /// The overheads are what the layout measures (64-bit targets): a
+    /// change to the layout fails here until the constants follow it, so
+    /// the accounting stays honest and a queued task stays small.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn overheads_match_the_layout() {
+        use crate::scheduler::QueueEntry;
+        use crate::task::{TaskLife, Unit, UnitRun};
+        use std::mem::size_of;
+        assert_eq!(size_of::<Task>(), 144);
+        assert_eq!(size_of::<Unit>(), 80);
+        assert_eq!(size_of::<UnitRun>(), 208);
+        assert_eq!(size_of::<TaskLife>(), 88);
+        assert_eq!(size_of::<QueueEntry>(), 24);
+        // The task map's slot: key and box, nodes about half full.
+        assert_eq!(
+            TASK_OVERHEAD,
+            size_of::<Task>() + 2 * 2 * size_of::<u64>() + size_of::<TaskLife>()
+        );
+        assert_eq!(UNIT_OVERHEAD, size_of::<Unit>() + size_of::<QueueEntry>());
+        assert_eq!(UNIT_RUN_OVERHEAD, size_of::<UnitRun>());
+    }
 
     #[test]
     fn room_names_the_quota_that_refuses() {
@@ -309,19 +350,17 @@ mod tests {
             mode: crate::model::ExecMode::Parallel,
             ..Default::default()
         };
-        let mut t = Task::new(1, "t".into(), spec, 3, 0);
+        let mut t = Task::new(1, spec, 3, 0);
         let mut l = Ledger::default();
         l.update(&mut t);
-        // Each of the three units holds its own copy of the input.
-        assert_eq!(
-            l.inputs(),
-            TASK_OVERHEAD + 4 + 3 * (UNIT_OVERHEAD + "part-1".len() + 1000)
-        );
+        // Each of the three units holds its own copy of the input (their
+        // names are derived, not held).
+        assert_eq!(l.inputs(), TASK_OVERHEAD + 4 + 3 * (UNIT_OVERHEAD + 1000));
         assert_eq!(l.results(), 0);
-        t.units[0].result = Some(vec![1; 50]);
+        t.units[0].run_mut().result = Some(vec![1; 50]);
         l.update(&mut t);
         assert_eq!(l.results(), 50);
-        t.units[0].result = Some(vec![1; 20]);
+        t.units[0].run_mut().result = Some(vec![1; 20]);
         l.update(&mut t);
         assert_eq!(l.results(), 20);
         l.forget(&t);

@@ -8,6 +8,7 @@
 //! - `adaptive` hedges: it starts as many units as the swarm's observed
 //!   success rate calls for and takes the first result.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -83,67 +84,131 @@ pub fn truncated(s: &str, max: usize) -> Box<str> {
     s[..end].into()
 }
 
-#[derive(Debug, Clone)]
-pub struct Unit {
+/// The rarely needed part of a unit: allocated only once a unit has any
+/// of it (a subtask's name, capabilities or dependencies, a result, a
+/// failure, an ended attempt). A queued unit of a plain task has none.
+#[derive(Debug, Clone, Default)]
+pub struct UnitRun {
+    /// A subtask's name; empty for the units of a task without subtasks,
+    /// whose names are derived (see [`Task::unit_name`]).
     pub name: String,
-    /// `None`: the input is the previous pipeline step's result.
-    pub input: Option<Payload>,
     pub deps: Vec<u32>,
     pub dependents: Vec<u32>,
-    pub pending_deps: u32,
     /// A subtask's own capabilities (with the task's); empty for the units
     /// of a task without subtasks, which need the task's (see
     /// [`Task::caps_of`]), so they are stored once.
     pub capabilities: Vec<String>,
-    pub state: UnitState,
-    /// Attempts started so far (the current attempt's number when running).
-    pub attempts: u32,
-    /// Agent (by sequence number) running or last running this unit.
-    pub agent: Option<u64>,
     /// Agents that already failed this unit; retries go elsewhere if possible.
     pub excluded: Vec<u64>,
     /// Agent this unit should go to if it is free (ring pipelines).
     pub preferred: Option<u64>,
     pub result: Option<Payload>,
     pub error: Option<String>,
+    /// Ended attempts, oldest first.
+    pub history: Vec<AttemptRecord>,
+}
+
+static NO_RUN: UnitRun = UnitRun {
+    name: String::new(),
+    deps: Vec::new(),
+    dependents: Vec::new(),
+    capabilities: Vec::new(),
+    excluded: Vec::new(),
+    preferred: None,
+    result: None,
+    error: None,
+    history: Vec::new(),
+};
+
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// `None`: the input is the previous pipeline step's result.
+    pub input: Option<Payload>,
+    pub pending_deps: u32,
+    pub state: UnitState,
+    /// Attempts started so far (the current attempt's number when running).
+    pub attempts: u32,
+    /// Agent (by sequence number) running or last running this unit.
+    pub agent: Option<u64>,
     pub dispatched_at: u64,
     /// While `Ready` and queued: the queue entry's order, so the entry can
     /// be taken out when the task ends first.
     pub queue_order: u64,
-    /// Ended attempts, oldest first (empty, unallocated, until one ends).
-    pub history: Vec<AttemptRecord>,
+    /// Everything else, allocated the first time any of it is set.
+    run: Option<Box<UnitRun>>,
 }
 
 impl Unit {
-    fn new(name: String, input: Option<Payload>, capabilities: Vec<String>) -> Self {
+    fn new(input: Option<Payload>) -> Self {
         Unit {
-            name,
             input,
-            deps: Vec::new(),
-            dependents: Vec::new(),
             pending_deps: 0,
-            capabilities,
             state: UnitState::Blocked,
             attempts: 0,
             agent: None,
-            excluded: Vec::new(),
-            preferred: None,
-            result: None,
-            error: None,
             dispatched_at: 0,
             queue_order: 0,
-            history: Vec::new(),
+            run: None,
         }
+    }
+
+    /// The unit's run state (empty until any of it is set).
+    pub fn run(&self) -> &UnitRun {
+        self.run.as_deref().unwrap_or(&NO_RUN)
+    }
+
+    /// The unit's run state for a change, allocated on first use.
+    pub fn run_mut(&mut self) -> &mut UnitRun {
+        self.run.get_or_insert_with(Box::default)
+    }
+
+    /// Whether the run state is allocated (what it costs in memory).
+    pub fn has_run(&self) -> bool {
+        self.run.is_some()
+    }
+
+    pub fn deps(&self) -> &[u32] {
+        &self.run().deps
+    }
+
+    pub fn dependents(&self) -> &[u32] {
+        &self.run().dependents
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        &self.run().capabilities
+    }
+
+    pub fn excluded(&self) -> &[u64] {
+        &self.run().excluded
+    }
+
+    pub fn preferred(&self) -> Option<u64> {
+        self.run().preferred
+    }
+
+    pub fn result(&self) -> Option<&Payload> {
+        self.run().result.as_ref()
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.run().error.as_deref()
+    }
+
+    /// Ended attempts, oldest first.
+    pub fn history(&self) -> &[AttemptRecord] {
+        &self.run().history
     }
 
     /// Records the end of the running attempt on `agent`.
     pub fn record_attempt(&mut self, agent: u64, outcome: AttemptOutcome, now: u64) {
-        self.history.push(AttemptRecord {
+        let record = AttemptRecord {
             attempt: self.attempts,
             agent,
             outcome,
             duration_ms: now.saturating_sub(self.dispatched_at),
-        });
+        };
+        self.run_mut().history.push(record);
     }
 }
 
@@ -160,13 +225,14 @@ pub enum TaskResult {
 
 #[derive(Debug, Clone)]
 pub struct Task {
+    /// The task's number in its swarm; its id is derived from it (see
+    /// [`Task::id`]).
     pub seq: u64,
-    pub id: String,
-    pub description: String,
+    pub description: Box<str>,
     pub priority: Priority,
     pub mode: ExecMode,
     /// Capabilities the task as a whole asked for (sorted, deduplicated).
-    pub capabilities: Vec<String>,
+    pub capabilities: Box<[String]>,
     /// The fan-out bound it was submitted with.
     pub max_agents: u32,
     pub has_subtasks: bool,
@@ -174,15 +240,22 @@ pub struct Task {
     pub retry: RetryPolicy,
     pub status: TaskStatus,
     pub created_at: u64,
+    pub units: Box<[Unit]>,
+    pub unfinished: u32,
+    /// What the task held when the swarm's ledger last measured it
+    /// (inputs, results; see [`crate::quota::Ledger`]).
+    pub measured: (usize, usize),
+    /// When it started and how it ended, allocated once it starts.
+    life: Option<Box<TaskLife>>,
+}
+
+/// The part of a task a queued one does not have yet.
+#[derive(Debug, Clone, Default)]
+pub struct TaskLife {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
-    pub units: Vec<Unit>,
-    pub unfinished: u32,
     pub result: Option<TaskResult>,
     pub error: Option<String>,
-    /// What the quota ledger last measured this task at (inputs, results):
-    /// kept with the task, so the ledger needs no map of its own.
-    pub held: (usize, usize),
 }
 
 /// Checks a spec against the limits and its DAG for cycles.
@@ -323,7 +396,7 @@ fn find_cycle(spec: &TaskSpec, names: &HashMap<&str, usize>) -> Option<Vec<Strin
 impl Task {
     /// Builds a validated task with `fan_out` units for a task without
     /// subtasks (ignored when it has subtasks).
-    pub fn new(seq: u64, id: String, spec: TaskSpec, fan_out: u32, now: u64) -> Task {
+    pub fn new(seq: u64, spec: TaskSpec, fan_out: u32, now: u64) -> Task {
         let caps = normalize_caps(spec.capabilities);
         let has_subtasks = !spec.subtasks.is_empty();
         // Exactly as many as there are: a first push would reserve four.
@@ -342,78 +415,122 @@ impl Task {
             for s in &spec.subtasks {
                 let mut sub_caps = caps.clone();
                 sub_caps.extend(s.capabilities.iter().cloned());
-                let mut u = Unit::new(
-                    s.name.clone(),
-                    Some(s.input.clone()),
-                    normalize_caps(sub_caps),
-                );
-                u.deps = s.depends_on.iter().map(|d| index[d]).collect();
-                u.deps.sort_unstable();
-                u.deps.dedup();
-                u.pending_deps = u.deps.len() as u32;
+                let mut u = Unit::new(Some(s.input.clone()));
+                let run = u.run_mut();
+                run.name = s.name.clone();
+                run.capabilities = normalize_caps(sub_caps);
+                run.deps = s.depends_on.iter().map(|d| index[d]).collect();
+                run.deps.sort_unstable();
+                run.deps.dedup();
+                u.pending_deps = u.deps().len() as u32;
                 units.push(u);
             }
             for i in 0..units.len() {
-                for d in units[i].deps.clone() {
-                    units[d as usize].dependents.push(i as u32);
+                for d in units[i].deps().to_vec() {
+                    units[d as usize].run_mut().dependents.push(i as u32);
                 }
             }
         } else {
             let k = fan_out.max(1);
             for i in 0..k {
-                let (name, input) = match spec.mode {
-                    _ if k == 1 => ("main".to_string(), Some(spec.input.clone())),
-                    ExecMode::Parallel => (format!("part-{}", i + 1), Some(spec.input.clone())),
-                    ExecMode::Adaptive => (format!("try-{}", i + 1), Some(spec.input.clone())),
-                    ExecMode::Sequential => (
-                        format!("step-{}", i + 1),
-                        (i == 0).then(|| spec.input.clone()),
-                    ),
+                let input = match spec.mode {
+                    ExecMode::Sequential if k > 1 && i > 0 => None,
+                    _ => Some(spec.input.clone()),
                 };
-                let mut u = Unit::new(name, input, Vec::new());
+                let mut u = Unit::new(input);
                 if spec.mode == ExecMode::Sequential && i > 0 {
-                    u.deps = vec![i - 1];
+                    u.run_mut().deps = vec![i - 1];
                     u.pending_deps = 1;
                 }
                 units.push(u);
             }
             if spec.mode == ExecMode::Sequential {
                 for i in 1..units.len() {
-                    units[i - 1].dependents.push(i as u32);
+                    units[i - 1].run_mut().dependents.push(i as u32);
                 }
             }
         }
         Task {
             seq,
-            id,
-            description: spec.description,
+            description: spec.description.into_boxed_str(),
             priority: spec.priority,
             mode: spec.mode,
-            capabilities: caps,
+            capabilities: caps.into_boxed_slice(),
             max_agents: spec.max_agents,
             has_subtasks,
             timeout_ms: spec.timeout_ms,
             retry: spec.retry,
             status: TaskStatus::Pending,
             created_at: now,
-            started_at: None,
-            finished_at: None,
             unfinished: units.len() as u32,
-            units,
-            result: None,
-            error: None,
-            held: (0, 0),
+            units: units.into_boxed_slice(),
+            measured: (0, 0),
+            life: None,
         }
+    }
+
+    /// When its first unit was dispatched.
+    pub fn started_at(&self) -> Option<u64> {
+        self.life.as_ref().and_then(|l| l.started_at)
+    }
+
+    pub fn finished_at(&self) -> Option<u64> {
+        self.life.as_ref().and_then(|l| l.finished_at)
+    }
+
+    /// The aggregated result of a completed task.
+    pub fn result(&self) -> Option<&TaskResult> {
+        self.life.as_ref().and_then(|l| l.result.as_ref())
+    }
+
+    /// Why the task failed, timed out or was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        self.life.as_ref().and_then(|l| l.error.as_deref())
+    }
+
+    /// Start and end for a change, allocated on first use.
+    pub fn life_mut(&mut self) -> &mut TaskLife {
+        self.life.get_or_insert_with(Box::default)
+    }
+
+    /// Whether start and end are allocated (what it costs in memory).
+    pub fn has_life(&self) -> bool {
+        self.life.is_some()
+    }
+
+    /// The task's id in the swarm `swarm_id`.
+    pub fn id(&self, swarm_id: &str) -> String {
+        crate::ids::child_id(swarm_id, crate::ids::Kind::Task, self.seq)
+    }
+
+    /// A unit's name: a subtask's own, or for the units of a task without
+    /// subtasks `main` (one unit), `part-N` (parallel), `try-N` (adaptive)
+    /// or `step-N` (sequential).
+    pub fn unit_name(&self, unit: u32) -> Cow<'_, str> {
+        if self.has_subtasks {
+            return Cow::Borrowed(&self.units[unit as usize].run().name);
+        }
+        if self.units.len() == 1 {
+            return Cow::Borrowed("main");
+        }
+        let stem = match self.mode {
+            ExecMode::Parallel => "part",
+            ExecMode::Adaptive => "try",
+            ExecMode::Sequential => "step",
+        };
+        Cow::Owned(format!("{stem}-{}", unit + 1))
     }
 
     /// Dependency results a unit sees as its context: (name, result).
     pub fn context_of(&self, unit: u32) -> Vec<(String, Payload)> {
         self.units[unit as usize]
-            .deps
+            .deps()
             .iter()
             .filter_map(|&d| {
                 let u = &self.units[d as usize];
-                u.result.clone().map(|r| (u.name.clone(), r))
+                u.result()
+                    .cloned()
+                    .map(|r| (self.unit_name(d).into_owned(), r))
             })
             .collect()
     }
@@ -421,7 +538,7 @@ impl Task {
     /// Capabilities an agent needs to run a unit.
     pub fn caps_of(&self, unit: u32) -> &[String] {
         if self.has_subtasks {
-            &self.units[unit as usize].capabilities
+            self.units[unit as usize].capabilities()
         } else {
             &self.capabilities
         }
@@ -444,21 +561,22 @@ impl Task {
         match &u.input {
             Some(i) => i.clone(),
             None => u
-                .deps
+                .deps()
                 .first()
-                .and_then(|&d| self.units[d as usize].result.clone())
+                .and_then(|&d| self.units[d as usize].result().cloned())
                 .unwrap_or_default(),
         }
     }
 
     /// Aggregates unit results once every unit is done.
     pub fn aggregate(&self) -> TaskResult {
-        let result = |u: &Unit| u.result.clone().unwrap_or_default();
+        let result = |u: &Unit| u.result().cloned().unwrap_or_default();
         if self.has_subtasks {
             TaskResult::Named(
                 self.units
                     .iter()
-                    .map(|u| (u.name.clone(), result(u)))
+                    .enumerate()
+                    .map(|(i, u)| (self.unit_name(i as u32).into_owned(), result(u)))
                     .collect(),
             )
         } else if self.units.len() == 1 {
@@ -546,10 +664,11 @@ mod tests {
             max_agents: 3,
             ..Default::default()
         };
-        let t = Task::new(1, "t".into(), spec, 3, 0);
+        let t = Task::new(1, spec, 3, 0);
         assert_eq!(t.units.len(), 3);
-        assert_eq!(t.units[2].deps, vec![1]);
-        assert_eq!(t.units[0].dependents, vec![1]);
+        assert_eq!(t.units[2].deps(), [1]);
+        assert_eq!(t.units[0].dependents(), [1]);
+        assert_eq!(t.unit_name(2), "step-3");
         assert_eq!(t.units[1].input, None);
         assert_eq!(t.input_of(0), b"x");
     }
@@ -562,7 +681,7 @@ mod tests {
             ..Default::default()
         };
         assert!(validate(&plain).is_ok());
-        let t = Task::new(1, "t".into(), plain, 1, 0);
+        let t = Task::new(1, plain, 1, 0);
         assert!(t.input_is_description(0));
         let with_input = TaskSpec {
             description: text,

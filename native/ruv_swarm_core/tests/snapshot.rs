@@ -266,8 +266,11 @@ fn imported_swarm_answers_as_before() {
     );
     let failed = t.task(&snap.tasks[1].id).unwrap();
     assert_eq!(failed.status, TaskStatus::Failed);
-    assert!(failed.error.as_deref().unwrap().contains("boom"));
-    assert_eq!(failed.finished_at, s.task(&failed.id).unwrap().finished_at);
+    assert!(failed.error().unwrap().contains("boom"));
+    assert_eq!(
+        failed.finished_at(),
+        s.task(&snap.tasks[1].id).unwrap().finished_at()
+    );
     // Memory: same versions, tags and expiry; the counter continues.
     let e = t.memory_get("ns", "long", now).unwrap().clone();
     let orig = s.memory_get("ns", "long", now).unwrap();
@@ -409,7 +412,7 @@ fn unfinished_tasks_use_their_recorded_unit_count_and_results() {
     let t = Swarm::import(snap.clone(), now).unwrap();
     let done = t.task(&id).unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.result, Some(TaskResult::Single(b"third".to_vec())));
+    assert_eq!(done.result(), Some(&TaskResult::Single(b"third".to_vec())));
     assert_eq!(t.status().queued_units, 0);
 
     // A parallel task with every unit done completes on import.
@@ -430,10 +433,10 @@ fn unfinished_tasks_use_their_recorded_unit_count_and_results() {
     let t = Swarm::import(snap, now).unwrap();
     let done = t.task(&par).unwrap();
     assert_eq!(done.status, TaskStatus::Completed);
-    assert_eq!(done.finished_at, Some(now));
+    assert_eq!(done.finished_at(), Some(now));
     assert_eq!(
-        done.result,
-        Some(TaskResult::List(vec![b"one".to_vec(), b"two".to_vec()]))
+        done.result(),
+        Some(&TaskResult::List(vec![b"one".to_vec(), b"two".to_vec()]))
     );
 }
 
@@ -450,8 +453,8 @@ fn history_keeps_finish_order_and_its_bound() {
         .unwrap();
     let snap = s.export(6);
     let t = Swarm::import(snap.clone(), 6).unwrap();
-    assert_eq!(t.task(&first).unwrap().finished_at, Some(5));
-    assert_eq!(t.task(&second).unwrap().finished_at, Some(4));
+    assert_eq!(t.task(&first).unwrap().finished_at(), Some(5));
+    assert_eq!(t.task(&second).unwrap().finished_at(), Some(4));
     assert_eq!(t.export(6), snap);
 }
 
@@ -785,7 +788,7 @@ proptest! {
             let task = t.task(&rec.id).unwrap();
             prop_assert_eq!(task.status, TaskStatus::Completed, "task {} left behind", rec.id);
             for (i, r) in &rec.unit_results {
-                prop_assert_eq!(task.units[*i as usize].result.as_ref(), Some(r));
+                prop_assert_eq!(task.units[*i as usize].result(), Some(r));
             }
         }
         for w in &done {
@@ -794,8 +797,8 @@ proptest! {
             let task = t.task(&w.task_id).unwrap();
             prop_assert!(!rec.unit_results.iter().any(|(i, _)| *i as usize == unit), "a completed unit ran again");
             for (i, r) in &rec.unit_results {
-                if task.units[unit].deps.contains(i) {
-                    let name = &task.units[*i as usize].name;
+                if task.units[unit].deps().contains(i) {
+                    let name = task.unit_name(*i).into_owned();
                     prop_assert!(w.context.contains(&(name.clone(), r.clone())));
                 }
             }

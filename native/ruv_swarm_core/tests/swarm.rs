@@ -249,7 +249,7 @@ fn failure_retries_on_another_agent_then_fails_with_the_reason() {
     s.fail_work(&w2.work_id, &second, "exit status 2", false, 12)
         .unwrap();
     assert_eq!(status(&s, &t), TaskStatus::Failed);
-    let err = s.task(&t).unwrap().error.clone().unwrap();
+    let err = s.task(&t).unwrap().error().unwrap().to_owned();
     assert!(
         err.contains("2 attempt") && err.contains("exit status 2"),
         "{err}"
@@ -290,13 +290,7 @@ fn attempt_timeout_retries_then_reports_timed_out() {
     assert!(!s.complete_work(&w1.work_id, &a, vec![1], 150).unwrap());
     s.tick(200, 100);
     assert_eq!(status(&s, &t), TaskStatus::TimedOut);
-    assert!(s
-        .task(&t)
-        .unwrap()
-        .error
-        .as_ref()
-        .unwrap()
-        .contains("timed out"));
+    assert!(s.task(&t).unwrap().error().unwrap().contains("timed out"));
     assert_eq!(s.agent(&a).unwrap().status(), AgentStatus::Idle);
 }
 
@@ -401,8 +395,7 @@ fn work_occupies_the_lowest_free_slot_and_a_lost_worker_frees_it() {
     assert_eq!(out.dispatches[0].work.attempt, 2);
     assert_eq!(out.dispatches[0].slot, 2);
     assert!(s.task(&ids[2]).unwrap().units[0]
-        .error
-        .as_deref()
+        .error()
         .is_some_and(|e| e.contains("worker crashed")));
     // A slot holding nothing reports nothing.
     s.complete_work(&out.dispatches[0].work.work_id, &a, vec![], 10_001)
@@ -875,7 +868,7 @@ fn every_ended_attempt_is_recorded_with_its_agent_and_reason() {
     assert!(s.fail_work(&w.work_id, &a, &long, false, 25).unwrap());
     let w = s.claim(&b, 1_000, 30).unwrap().unwrap();
     assert!(s.complete_work(&w.work_id, &b, b"ok".to_vec(), 32).unwrap());
-    let h = &s.task(&t).unwrap().units[0].history;
+    let h = &s.task(&t).unwrap().units[0].history();
     assert_eq!(h.len(), 2);
     let seq = |id: &str| s.agent(id).unwrap().seq;
     assert_eq!(

@@ -300,9 +300,9 @@ pub fn result_term<'a>(env: Env<'a>, r: Option<&TaskResult>) -> Term<'a> {
 /// `{:ok, result}`, `{:error, {:failed | :timed_out, message}}` or
 /// `{:error, :cancelled}`.
 pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
-    let message = || opt(env, t.error.as_deref());
+    let message = || opt(env, t.error());
     match t.status {
-        TaskStatus::Completed => (atoms::ok(), result_term(env, t.result.as_ref())).encode(env),
+        TaskStatus::Completed => (atoms::ok(), result_term(env, t.result())).encode(env),
         TaskStatus::TimedOut => (atoms::error(), (atoms::timed_out(), message())).encode(env),
         TaskStatus::Cancelled => (atoms::error(), atoms::cancelled()).encode(env),
         _ => (atoms::error(), (atoms::failed(), message())).encode(env),
@@ -346,23 +346,23 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
     let units: Vec<Term> = t
         .units
         .iter()
-        .map(|u| {
+        .enumerate()
+        .map(|(i, u)| {
             let base = [
-                (atoms::name(), bin(env, &u.name)),
+                (atoms::name(), bin(env, &t.unit_name(i as u32))),
                 (atoms::status(), atom_of(env, u.state)),
                 (atoms::agent_id(), opt(env, agent_id(u.agent))),
                 (atoms::attempts(), u.attempts.encode(env)),
-                (atoms::error_message(), opt(env, u.error.as_deref())),
+                (atoms::error_message(), opt(env, u.error())),
             ];
             let m = map(env, base);
             if results {
                 let r = u
-                    .result
-                    .as_ref()
+                    .result()
                     .map(|p| term_of(env, p))
                     .unwrap_or_else(|| atoms::nil().encode(env));
                 let history: Vec<Term> = u
-                    .history
+                    .history()
                     .iter()
                     .map(|h| attempt_record(env, swarm, h))
                     .collect();
@@ -377,22 +377,22 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
     let m = map(
         env,
         [
-            (atoms::id(), bin(env, &t.id)),
+            (atoms::id(), bin(env, &t.id(&swarm.id))),
             (atoms::swarm_id(), bin(env, &swarm.id)),
             (atoms::status(), atom_of(env, t.status)),
             (atoms::priority(), atom_of(env, t.priority)),
             (atoms::strategy(), atom_of(env, t.mode)),
             (atoms::description(), bin(env, &t.description)),
             (atoms::created_at(), t.created_at.encode(env)),
-            (atoms::started_at(), opt(env, t.started_at)),
-            (atoms::finished_at(), opt(env, t.finished_at)),
+            (atoms::started_at(), opt(env, t.started_at())),
+            (atoms::finished_at(), opt(env, t.finished_at())),
             (atoms::attempts(), t.attempts().encode(env)),
-            (atoms::error_message(), opt(env, t.error.as_deref())),
+            (atoms::error_message(), opt(env, t.error())),
             (atoms::units(), units.encode(env)),
         ],
     );
     if results {
-        m.map_put(atoms::result(), result_term(env, t.result.as_ref()))
+        m.map_put(atoms::result(), result_term(env, t.result()))
             .expect("map")
     } else {
         m

@@ -54,7 +54,7 @@ impl Swarm {
     pub(super) fn recount_tasks(&mut self) {
         self.ledger = Ledger::default();
         for t in self.tasks.values_mut() {
-            t.held = (0, 0);
+            t.measured = (0, 0);
             self.ledger.update(t);
         }
     }
@@ -172,7 +172,8 @@ mod tests {
         // (unit result and aggregate), the oldest one is gone.
         let u = s.usage();
         assert!(s.task(&ids[0]).is_err());
-        assert_eq!(u.tasks, pending / 3 * 2);
+        // (Each finished one holds its unit's run state too.)
+        assert_eq!(u.tasks, pending / 3 * 2 + 2 * quotas::UNIT_RUN_OVERHEAD);
         // (And the record of each one's ended attempt.)
         assert_eq!(u.results, 2 * (2 * 1_000 + quotas::ATTEMPT_OVERHEAD));
         // Failed attempts' reasons are results too; they go with the task.
@@ -206,12 +207,12 @@ mod tests {
         assert_eq!(quota_error(err), (quotas::SWARM, 16_384));
         let t = s.task(&id).unwrap();
         assert_eq!(t.status, TaskStatus::Failed);
-        let error = t.error.as_deref().unwrap();
+        let error = t.error().unwrap();
         assert!(
             error.contains("result rejected: swarm memory quota exceeded"),
             "{error}"
         );
-        assert!(t.result.is_none());
+        assert!(t.result().is_none());
         // A report after that changes nothing.
         assert_eq!(s.complete_work(&w.work_id, &agent, vec![1], 2), Ok(false));
     }

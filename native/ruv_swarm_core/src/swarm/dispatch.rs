@@ -80,7 +80,7 @@ impl Swarm {
         let t = self.tasks.get_mut(&task).expect("live task");
         let u = &mut t.units[unit as usize];
         u.state = UnitState::Ready;
-        let (excluded, preferred) = (u.excluded.clone(), u.preferred);
+        let (excluded, preferred) = (u.excluded().to_vec(), u.preferred());
         let (priority, attempts) = (t.priority, u.attempts);
         let caps = t.caps_of(unit).to_vec();
         match self.select_agent(&caps, &excluded, preferred) {
@@ -130,17 +130,18 @@ impl Swarm {
         u.agent = Some(agent);
         u.dispatched_at = now;
         let attempt = u.attempts;
-        let unit_name = u.name.clone();
+        let unit_name = t.unit_name(unit).into_owned();
+        let task_id = t.id(&self.id);
         let timeout = lease_ms.or(t.timeout_ms);
-        if t.started_at.is_none() {
-            t.started_at = Some(now);
+        if t.started_at().is_none() {
+            t.life_mut().started_at = Some(now);
         }
         let work = WorkItem {
-            work_id: work_id(&t.id, unit, attempt),
-            task_id: t.id.clone(),
+            work_id: work_id(&task_id, unit, attempt),
+            task_id,
             unit: unit_name.clone(),
             attempt,
-            description: t.description.clone(),
+            description: t.description.to_string(),
             input: t.input_of(unit),
             input_is_description: t.input_is_description(unit),
             context: t.context_of(unit),
@@ -229,7 +230,7 @@ impl Swarm {
             let u = &t.units[e.unit as usize];
             if u.state != UnitState::Ready || u.attempts != e.attempt {
                 Verdict::Stale
-            } else if u.excluded.contains(&seq) && u.excluded.len() < agents {
+            } else if u.excluded().contains(&seq) && u.excluded().len() < agents {
                 // Someone who has not failed this unit yet may take it.
                 Verdict::Skip
             } else {

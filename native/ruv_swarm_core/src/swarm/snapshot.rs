@@ -178,15 +178,15 @@ pub fn spec_of(t: &Task) -> TaskSpec {
         t.units
             .iter()
             .map(|u| SubtaskSpec {
-                name: u.name.clone(),
+                name: u.run().name.clone(),
                 input: u.input.clone().unwrap_or_default(),
                 depends_on: u
-                    .deps
+                    .deps()
                     .iter()
-                    .map(|&d| t.units[d as usize].name.clone())
+                    .map(|&d| t.units[d as usize].run().name.clone())
                     .collect(),
                 capabilities: u
-                    .capabilities
+                    .capabilities()
                     .iter()
                     .filter(|c| !t.capabilities.contains(c))
                     .cloned()
@@ -205,10 +205,10 @@ pub fn spec_of(t: &Task) -> TaskSpec {
             .unwrap_or_default()
     };
     TaskSpec {
-        description: t.description.clone(),
+        description: t.description.to_string(),
         input,
         priority: t.priority,
-        capabilities: t.capabilities.clone(),
+        capabilities: t.capabilities.to_vec(),
         mode: t.mode,
         max_agents: t.max_agents,
         timeout_ms: t.timeout_ms,
@@ -217,23 +217,23 @@ pub fn spec_of(t: &Task) -> TaskSpec {
     }
 }
 
-fn task_record(t: &Task) -> TaskRecord {
+fn task_record(swarm_id: &str, t: &Task) -> TaskRecord {
     TaskRecord {
-        id: t.id.clone(),
+        id: t.id(swarm_id),
         spec: spec_of(t),
         status: t.status,
         created_at: t.created_at,
-        started_at: t.started_at,
-        finished_at: t.finished_at,
-        result: t.result.clone(),
-        error: t.error.clone(),
+        started_at: t.started_at(),
+        finished_at: t.finished_at(),
+        result: t.result().cloned(),
+        error: t.error().map(str::to_owned),
         units: t.units.len() as u32,
         unit_results: t
             .units
             .iter()
             .enumerate()
             .filter(|(_, u)| u.state == UnitState::Done)
-            .filter_map(|(i, u)| u.result.clone().map(|r| (i as u32, r)))
+            .filter_map(|(i, u)| u.result().cloned().map(|r| (i as u32, r)))
             .collect(),
     }
 }
@@ -286,7 +286,11 @@ impl Swarm {
     pub fn export(&self, now: u64) -> Snapshot {
         let mut s = self.export_header();
         s.agents = self.agents().map(agent_record).collect();
-        s.tasks = self.tasks.values().map(|t| task_record(t)).collect();
+        s.tasks = self
+            .tasks
+            .values()
+            .map(|t| task_record(&self.id, t))
+            .collect();
         s.memory = self
             .memory
             .live_entries(now)
@@ -334,7 +338,7 @@ impl Swarm {
     }
 
     pub fn export_task(&self, task_id: &str) -> Result<TaskRecord> {
-        self.task(task_id).map(task_record)
+        self.task(task_id).map(|t| task_record(&self.id, t))
     }
 
     /// A discovery still in the log; `KeyNotFound` once it has dropped out.
@@ -412,7 +416,15 @@ impl Swarm {
     /// this swarm.
     fn imported_seq(&self, id: &str, kind: Kind) -> Result<u64> {
         match ids::parse_child_id(id, kind) {
-            Some((swarm, seq)) if swarm == self.id && (1..MAX_SEQ).contains(&seq) => Ok(seq),
+            // Only the canonical spelling: a task's id is derived from its
+            // number again, so `task-07` would not survive a round trip.
+            Some((swarm, seq))
+                if swarm == self.id
+                    && (1..MAX_SEQ).contains(&seq)
+                    && ids::child_id(swarm, kind, seq) == id =>
+            {
+                Ok(seq)
+            }
             _ => Err(Error::invalid(format!(
                 "{id:?} is not {} id of swarm {}",
                 match kind {
@@ -501,7 +513,7 @@ impl Swarm {
                 open.push(task);
             }
         }
-        finished.sort_by_key(|(t, _)| (t.finished_at, t.seq));
+        finished.sort_by_key(|(t, _)| (t.finished_at(), t.seq));
         for (t, _) in finished {
             let seq = t.seq;
             self.task_counts[t.status as usize] += 1;
@@ -528,7 +540,7 @@ impl Swarm {
     fn restore_open_task(&mut self, mut t: Task, done: Vec<u32>, now: u64) {
         let seq = t.seq;
         for &i in &done {
-            for d in t.units[i as usize].dependents.clone() {
+            for d in t.units[i as usize].dependents().to_vec() {
                 t.units[d as usize].pending_deps -= 1;
             }
         }
@@ -615,8 +627,10 @@ fn build_task(seq: u64, r: TaskRecord) -> Result<(Task, Vec<u32>)> {
         }
         (None, _) => {}
     }
-    let mut t = Task::new(seq, r.id, r.spec, r.units, r.created_at);
-    t.started_at = r.started_at;
+    let mut t = Task::new(seq, r.spec, r.units, r.created_at);
+    if r.started_at.is_some() {
+        t.life_mut().started_at = r.started_at;
+    }
     let mut done = Vec::with_capacity(r.unit_results.len());
     for (i, result) in r.unit_results {
         let Some(u) = t.units.get_mut(i as usize) else {
@@ -630,7 +644,7 @@ fn build_task(seq: u64, r: TaskRecord) -> Result<(Task, Vec<u32>)> {
         }
         check_payload("result", &result)?;
         u.state = UnitState::Done;
-        u.result = Some(result);
+        u.run_mut().result = Some(result);
         t.unfinished -= 1;
         done.push(i);
     }
@@ -643,9 +657,10 @@ fn build_task(seq: u64, r: TaskRecord) -> Result<(Task, Vec<u32>)> {
         }
         t.unfinished = 0;
         t.status = r.status;
-        t.finished_at = r.finished_at;
-        t.error = r.error;
-        t.result = r.result;
+        let life = t.life_mut();
+        life.finished_at = r.finished_at;
+        life.error = r.error;
+        life.result = r.result;
     }
     Ok((t, done))
 }

@@ -19,7 +19,7 @@ impl Swarm {
         };
         let seq = self.next_task;
         let id = ids::child_id(&self.id, Kind::Task, seq);
-        let task = Task::new(seq, id.clone(), spec, fan_out, now);
+        let task = Task::new(seq, spec, fan_out, now);
         let (inputs, results) = quotas::task_bytes(&task);
         self.room().admit(inputs + results)?;
         self.next_task += 1;
@@ -101,8 +101,8 @@ impl Swarm {
         let Some((task, unit, _, _)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
-        let task_id = self.tasks[&task].id.clone();
-        let unit = self.tasks[&task].units[unit as usize].name.clone();
+        let task_id = self.tasks[&task].id(&self.id);
+        let unit = self.tasks[&task].unit_name(unit).into_owned();
         let agent_id = agent_id.to_owned();
         self.emit(now, || Event::TaskProgress {
             task_id,
@@ -141,15 +141,16 @@ impl Swarm {
         let u = &mut t.units[unit as usize];
         u.record_attempt(agent, AttemptOutcome::Completed, now);
         u.state = UnitState::Done;
-        u.result = Some(result);
-        u.error = None;
+        let run = u.run_mut();
+        run.result = Some(result);
+        run.error = None;
         t.unfinished -= 1;
         if t.is_hedged() || t.unfinished == 0 {
             self.finish_task(task, TaskStatus::Completed, None, now);
         } else {
             self.remeasure(task);
             let t = &self.tasks[&task];
-            let dependents = t.units[unit as usize].dependents.clone();
+            let dependents = t.units[unit as usize].dependents().to_vec();
             let ring_pipeline = self.topology == Topology::Ring
                 && t.mode == ExecMode::Sequential
                 && !t.has_subtasks;
@@ -165,7 +166,9 @@ impl Swarm {
                 let du = &mut t.units[d as usize];
                 du.pending_deps -= 1;
                 if du.pending_deps == 0 && du.state == UnitState::Blocked {
-                    du.preferred = next_agent;
+                    if next_agent.is_some() || du.preferred().is_some() {
+                        du.run_mut().preferred = next_agent;
+                    }
                     self.make_ready(task, d, now);
                 }
             }
@@ -255,7 +258,7 @@ impl Swarm {
         let t = self.tasks.get_mut(&task).expect("live task");
         let retry = t.retry;
         let u = &mut t.units[unit as usize];
-        u.error = Some(reason.to_owned());
+        u.run_mut().error = Some(reason.to_owned());
         if let Some(a) = agent {
             let why = task::truncated(reason, task::MAX_ATTEMPT_ERROR_BYTES);
             let outcome = if timed_out {
@@ -264,8 +267,8 @@ impl Swarm {
                 AttemptOutcome::Failed(why.clone())
             };
             u.record_attempt(a, outcome, now);
-            if !u.excluded.contains(&a) {
-                u.excluded.push(a);
+            if !u.excluded().contains(&a) {
+                u.run_mut().excluded.push(a);
             }
             if let Some(agent) = self.agents.get_mut(&a) {
                 agent.last_error = Some(why);
@@ -285,7 +288,8 @@ impl Swarm {
             );
             u.state = UnitState::Delayed;
             self.counters.retries += 1;
-            let (task_id, unit_name) = (t.id.clone(), u.name.clone());
+            let unit_name = t.unit_name(unit).into_owned();
+            let task_id = t.id(&self.id);
             let why = reason.to_owned();
             self.emit(now, || Event::TaskRetried {
                 task_id,
@@ -308,7 +312,8 @@ impl Swarm {
             return;
         }
         u.state = UnitState::Failed;
-        let (name, attempts) = (u.name.clone(), u.attempts);
+        let attempts = u.attempts;
+        let name = t.unit_name(unit).into_owned();
         t.unfinished -= 1;
         // A hedged task fails only when every try failed.
         if t.is_hedged() && t.units.iter().any(|u| !u.state.is_finished()) {
@@ -332,12 +337,15 @@ impl Swarm {
     ) {
         self.set_task_status(task, status);
         let t = self.tasks.get_mut(&task).expect("live task");
-        t.finished_at = Some(now);
-        t.error = error.clone();
-        if status == TaskStatus::Completed {
-            t.result = Some(t.aggregate());
+        let result = (status == TaskStatus::Completed).then(|| t.aggregate());
+        let life = t.life_mut();
+        life.finished_at = Some(now);
+        life.error = error.clone();
+        if result.is_some() {
+            life.result = result;
         }
         let mut released = Vec::new();
+        let task_id = t.id(&self.id);
         self.steps += t.units.len() as u64;
         for (i, u) in t.units.iter_mut().enumerate() {
             if u.state.is_finished() {
@@ -346,7 +354,7 @@ impl Swarm {
             if u.state == UnitState::Ready {
                 // Out of the queue now, not met stale by a later pop.
                 let caps = if t.has_subtasks {
-                    &u.capabilities
+                    u.capabilities()
                 } else {
                     &t.capabilities
                 };
@@ -359,14 +367,13 @@ impl Swarm {
                         a,
                         i as u32,
                         u.attempts,
-                        work_id(&t.id, i as u32, u.attempts),
+                        work_id(&task_id, i as u32, u.attempts),
                     ));
                 }
             }
             u.state = UnitState::Cancelled;
         }
         t.unfinished = 0;
-        let task_id = t.id.clone();
         let reason = format!("task {}", status.as_str());
         let freed: Vec<u64> = released.iter().map(|r| r.0).collect();
         for (agent, unit, attempt, wid) in released {
@@ -402,6 +409,6 @@ impl Swarm {
     }
 
     pub fn task_result(&self, task_id: &str) -> Result<Option<&TaskResult>> {
-        Ok(self.task(task_id)?.result.as_ref())
+        Ok(self.task(task_id)?.result())
     }
 }

@@ -35,7 +35,7 @@ impl Swarm {
                     } else {
                         format!("timed out after {elapsed} ms")
                     };
-                    let wid = work_id(&t.id, timer.unit, timer.attempt);
+                    let wid = work_id(&t.id(&self.id), timer.unit, timer.attempt);
                     let slot = self.release_agent(
                         agent,
                         timer.task,
