@@ -108,14 +108,18 @@ fn main() {
     };
     // SAFETY: plain process-attribute calls at startup, single-threaded.
     let sigfd = unsafe { setup() };
-    let child = match spawn::spawn(&opts.spec) {
+    let mut owner_open = true;
+    let announce = |pid: libc::pid_t| {
+        owner_open = protocol::send(1, protocol::OUT_STARTED, &(pid as u32).to_be_bytes()).is_ok();
+    };
+    let child = match spawn::spawn(&opts.spec, announce) {
         Ok(child) => child,
         Err((errno, msg)) => {
             let _ = protocol::send_exit(1, Exit::SpawnFailed(errno), 0, msg.as_bytes());
             std::process::exit(0);
         }
     };
-    let code = Unit::new(child, sigfd, opts.stream_stderr).run();
+    let code = Unit::new(child, sigfd, opts.stream_stderr, owner_open).run();
     std::process::exit(code);
 }
 
@@ -177,7 +181,7 @@ struct Unit {
 }
 
 impl Unit {
-    fn new(c: spawn::Child, sigfd: i32, stream_stderr: bool) -> Unit {
+    fn new(c: spawn::Child, sigfd: i32, stream_stderr: bool, owner_open: bool) -> Unit {
         // SAFETY: setting O_NONBLOCK on our end of the stdin pipe.
         unsafe {
             let fl = libc::fcntl(c.stdin, libc::F_GETFL);
@@ -194,14 +198,11 @@ impl Unit {
             close_in: false,
             reader: protocol::Reader::default(),
             tail: Vec::new(),
-            owner_open: true,
+            owner_open,
         }
     }
 
     fn run(mut self) -> i32 {
-        if protocol::send(1, protocol::OUT_STARTED, &(self.pid as u32).to_be_bytes()).is_err() {
-            self.owner_open = false;
-        }
         let end = if self.owner_open {
             self.serve()
         } else {

@@ -50,14 +50,19 @@ fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
-/// Starts the command. On failure before `exec` the error says which step
-/// failed and why (the child reports it through a close-on-exec pipe).
-pub fn spawn(spec: &Spec) -> Result<Child, (i32, String)> {
+/// Starts the command. `announce` is called with its pid while the child
+/// waits just before `exec`, so whoever owns the launcher knows the group
+/// to end before the command can run (a command that kills the launcher at
+/// once leaves nothing unknown behind). On failure before `exec` the error
+/// says which step failed and why (the child reports it through a
+/// close-on-exec pipe).
+pub fn spawn(spec: &Spec, announce: impl FnOnce(libc::pid_t)) -> Result<Child, (i32, String)> {
     let os = |e: io::Error| (e.raw_os_error().unwrap_or(0), e.to_string());
     let (in_r, in_w) = pipe().map_err(os)?;
     let (out_r, out_w) = pipe().map_err(os)?;
     let (err_r, err_w) = pipe().map_err(os)?;
     let (rep_r, rep_w) = pipe().map_err(os)?;
+    let (go_r, go_w) = pipe().map_err(os)?;
 
     // Everything the child touches is built before fork: after it only
     // async-signal-safe calls are made.
@@ -76,11 +81,26 @@ pub fn spawn(spec: &Spec) -> Result<Child, (i32, String)> {
     }
     if pid == 0 {
         // SAFETY: child side, see above.
-        unsafe { child(in_r, out_w, err_w, rep_w, &argv, &envp, cd, &limits) }
+        unsafe {
+            child(
+                in_r,
+                out_w,
+                err_w,
+                rep_w,
+                (go_r, go_w),
+                &argv,
+                &envp,
+                cd,
+                &limits,
+            )
+        }
     }
-    for fd in [in_r, out_w, err_w, rep_w] {
+    for fd in [in_r, out_w, err_w, rep_w, go_r] {
         close(fd);
     }
+    announce(pid);
+    // The child reads end of file and goes on to exec.
+    close(go_w);
 
     // Either exec closes the report pipe (EOF, success) or the child wrote
     // [step, errno] before exiting.
@@ -144,6 +164,7 @@ unsafe fn child(
     stdout: i32,
     stderr: i32,
     report: i32,
+    (go_r, go_w): (i32, i32),
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     cd: Option<*const libc::c_char>,
@@ -196,6 +217,14 @@ unsafe fn child(
             fail(1);
         }
     }
+    // Wait until the launcher has told its owner our pid (end of file on
+    // the go pipe; also if the launcher died, and then the parent-death
+    // signal is on its way).
+    libc::close(go_w);
+    let mut byte = 0u8;
+    while libc::read(go_r, &mut byte as *mut u8 as *mut libc::c_void, 1) < 0
+        && *libc::__errno_location() == libc::EINTR
+    {}
     libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
     fail(2)
 }
