@@ -21,6 +21,16 @@ defmodule SwarmService.AgentRestartTest do
 
   defp agent_sup(swarm), do: GenServer.whereis(Swarm.via({:agents, swarm}))
 
+  # The supervisor's children; none while it is being restarted (not yet
+  # registered, or killed between the lookup and the call).
+  defp children(nil), do: []
+
+  defp children(sup) do
+    for {_, pid, _, _} <- DynamicSupervisor.which_children(sup), do: pid
+  catch
+    :exit, _ -> []
+  end
+
   defp engine_pids(swarm) do
     {:ok, procs} = Native.agent_processes(swarm)
     for {_id, pid, _} <- procs, do: pid
@@ -33,7 +43,7 @@ defmodule SwarmService.AgentRestartTest do
     pids = engine_pids(swarm)
 
     with true <- is_pid(sup) and sup != old_sup,
-         children = for({_, pid, _, _} <- DynamicSupervisor.which_children(sup), do: pid),
+         children = children(sup),
          true <- length(children) == @agents,
          true <- Enum.sort(pids) == Enum.sort(children),
          true <- Enum.all?(pids, &(is_pid(&1) and Process.alive?(&1))),
@@ -122,8 +132,7 @@ defmodule SwarmService.AgentRestartTest do
     refute Process.alive?(spawner)
 
     eventually(fn ->
-      sup = agent_sup(s)
-      children = for({_, pid, _, _} <- DynamicSupervisor.which_children(sup), do: pid)
+      children = children(agent_sup(s))
       pids = engine_pids(s)
 
       length(children) == 60 and Enum.sort(children) == Enum.sort(pids) and
