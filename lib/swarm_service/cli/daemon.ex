@@ -88,11 +88,11 @@ defmodule SwarmService.CLI.Daemon do
 
     if OSProcess.same_process?(info) do
       with :ok <- OSProcess.signal(pid, :term) do
-        if wait_gone(info, timeout_ms) do
+        if OSProcess.wait_gone(info, timeout_ms) do
           {:stopped, elapsed.()}
         else
           with :ok <- signal_same(info, :kill) do
-            if wait_gone(info, 5_000),
+            if OSProcess.wait_gone(info, 5_000),
               do: {:killed, elapsed.()},
               else: {:error, "pid #{pid} survived SIGKILL"}
           end
@@ -106,25 +106,6 @@ defmodule SwarmService.CLI.Daemon do
   defp signal_same(%{"pid" => pid} = info, signal) do
     # Gone in between: nothing to kill, and the PID may be someone else's.
     if OSProcess.same_process?(info), do: OSProcess.signal(pid, signal), else: :ok
-  end
-
-  defp wait_gone(info, timeout_ms) do
-    deadline = System.monotonic_time(:millisecond) + timeout_ms
-    do_wait_gone(info, deadline)
-  end
-
-  defp do_wait_gone(info, deadline) do
-    cond do
-      not OSProcess.same_process?(info) ->
-        true
-
-      System.monotonic_time(:millisecond) >= deadline ->
-        false
-
-      true ->
-        Process.sleep(10)
-        do_wait_gone(info, deadline)
-    end
   end
 
   @doc "The last `n` lines of `path`, for showing why a boot failed."

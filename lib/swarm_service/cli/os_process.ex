@@ -91,16 +91,20 @@ defmodule SwarmService.CLI.OSProcess do
     end
   end
 
-  @doc "Waits until `pid` is gone; `true` if it went within `timeout_ms`."
-  @spec wait_exit(pos_integer(), non_neg_integer()) :: boolean()
-  def wait_exit(pid, timeout_ms) do
+  @doc """
+  Waits until the process a PID file describes (see `same_process?/1`) is
+  gone; `true` if it went within `timeout_ms`. A PID reused by another
+  process counts as gone.
+  """
+  @spec wait_gone(map(), non_neg_integer()) :: boolean()
+  def wait_gone(info, timeout_ms) do
     deadline = System.monotonic_time(:millisecond) + timeout_ms
-    do_wait_exit(pid, deadline)
+    do_wait_gone(info, deadline)
   end
 
-  defp do_wait_exit(pid, deadline) do
+  defp do_wait_gone(info, deadline) do
     cond do
-      not alive?(pid) ->
+      not same_process?(info) ->
         true
 
       System.monotonic_time(:millisecond) >= deadline ->
@@ -108,7 +112,7 @@ defmodule SwarmService.CLI.OSProcess do
 
       true ->
         Process.sleep(10)
-        do_wait_exit(pid, deadline)
+        do_wait_gone(info, deadline)
     end
   end
 
