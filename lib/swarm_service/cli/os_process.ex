@@ -44,13 +44,18 @@ defmodule SwarmService.CLI.OSProcess do
   without an identity never matches.
   """
   @spec same_process?(map()) :: boolean()
-  def same_process?(%{"pid" => pid, "start_time" => start, "boot_id" => boot})
-      when is_integer(pid) and pid > 0 do
-    match?({:ok, %{"start_time" => ^start, "boot_id" => ^boot}}, identity(pid)) and
-      beam_alive?(pid)
+  def same_process?(%{"pid" => pid} = info) do
+    same_identity?(info) and beam_alive?(pid)
   end
 
   def same_process?(_info), do: false
+
+  defp same_identity?(%{"pid" => pid, "start_time" => start, "boot_id" => boot})
+       when is_integer(pid) and pid > 0 do
+    match?({:ok, %{"start_time" => ^start, "boot_id" => ^boot}}, identity(pid))
+  end
+
+  defp same_identity?(_info), do: false
 
   @doc """
   True when `pid` is a live process that runs an Erlang VM. Where `/proc` is
@@ -104,7 +109,9 @@ defmodule SwarmService.CLI.OSProcess do
 
   defp do_wait_gone(info, deadline) do
     cond do
-      not same_process?(info) ->
+      # Not `same_process?/1`: a VM in the middle of exiting has already
+      # dropped its command line but still exists until it is a zombie.
+      not same_identity?(info) ->
         true
 
       System.monotonic_time(:millisecond) >= deadline ->
