@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-# Both install whatever is missing first (Debian packages, Rust build).
+# Both install whatever is missing first (Debian packages, Rust build, and
+# the BEAM libraries taken from Debian's rabbitmq-server package).
 
 SHELL := /bin/bash
 DEBIAN_PACKAGES := elixir erlang-dev erlang-jiffy erlang-mochiweb erlang-os-mon \
@@ -12,7 +13,16 @@ export MIX_HOME ?= $(CURDIR)/_build/mix_home
 NODE ?= swarm@127.0.0.1
 COOKIE ?= ruv_swarm
 
-.PHONY: run test deps native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test bench clean
+# Ra (Raft) and the libraries it needs come as compiled OTP applications
+# inside Debian's rabbitmq-server package. RabbitMQ itself is never
+# installed: the package is only downloaded and unpacked into _build, and
+# _build/erl_libs links the applications we use (mix.exs puts them on the
+# code path).
+RABBITMQ_APPS := ra aten gen_batch_server seshat
+DEBIAN_LIBS := $(CURDIR)/_build/debian
+ERL_LIBS_DIR := $(CURDIR)/_build/erl_libs
+
+.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test bench clean
 
 run: deps
 	mix compile
@@ -30,6 +40,24 @@ deps:
 	fi
 	@command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
 	@rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt 2>/dev/null || true
+	@$(MAKE) --no-print-directory erl-libs
+
+erl-libs:
+	@if ! ls $(DEBIAN_LIBS)/rabbitmq-server_*.deb >/dev/null 2>&1; then \
+	  echo "Fetching Debian's rabbitmq-server package for: $(RABBITMQ_APPS)"; \
+	  mkdir -p $(DEBIAN_LIBS) && cd $(DEBIAN_LIBS) && \
+	  { apt-get download rabbitmq-server >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -qq && apt-get download rabbitmq-server; }; }; \
+	fi
+	@if [ ! -d $(DEBIAN_LIBS)/root/usr/lib/rabbitmq ]; then \
+	  dpkg -x $$(ls $(DEBIAN_LIBS)/rabbitmq-server_*.deb | head -1) $(DEBIAN_LIBS)/root; fi
+	@mkdir -p $(ERL_LIBS_DIR); \
+	for app in $(RABBITMQ_APPS); do \
+	  dir=$$(ls -d $(DEBIAN_LIBS)/root/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/$$app-[0-9]* | head -1); \
+	  [ -n "$$dir" ] || { echo "$$app is missing from the rabbitmq-server package"; exit 1; }; \
+	  [ -e $(ERL_LIBS_DIR)/$$(basename $$dir) ] || \
+	    ln -sfn ../$${dir#$(CURDIR)/_build/} $(ERL_LIBS_DIR)/$$(basename $$dir); \
+	done
 
 lint:
 	cargo fmt --all -- --check

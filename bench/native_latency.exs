@@ -60,7 +60,7 @@ IO.puts("op                agents       p50       p99       max")
 
 rows =
   for agents <- [10, 10_000] do
-    {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 100_000, name: "bench")
+    {:ok, s} = RuvSwarm.spawn_swarm(max_agents: 100_000, name: "bench", storage: :memory)
     Bench.Latency.fill_agents(s, agents)
 
     r1 =
@@ -122,7 +122,7 @@ end
 
 before = settled.(settled, Native.engine_memory().allocated_bytes)
 idle = 100_000
-{:ok, big} = RuvSwarm.spawn_swarm(max_agents: 100_000, name: "memory")
+{:ok, big} = RuvSwarm.spawn_swarm(max_agents: 100_000, name: "memory", storage: :memory)
 Bench.Latency.fill_agents(big, idle)
 %{allocated_bytes: after_agents} = Native.engine_memory()
 per_agent = (after_agents - before) / idle

@@ -78,7 +78,7 @@ bytes = :erlang.external_size(value)
 
 swarms =
   for i <- 1..4 do
-    {:ok, s} = RuvSwarm.spawn_swarm(name: "quota-#{i}")
+    {:ok, s} = RuvSwarm.spawn_swarm(name: "quota-#{i}", storage: :memory)
     {:ok, _} = RuvSwarm.spawn_agent(s, executor: :external)
     s
   end

@@ -146,7 +146,12 @@ IO.puts(
 rows =
   for agents <- [1, 100, 10_000] do
     {:ok, s} =
-      RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
+      RuvSwarm.spawn_swarm(
+        agents: agents,
+        max_agents: agents,
+        executor: {:module, Bench.Trivial},
+        storage: :memory
+      )
 
     # Warm up: every agent gets its worker process before measuring.
     Bench.Throughput.saturate(s, max(2_000, 2 * agents), submitters)
@@ -176,7 +181,12 @@ IO.puts("agents    p50 us    p90 us    p99 us  p99.9 us")
 paced_rows =
   for agents <- [1, 100] do
     {:ok, s} =
-      RuvSwarm.spawn_swarm(agents: agents, max_agents: agents, executor: {:module, Bench.Trivial})
+      RuvSwarm.spawn_swarm(
+        agents: agents,
+        max_agents: agents,
+        executor: {:module, Bench.Trivial},
+        storage: :memory
+      )
 
     Bench.Throughput.saturate(s, 2_000, submitters)
     hist = Bench.Throughput.paced(s, half, if(quick, do: 1, else: 3))
@@ -205,7 +215,7 @@ paced = Enum.find(paced_rows, &(&1.agents == 100))
 
 IO.puts("\n== command agents ==")
 n = if quick, do: 500, else: 2_000
-{:ok, s} = RuvSwarm.spawn_swarm(max_agents: n)
+{:ok, s} = RuvSwarm.spawn_swarm(max_agents: n, storage: :memory)
 t0 = System.monotonic_time(:microsecond)
 for _ <- 1..n, do: {:ok, _} = RuvSwarm.spawn_agent(s, executor: {:command, ["cat"], []})
 started = n / ((System.monotonic_time(:microsecond) - t0) / 1.0e6)

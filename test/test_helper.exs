@@ -3,3 +3,6 @@
 # :cluster (`mix test --exclude cluster` skips them).
 SwarmService.Test.PeerCluster.ensure_distributed()
 ExUnit.start(capture_log: true)
+
+data_dir = Application.fetch_env!(:swarm_service, :data_dir)
+System.at_exit(fn _ -> File.rm_rf(data_dir) end)

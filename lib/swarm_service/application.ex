@@ -2,7 +2,8 @@ defmodule SwarmService.Application do
   @moduledoc false
   # The tree reads top to bottom as "what depends on what": the log
   # forwarder comes first, then cluster membership and the replicated
-  # knowledge that follows it, the registry, the directory of swarm homes
+  # knowledge that follows it, the registry, the durable swarms' Raft logs
+  # (recovered before anything can reach them), the directory of swarm homes
   # and the backup copies, every swarm's processes under SwarmSupervisor,
   # failover (which starts swarms and hosted agents), and the gateway
   # (last), which calls into all of them.
@@ -19,10 +20,15 @@ defmodule SwarmService.Application do
       SwarmService.Cluster.Knowledge,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
+      # Durable swarms: the Ra system, and every swarm's engine rebuilt from
+      # its log before anything else can reach it.
+      SwarmService.Raft,
       # Where each swarm lives, and the copies this node keeps as backup.
       SwarmService.Cluster.Directory,
       SwarmService.Cluster.Replica,
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
+      # The processes of the durable swarms just recovered.
+      SwarmService.Swarm.Recovery,
       # Agent processes for swarms homed on other nodes.
       SwarmService.Swarm.AgentHost,
       # Takes over swarms of lost members: starts swarms and hosted agents.

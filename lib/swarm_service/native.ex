@@ -79,4 +79,18 @@ defmodule SwarmService.Native do
   def export_item(_id), do: nif()
   def memory_export(_swarm_id, _namespace, _key), do: nif()
   def swarm_import(_snapshot), do: nif()
+
+  # Replicated swarms, the engine of a Raft log (see
+  # native/ruv_swarm_nif/src/replicated.rs and SwarmService.Swarm.Machine).
+  def new_swarm_id, do: nif()
+
+  def swarm_create_replicated(_id, _name, _topology, _strategy, _max, _quota, _seed, _now),
+    do: nif()
+
+  def swarm_save(_swarm_id), do: nif()
+  def swarm_load_replicated(_state, _now), do: nif()
+  def swarm_set_clock(_swarm_id, _now), do: nif()
+  def swarm_set_delivery(_swarm_id, _on), do: nif()
+  def swarm_redeliver(_swarm_id), do: nif()
+  def engine_node_room, do: nif()
 end

@@ -55,6 +55,26 @@ defmodule SwarmService.Options do
     end
   end
 
+  @doc """
+  One of `choices` (atoms; the same words as strings are accepted too, as
+  JSON sends them), or `default` when the option is absent.
+  """
+  def choice(opts, key, choices, default) do
+    case Map.fetch(opts, key) do
+      :error ->
+        {:ok, default}
+
+      {:ok, value} ->
+        case Enum.find(choices, &(&1 == value or Atom.to_string(&1) == value)) do
+          nil ->
+            invalid("#{key} must be one of: #{Enum.map_join(choices, ", ", &Atom.to_string/1)}")
+
+          found ->
+            {:ok, found}
+        end
+    end
+  end
+
   @doc "Rejects terms whose encoded size exceeds the payload limit."
   def check_payload(term, what) do
     size = :erlang.external_size(term)

@@ -28,8 +28,39 @@ defmodule SwarmService.RuvSwarm do
   `{:failed, message}`, `{:timed_out, message}`,
   `{:executor_unavailable, node, module}` (the node an agent is placed on
   cannot load its executor module), and on a cluster
-  `:no_quorum`, `{:home_down, node}`, `{:replication_failed, reason}`.
+  `:no_quorum` (also for a durable swarm's write not committed in time),
+  `{:home_down, node}`, `{:replication_failed, reason}`.
   `format_error/1` turns any of them into a sentence.
+
+  ## Durability
+
+  On a node that is not part of a cluster, a swarm is created with
+  `storage: :disk` unless asked otherwise. Each of
+  its changes (agent registrations and attachments, tasks, cancellations,
+  claims, unit results and failures, memory writes and deletes,
+  discoveries, timer ticks) is a command in the swarm's Raft log
+  (`SwarmService.Raft`, on RabbitMQ's Ra): it is written to disk and
+  fdatasync'ed before the engine applies it and before the call returns.
+  So an acknowledged change survives any crash or kill -9 of the node: on
+  boot the node replays each swarm's log (from its latest snapshot) into a
+  fresh engine, restarts the agent processes it hosts, and logs how many
+  swarms, agents, tasks and memory entries it recovered. Work that was
+  running when the node died runs again (at-least-once execution); a task
+  still completes once, with one result. Reads (`swarm_status/1`,
+  `task_status/1`, `memory_get/3`, ...) are answered by the engine directly,
+  without a log round trip. A write not committed within 2 s (`config
+  :swarm_service, :raft_command_timeout_ms`) answers `{:error, :no_quorum}`:
+  it may or may not be applied later. Subscriptions (`subscribe/1`,
+  `subscribe_discoveries/2`), `await_task/2` waits and `notify:` pids live
+  with the processes that asked for them and end with the node.
+
+  `storage: :memory` swarms skip the log: changes cost microseconds and
+  are lost when the node stops. Choose it for high-rate, throw-away work.
+
+  On a node in a cluster (other members connected or configured) swarms
+  are `:memory` swarms replicated to a backup node ("Across a cluster"
+  below), and `storage: :disk` is refused with `{:invalid_argument, _}`:
+  the backup protocol's failover copies are not Raft logs yet.
 
   ## Across a cluster
 
@@ -121,7 +152,8 @@ defmodule SwarmService.RuvSwarm do
     :executor,
     :agent_type,
     :capabilities,
-    :memory_quota
+    :memory_quota,
+    :storage
   ]
   @agent_keys [:type, :name, :capabilities, :executor, :capacity, :node]
   @task_keys [
@@ -161,6 +193,11 @@ defmodule SwarmService.RuvSwarm do
     * `:memory_quota` — most bytes the swarm may hold (memory entries, task
       inputs, results, discoveries; see `memory_usage/0`), at least 4096;
       default: the node's swarm quota (`config :swarm_service, :memory_quotas`)
+    * `:storage` — `:disk` (the default on a node outside a cluster): every
+      change is on disk before it is acknowledged and the swarm survives a
+      restart of the node (see "Durability" above); `:memory` (the default,
+      and the only choice, on a cluster node): changes are applied
+      directly, in microseconds, and lost when the node stops
 
       iex> {:ok, id} = SwarmService.RuvSwarm.spawn_swarm(topology: :ring, agents: 3, name: "docs")
       iex> String.starts_with?(id, "swarm-")
@@ -178,6 +215,7 @@ defmodule SwarmService.RuvSwarm do
          :ok <- fits(agents, max),
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
          {:ok, quota} <- Options.quota(o, :memory_quota),
+         {:ok, storage} <- Options.choice(o, :storage, [:disk, :memory], nil),
          {:ok, id} <-
            Commands.create_swarm(
              Map.get(o, :name, "swarm"),
@@ -185,7 +223,8 @@ defmodule SwarmService.RuvSwarm do
              Map.get(o, :strategy, :balanced),
              max,
              executor,
-             quota
+             quota,
+             storage
            ) do
       agent_opts = %{
         type: Map.get(o, :agent_type, "researcher"),
@@ -586,7 +625,9 @@ defmodule SwarmService.RuvSwarm do
   `quorum`, `leader`, the adapter, and `swarms`: for each swarm its `home`
   and `backup` node and the `epoch` of that assignment (it grows at every
   failover or backup change). See `SwarmService.Cluster` for the
-  consistency model.
+  consistency model. `durable`: for each durable swarm of this node (see
+  "Durability"), its Raft `members`, `leader`, `term`, `commit_index`,
+  `last_applied` and `snapshot_index`.
   """
   @spec cluster_status() :: {:ok, map}
   def cluster_status do
@@ -595,7 +636,15 @@ defmodule SwarmService.RuvSwarm do
         %{id: e.swarm, home: e.home, backup: e.backup, epoch: e.epoch}
       end
 
-    {:ok, Map.put(SwarmService.Cluster.status(), :swarms, Enum.sort_by(swarms, & &1.id))}
+    durable =
+      for {id, _executor} <- SwarmService.Raft.swarms(),
+          status = SwarmService.Raft.status(id),
+          do: Map.put(status, :id, id)
+
+    {:ok,
+     SwarmService.Cluster.status()
+     |> Map.put(:swarms, Enum.sort_by(swarms, & &1.id))
+     |> Map.put(:durable, Enum.sort_by(durable, & &1.id))}
   end
 
   # ---- memory ----------------------------------------------------------------

@@ -228,6 +228,11 @@ defmodule SwarmService.CLI.CommandsTest do
           refute OSProcess.alive?(pid)
           assert {:ok, 200, %{"node" => ^name}} = HealthClient.get(health)
 
+          # The swarm and its agents were on disk: the new node has them.
+          assert {0, out, ""} = cli(["status"])
+          assert out =~ "swarms:  1"
+          assert out =~ "agents:  5"
+
           assert {0, out, ""} = cli(["stop"])
           assert out =~ "stopped (pid #{new_pid})"
           refute OSProcess.alive?(new_pid)

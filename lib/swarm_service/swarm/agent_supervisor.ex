@@ -42,7 +42,14 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     case GenServer.whereis(Swarm.via({:agents, swarm_id})) do
       sup when is_pid(sup) ->
         try do
-          start_child(sup, swarm_id, agent_id, executor)
+          case start_child(sup, swarm_id, agent_id, executor) do
+            # Ended while it was starting by a rebuild of the supervisor
+            # (which kills every process still named as the agent), when
+            # attaching took long enough (a durable swarm's attach waits
+            # for the disk): the rebuild may already have started it again.
+            {:error, :killed} -> retry(swarm_id, agent_id, executor, deadline, :killed)
+            started -> started
+          end
         catch
           :exit, reason -> retry(swarm_id, agent_id, executor, deadline, reason)
         end

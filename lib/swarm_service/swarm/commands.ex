@@ -7,34 +7,96 @@ defmodule SwarmService.Swarm.Commands do
   # applied, since applying it makes it visible to waiters at once.
   # Mutations need quorum; reads answer from the engine as it is.
   #
+  # A durable swarm's mutations go through its Raft log (engine/3): the
+  # engine applies them there (SwarmService.Swarm.Machine) once they are on
+  # disk. An in-memory swarm's are applied here directly.
+  #
   # Pids given here may belong to other nodes: the engine only addresses
   # local pids, so those are registered through a Cluster.Relay.
-  alias SwarmService.{Cluster, Coordination, Executor, Native, Swarm}
+  alias SwarmService.{Cluster, Coordination, Executor, Native, Raft, Swarm}
   alias SwarmService.Cluster.{Relay, Replication}
+  alias SwarmService.Ids
   alias SwarmService.Swarm.AgentHost
+
+  import Bitwise, only: [<<<: 2]
 
   # ---- swarms ---------------------------------------------------------------
 
-  # memory_quota: bytes, or nil for the node's default.
-  def create_swarm(name, topology, strategy, max_agents, executor, memory_quota \\ nil) do
+  # memory_quota: bytes, or nil for the node's default. storage: :disk,
+  # :memory, or nil for the default (see storage/1).
+  def create_swarm(
+        name,
+        topology,
+        strategy,
+        max_agents,
+        executor,
+        memory_quota \\ nil,
+        storage \\ nil
+      ) do
     with :ok <- quorum(),
+         {:ok, storage} <- storage(storage),
          {:ok, id} <-
-           Native.swarm_create(name, topology, strategy, max_agents, memory_quota) do
+           new_engine(storage, name, topology, strategy, max_agents, memory_quota, executor) do
       case Swarm.start(id, executor: executor) do
         {:ok, _} ->
           Replication.start(id, executor)
           {:ok, id}
 
         error ->
-          Native.swarm_destroy(id)
+          drop_engine(id)
           error
       end
     end
   end
 
+  @no_disk_in_cluster "storage: :disk is not available on a node in a cluster yet: " <>
+                        "there a swarm is kept in memory and copied to a backup node"
+
+  # A node on its own keeps its swarms on disk (SwarmService.Raft). A node
+  # in a cluster replicates them with the home/backup protocol
+  # (Cluster.Replication), whose failover copies are not Raft logs, so
+  # there a swarm is in memory (with its backup) and :disk is refused.
+  defp storage(wanted) do
+    case {wanted, clustered?()} do
+      {nil, false} -> {:ok, :disk}
+      {nil, true} -> {:ok, :memory}
+      {:disk, true} -> {:error, {:invalid_argument, @no_disk_in_cluster}}
+      {storage, _} -> {:ok, storage}
+    end
+  end
+
+  defp clustered? do
+    Cluster.members() != [node()] or Cluster.configured_members() not in [[], [node()]]
+  end
+
+  defp new_engine(:memory, name, topology, strategy, max_agents, quota, _executor),
+    do: Native.swarm_create(name, topology, strategy, max_agents, quota)
+
+  # The seed of the engine's randomness (retry jitter) is chosen here, once:
+  # inside the log every member and every replay must draw the same numbers.
+  defp new_engine(:disk, name, topology, strategy, max_agents, quota, executor) do
+    id = Native.new_swarm_id()
+
+    create = %{
+      name: name,
+      topology: topology,
+      strategy: strategy,
+      max_agents: max_agents,
+      # The default resolved now: it may be another one by the next replay.
+      memory_quota: quota || elem(Native.engine_node_room(), 2),
+      seed: :rand.uniform(1 <<< 62)
+    }
+
+    with :ok <- Raft.create(id, create, executor), do: {:ok, id}
+  end
+
+  defp drop_engine(id) do
+    if Raft.server(id), do: Raft.delete(id), else: Native.swarm_destroy(id)
+  end
+
   def destroy_swarm(id) do
     with :ok <- quorum(),
-         :ok <- Native.swarm_destroy(id) do
+         :ok <- drop_engine(id) do
       Swarm.stop(id)
       Replication.stop(id)
     end
@@ -62,7 +124,7 @@ defmodule SwarmService.Swarm.Commands do
          {:ok, place} <- placement_node(placement),
          :ok <- executor_available(executor, place),
          opts = Map.put(opts, :node, Atom.to_string(place)),
-         {:ok, agent_id} <- Native.agent_add(swarm_id, opts),
+         {:ok, agent_id} <- engine(swarm_id, :agent_add, [swarm_id, opts]),
          :ok <- record_item(swarm_id, :agent, agent_id) do
       case start_agent_process(swarm_id, agent_id, executor, place) do
         :ok ->
@@ -127,7 +189,7 @@ defmodule SwarmService.Swarm.Commands do
 
   def remove_agent(agent_id) do
     with :ok <- quorum(),
-         {:ok, pid} <- Native.agent_remove(agent_id) do
+         {:ok, pid} <- engine(Ids.swarm_of(agent_id), :agent_remove, [agent_id]) do
       swarm_id = Cluster.Directory.swarm_of(agent_id)
       Replication.record(swarm_id, {:agent_removed, agent_id})
       # The engine holds the process (or the relay of a remote one): ending
@@ -148,9 +210,16 @@ defmodule SwarmService.Swarm.Commands do
   def attach_agent(swarm_id, agent_id, pid) do
     local = Relay.local(pid)
 
-    with :ok <- Native.agent_attach(agent_id, local) do
-      Swarm.Server.watch(swarm_id, agent_id, local)
-      :ok
+    case Raft.server(swarm_id) do
+      # The swarm's leader watches the process (SwarmService.Swarm.Machine).
+      nil ->
+        with :ok <- Native.agent_attach(agent_id, local) do
+          Swarm.Server.watch(swarm_id, agent_id, local)
+          :ok
+        end
+
+      server ->
+        Raft.command(server, {:attach, agent_id, local})
     end
   end
 
@@ -164,7 +233,7 @@ defmodule SwarmService.Swarm.Commands do
     notify = notify && Relay.local(notify)
 
     with :ok <- quorum(),
-         {:ok, task_id} <- Native.task_submit(swarm_id, task, notify),
+         {:ok, task_id} <- engine(swarm_id, :task_submit, [swarm_id, task, notify]),
          :ok <- record_item(swarm_id, :task, task_id) do
       {:ok, task_id}
     end
@@ -174,7 +243,7 @@ defmodule SwarmService.Swarm.Commands do
 
   def cancel(task_id) do
     with :ok <- quorum(),
-         :ok <- Native.task_cancel(task_id) do
+         :ok <- engine(Ids.swarm_of(task_id), :task_cancel, [task_id]) do
       record_item(Cluster.Directory.swarm_of(task_id), :task, task_id)
     end
   end
@@ -183,7 +252,7 @@ defmodule SwarmService.Swarm.Commands do
   def unwatch(task_id, pid), do: Native.task_unwatch(task_id, Relay.local(pid))
 
   def claim(agent_id, lease_ms) do
-    with :ok <- quorum(), do: Native.work_claim(agent_id, lease_ms)
+    with :ok <- quorum(), do: engine(Ids.swarm_of(agent_id), :work_claim, [agent_id, lease_ms])
   end
 
   @doc "An agent names the worker of a slot; only a worker on this node can be sent to."
@@ -192,16 +261,18 @@ defmodule SwarmService.Swarm.Commands do
 
   def attach_worker(_agent_id, _slot, _pid, _work_id), do: :ignored
 
-  def worker_lost(agent_id, slot, reason), do: Native.agent_worker_lost(agent_id, slot, reason)
+  def worker_lost(agent_id, slot, reason),
+    do: engine(Ids.swarm_of(agent_id), :agent_worker_lost, [agent_id, slot, reason])
 
-  def progress(work_id, agent_id, progress), do: Native.work_progress(work_id, agent_id, progress)
+  def progress(work_id, agent_id, progress),
+    do: engine(Ids.swarm_of(work_id), :work_progress, [work_id, agent_id, progress])
 
   def complete(work_id, agent_id, result) do
     swarm_id = Cluster.Directory.swarm_of(work_id)
 
     with :ok <- quorum(),
          :ok <- Replication.record(swarm_id, fn -> unit_fact(:unit_result, work_id, [result]) end) do
-      case Native.work_complete(work_id, agent_id, result) do
+      case engine(swarm_id, :work_complete, [work_id, agent_id, result]) do
         :ok ->
           :ok
 
@@ -223,13 +294,14 @@ defmodule SwarmService.Swarm.Commands do
   end
 
   def fail(work_id, agent_id, reason, timed_out) do
-    with :ok <- quorum(), do: Native.work_fail(work_id, agent_id, reason, timed_out)
+    with :ok <- quorum(),
+         do: engine(Ids.swarm_of(work_id), :work_fail, [work_id, agent_id, reason, timed_out])
   end
 
   # ---- coordination -------------------------------------------------------------
 
   def coordinate(swarm_id, message, from) do
-    with {:ok, hops} <- Native.swarm_coordinate(swarm_id, from) do
+    with {:ok, hops} <- engine(swarm_id, :swarm_coordinate, [swarm_id, from]) do
       Coordination.start(swarm_id, message, hops)
     end
   end
@@ -248,7 +320,7 @@ defmodule SwarmService.Swarm.Commands do
 
   def memory_store(swarm_id, key, value, opts) do
     with :ok <- quorum(),
-         {:ok, version} <- Native.memory_store(swarm_id, key, value, opts),
+         {:ok, version} <- engine(swarm_id, :memory_store, [swarm_id, key, value, opts]),
          namespace = Map.get(opts, :namespace, "default"),
          :ok <- record_memory(swarm_id, namespace, key) do
       {:ok, version}
@@ -262,7 +334,7 @@ defmodule SwarmService.Swarm.Commands do
 
     with :ok <- quorum(),
          {:ok, version} <- version_for_backup(swarm_id, key, opts),
-         :ok <- Native.memory_delete(swarm_id, key, opts) do
+         :ok <- engine(swarm_id, :memory_delete, [swarm_id, key, opts]) do
       if version,
         do: Replication.record(swarm_id, {:memory_deleted, namespace, key, version}),
         else: :ok
@@ -286,7 +358,7 @@ defmodule SwarmService.Swarm.Commands do
 
   def share_discovery(swarm_id, discovery) do
     with :ok <- quorum(),
-         {:ok, id} <- Native.discovery_share(swarm_id, discovery),
+         {:ok, id} <- engine(swarm_id, :discovery_share, [swarm_id, discovery]),
          :ok <- record_item(swarm_id, :discovery, id) do
       {:ok, id}
     end
@@ -314,6 +386,36 @@ defmodule SwarmService.Swarm.Commands do
   end
 
   # ---- helpers ---------------------------------------------------------------------
+
+  @doc "The swarm's timers: what is due now; answers `{:ok, ms_to_next | nil}`."
+  def tick(swarm_id), do: engine(swarm_id, :swarm_tick, [swarm_id])
+
+  # One engine mutation: through the log of a durable swarm, directly for
+  # an in-memory one.
+  defp engine(swarm_id, fun, args) do
+    case Raft.server(swarm_id) do
+      nil ->
+        Kernel.apply(Native, fun, args)
+
+      server ->
+        with :ok <- node_room(fun, args), do: Raft.command(server, {:native, fun, args})
+    end
+  end
+
+  # The node's memory quota, for a durable swarm's write: checked before
+  # the write enters the log, since the engine applying the log cannot (the
+  # node's other swarms are not the same on every member, nor on a replay).
+  @growing [:task_submit, :memory_store, :discovery_share, :work_complete]
+
+  defp node_room(fun, args) when fun in @growing do
+    {held, quota, _swarm_default} = Native.engine_node_room()
+
+    if held + :erlang.external_size(args) > quota,
+      do: {:error, {:quota_exceeded, "node memory", quota}},
+      else: :ok
+  end
+
+  defp node_room(_fun, _args), do: :ok
 
   defp quorum do
     if Cluster.quorum?(), do: :ok, else: {:error, :no_quorum}

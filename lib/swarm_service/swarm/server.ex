@@ -10,6 +10,7 @@ defmodule SwarmService.Swarm.Server do
 
   alias SwarmService.Native
   alias SwarmService.Cluster.Replication
+  alias SwarmService.Swarm.Commands
 
   # Upper bound between ticks even when nothing seems due.
   @idle_tick_ms 1_000
@@ -89,10 +90,13 @@ defmodule SwarmService.Swarm.Server do
 
   def handle_info(_other, state), do: {:noreply, state}
 
+  # A durable swarm's tick is a command in its log, like any other change.
   defp tick(state) do
-    case Native.swarm_tick(state.id) do
+    case Commands.tick(state.id) do
       {:ok, nil} -> schedule(state, @idle_tick_ms)
       {:ok, ms} -> schedule(state, min(ms, @idle_tick_ms))
+      # Not committed in time: try again shortly.
+      {:error, :no_quorum} -> schedule(state, @idle_tick_ms)
       # The swarm was destroyed; our supervisor is being stopped.
       {:error, _} -> state
     end

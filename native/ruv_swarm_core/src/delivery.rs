@@ -16,6 +16,12 @@
 //! - A failed send to a worker resends to its agent; a failed send to an
 //!   agent detaches it (unless a new process attached meanwhile); a failed
 //!   send to a subscriber drops the subscription.
+//! - A *replicated* swarm (one whose state Raft rebuilds by replaying its
+//!   commands) never changes because of who is reachable: mailboxes are
+//!   this node's, the swarm's state is every member's. There, work for an
+//!   agent without a reachable process is not sent and the agent is not
+//!   detached; the owner is told (`Message::Unreachable`) and the host
+//!   decides, through the log, what to do about it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,6 +48,10 @@ pub struct Mailboxes<P> {
     pub report_outcomes: bool,
     /// When the owner will tick next (ms, engine clock).
     pub wake_at: u64,
+    /// Replicated swarm: reachability never changes the swarm (see above).
+    pub replicated: bool,
+    /// Agents found unreachable, for the owner to hear of.
+    pub unreachable: Vec<String>,
 }
 
 impl<P> Default for Mailboxes<P> {
@@ -56,6 +66,8 @@ impl<P> Default for Mailboxes<P> {
             owner: None,
             report_outcomes: false,
             wake_at: u64::MAX,
+            replicated: false,
+            unreachable: Vec::new(),
         }
     }
 }
@@ -100,6 +112,9 @@ pub enum Message {
     Discovery(Discovery),
     /// To the owner: tick, the next deadline moved earlier.
     Wakeup,
+    /// To the owner of a replicated swarm: work for this agent found no
+    /// reachable process.
+    Unreachable(String),
 }
 
 /// What a failed send means.
@@ -237,6 +252,10 @@ fn plan_into<P: Copy + Eq>(
                     agent_id: d.agent_id.clone(),
                 },
             ),
+            (None, None) if boxes.replicated => {
+                boxes.unreachable.push(d.agent_id);
+                continue;
+            }
             (None, None) => {
                 // Dispatched to an agent with no process: settled like a
                 // failed send.
@@ -298,6 +317,16 @@ fn plan_into<P: Copy + Eq>(
             }
         }
     }
+    for agent_id in std::mem::take(&mut boxes.unreachable) {
+        if let Some(to) = boxes.owner {
+            let message = plan.message(Message::Unreachable(agent_id));
+            plan.letters.push(Letter {
+                to,
+                message,
+                bounce: Bounce::Nothing,
+            });
+        }
+    }
     swarm.outbox.record_events = !boxes.subscribers.is_empty();
     if let (Some(next), Some(owner)) = (swarm.next_deadline(), boxes.owner) {
         if next < boxes.wake_at {
@@ -342,7 +371,11 @@ pub fn settle<P: Copy + Eq>(
                 // Unless a new process attached meanwhile.
                 if boxes.agent_pids.get(&seq) == Some(&pid) {
                     boxes.forget_agent(seq);
-                    let _ = swarm.detach_agent(&agent_id, NOT_ALIVE, now);
+                    if boxes.replicated {
+                        boxes.unreachable.push(agent_id);
+                    } else {
+                        let _ = swarm.detach_agent(&agent_id, NOT_ALIVE, now);
+                    }
                 }
             }
             Fix::Subscriber(pid) => {
@@ -425,6 +458,41 @@ mod tests {
         assert!(p.letters.is_empty());
         assert_eq!(s.agent(&agent_id).unwrap().status(), AgentStatus::Offline);
         assert!(!s.task(&t).unwrap().status.is_terminal());
+    }
+
+    #[test]
+    fn a_replicated_swarm_is_not_changed_by_who_is_reachable() {
+        // The same commands on two replicas: on one the agent's process is
+        // known and its sends fail, the other (a replay) knows no process.
+        let (mut a, agent_id, seq) = swarm_with_push_agent();
+        let mut b = Swarm::load(&a.save()).unwrap();
+        let mut boxes_a = Boxes {
+            replicated: true,
+            owner: Some(7),
+            ..Default::default()
+        };
+        boxes_a.agent_pids.insert(seq, 1);
+        let mut boxes_b = Boxes {
+            replicated: true,
+            ..Default::default()
+        };
+        a.submit(task("x"), 0).unwrap();
+        b.submit(task("x"), 0).unwrap();
+        let pa = plan(&mut a, &mut boxes_a, 0);
+        let pb = plan(&mut b, &mut boxes_b, 0);
+        assert!(matches!(pa.messages[0], Message::Work(_)));
+        assert!(pb.letters.is_empty());
+        // The send to the agent fails on replica a.
+        let (fix, _) = bounced(1, pa.letters[0].bounce.clone());
+        settle(&mut a, &mut boxes_a, fix.into_iter().collect(), 1);
+        let again = plan(&mut a, &mut boxes_a, 1);
+        assert_eq!(
+            again.messages,
+            vec![Message::Unreachable(agent_id.clone())],
+            "the owner hears of it"
+        );
+        assert_eq!(a.agent(&agent_id).unwrap().status(), AgentStatus::Busy);
+        assert_eq!(a.save(), b.save());
     }
 
     #[test]

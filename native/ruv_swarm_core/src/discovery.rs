@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::model::Payload;
 use crate::quota::{self, Room};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Discovery {
     pub id: String,
     pub agent_id: Option<String>,
@@ -18,7 +18,7 @@ pub struct Discovery {
 }
 
 /// Which discoveries a subscriber wants.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     pub kind: Option<String>,
     pub agent_id: Option<String>,
@@ -48,7 +48,7 @@ impl Discovery {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Log {
     entries: VecDeque<Discovery>,
     capacity: usize,

@@ -13,7 +13,7 @@
 /// Slot marker for an agent that left.
 const VACANT: u64 = 0;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JoinOrder {
     /// Agent seq per slot (never 0 for a present agent), in join order.
     slots: Vec<u64>,

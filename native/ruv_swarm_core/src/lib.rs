@@ -17,6 +17,7 @@ pub mod memory;
 pub mod model;
 pub mod quota;
 pub mod scheduler;
+pub mod seeded;
 pub mod swarm;
 pub mod task;
 pub mod topology;

@@ -12,7 +12,7 @@ use crate::limits;
 use crate::model::{check_list, check_name, check_payload, Payload};
 use crate::quota::{self, Room};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub value: Payload,
     /// Where the value's searchable text starts in `value`, when the value
@@ -61,7 +61,7 @@ pub struct Query {
 
 type Key = (String, String);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Memory {
     entries: BTreeMap<Key, Entry>,
     expiry: BinaryHeap<Reverse<(u64, Key)>>,

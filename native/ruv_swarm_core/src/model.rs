@@ -10,6 +10,7 @@ macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize)]
         pub enum $name { $($variant),+ }
 
         impl $name {
@@ -77,7 +78,7 @@ impl TaskStatus {
 }
 
 /// Observed behaviour of an agent, used by the adaptive strategy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentMetrics {
     pub completed: u64,
     pub failed: u64,
@@ -124,7 +125,7 @@ impl AgentMetrics {
 }
 
 /// What a caller asks for when adding an agent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentSpec {
     pub name: Option<String>,
     pub agent_type: String,
@@ -154,7 +155,7 @@ impl Default for AgentSpec {
 }
 
 /// Retry policy for each unit of work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Total attempts, 1 = never retry.
     pub max_attempts: u32,
@@ -173,7 +174,7 @@ impl Default for RetryPolicy {
 }
 
 /// One explicit step of a task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskSpec {
     /// Caller's name for the step, unique within the task.
     pub name: String,
@@ -184,7 +185,7 @@ pub struct SubtaskSpec {
 }
 
 /// What a caller submits.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
     pub description: String,
     pub input: Payload,

@@ -125,7 +125,7 @@ impl Room {
 }
 
 /// A swarm's quota, and the node's room as the host last reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quota {
     /// Most bytes the swarm may hold (`u64::MAX`: no limit).
     pub swarm_limit: u64,
@@ -256,7 +256,7 @@ pub fn result_bytes(r: &TaskResult) -> usize {
 /// The bytes every held task takes. Each task keeps what it was last
 /// measured at ([`Task::measured`]), so a change to one task is measured
 /// against what it held before.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     inputs: usize,
     results: usize,

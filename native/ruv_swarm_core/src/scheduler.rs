@@ -9,11 +9,11 @@
 //! sweep them all at once (the queue reports it is `dirty` and the swarm's
 //! timer tick finishes the sweep in bounded steps).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::model::Priority;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueEntry {
     /// Global readiness order (FIFO within a priority).
     pub order: u64,
@@ -31,7 +31,7 @@ const SEGMENT: usize = 4096;
 
 /// A FIFO made of bounded segments: growing it never copies more than one
 /// segment, so a push stays cheap at a million entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct SegQueue {
     segs: VecDeque<VecDeque<QueueEntry>>,
 }
@@ -95,14 +95,15 @@ impl SegQueue {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CapQueue {
     by_priority: [SegQueue; 4],
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadyQueues {
-    queues: HashMap<Vec<String>, CapQueue>,
+    /// Ordered, so scans visit queues in the same order on every replica.
+    queues: BTreeMap<Vec<String>, CapQueue>,
     next_order: u64,
     len: usize,
     /// A pop stopped at its stale budget: stale entries may hide live ones.
@@ -291,7 +292,9 @@ pub enum Verdict {
     Stale,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum TimerKind {
     /// The attempt (or a pull agent's lease) ran out of time.
     AttemptDeadline,
@@ -299,7 +302,9 @@ pub enum TimerKind {
     RetryReady,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timer {
     pub at: u64,
     pub kind: TimerKind,
@@ -311,7 +316,7 @@ pub struct Timer {
 /// Timers in deadline order; cancelled timers are recognised as stale when
 /// due. A B-tree rather than a heap: it never reallocates wholesale, so
 /// adding a timer stays cheap with a million pending.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timers {
     set: BTreeSet<Timer>,
 }

@@ -13,10 +13,7 @@
 //! `timers` (deadlines, leases, backoffs), `knowledge` (memory and
 //! discoveries) and [`snapshot`] (export and import).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::discovery::{self, Discovery};
 use crate::error::{Error, Result};
@@ -28,6 +25,7 @@ use crate::memory::{self, Entry, Memory, Query};
 use crate::model::*;
 use crate::quota::{self as quotas, Ledger, Quota};
 use crate::scheduler::{self, ReadyQueues, Timer, TimerKind, Timers, Verdict};
+use crate::seeded::SeededRng;
 use crate::task::{self, AttemptOutcome, Task, TaskResult, UnitState};
 use crate::topology;
 
@@ -36,6 +34,7 @@ mod agents;
 mod dispatch;
 mod knowledge;
 pub mod snapshot;
+mod state;
 mod tasks;
 mod timers;
 
@@ -44,7 +43,7 @@ const CANDIDATES: usize = 8;
 /// Most units one agent may run at once.
 pub const MAX_CAPACITY: u32 = 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub seq: u64,
     pub id: String,
@@ -71,7 +70,7 @@ pub struct Agent {
 
 /// A unit an agent holds, and the slot (0..capacity) it occupies. A push
 /// agent runs one worker per slot, so the slot names the worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Held {
     task: u64,
     unit: u32,
@@ -178,7 +177,7 @@ impl Outbox {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub tasks_submitted: u64,
     pub units_dispatched: u64,
@@ -191,7 +190,7 @@ pub struct Counters {
     pub events: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SwarmConfig {
     pub name: String,
     pub topology: Topology,
@@ -233,6 +232,7 @@ pub struct SwarmStatus {
     pub counters: Counters,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Swarm {
     pub id: String,
     pub name: String,
@@ -248,7 +248,7 @@ pub struct Swarm {
     /// Online push agents with a free slot.
     free: Vec<u64>,
     free_cursor: usize,
-    cap_holders: HashMap<String, u32>,
+    cap_holders: BTreeMap<String, u32>,
     next_agent: u64,
     next_task: u64,
     next_discovery: u64,
@@ -273,10 +273,12 @@ pub struct Swarm {
     /// command adds work bounded by its own size, never by the swarm's:
     /// tests check it.
     steps: u64,
-    rng: SmallRng,
+    rng: SeededRng,
     /// The swarm's memory quota and the bytes its tasks hold.
     quota: Quota,
     ledger: Ledger,
+    /// Effects of the command being applied; drained after each one.
+    #[serde(skip)]
     pub outbox: Outbox,
 }
 
@@ -305,7 +307,7 @@ impl Swarm {
             order: JoinOrder::default(),
             free: Vec::new(),
             free_cursor: 0,
-            cap_holders: HashMap::new(),
+            cap_holders: BTreeMap::new(),
             next_agent: 1,
             next_task: 1,
             next_discovery: 1,
@@ -322,7 +324,8 @@ impl Swarm {
             task_counts: [0; 6],
             success_ewma: 1.0,
             steps: 0,
-            rng: SmallRng::from_rng(&mut rand::rng()),
+            // Replaced by `seed` for a swarm that must be deterministic.
+            rng: SeededRng::new(rand::random()),
             quota: Quota::new(cfg.memory_quota),
             ledger: Ledger::default(),
             outbox: Outbox::default(),
@@ -338,9 +341,11 @@ impl Swarm {
     /// Like `emit`, for an event built from the swarm itself.
     fn emit_from(&mut self, now: u64, event: impl FnOnce(&Self) -> Event) {
         self.counters.events += 1;
+        // Numbered whether or not anyone listens: who listens is not part
+        // of a replicated swarm's state, and its numbers must agree.
+        let seq = self.next_event;
+        self.next_event += 1;
         if self.outbox.record_events {
-            let seq = self.next_event;
-            self.next_event += 1;
             let event = event(self);
             self.outbox.events.push(EventRecord {
                 seq,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::model::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UnitState {
     /// Waiting for dependencies.
     Blocked,
@@ -53,7 +53,7 @@ impl UnitState {
 pub const MAX_ATTEMPT_ERROR_BYTES: usize = 512;
 
 /// How one attempt of a unit ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttemptOutcome {
     Completed,
     /// Failed with this reason (truncated to [`MAX_ATTEMPT_ERROR_BYTES`]).
@@ -66,7 +66,7 @@ pub enum AttemptOutcome {
 
 /// One ended attempt: who ran it, how it ended and how long it took.
 /// A unit has at most `limits::MAX_ATTEMPTS` of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
     /// The agent (sequence number) that ran it.
@@ -87,7 +87,7 @@ pub fn truncated(s: &str, max: usize) -> Box<str> {
 /// The rarely needed part of a unit: allocated only once a unit has any
 /// of it (a subtask's name, capabilities or dependencies, a result, a
 /// failure, an ended attempt). A queued unit of a plain task has none.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UnitRun {
     /// A subtask's name; empty for the units of a task without subtasks,
     /// whose names are derived (see [`Task::unit_name`]).
@@ -120,7 +120,7 @@ static NO_RUN: UnitRun = UnitRun {
     history: Vec::new(),
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Unit {
     /// `None`: the input is the previous pipeline step's result.
     pub input: Option<Payload>,
@@ -213,7 +213,7 @@ impl Unit {
 }
 
 /// The aggregated result of a completed task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TaskResult {
     /// One unit, a sequential pipeline's last step, or an adaptive winner.
     Single(Payload),
@@ -223,7 +223,7 @@ pub enum TaskResult {
     Named(Vec<(String, Payload)>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     /// The task's number in its swarm; its id is derived from it (see
     /// [`Task::id`]).
@@ -250,7 +250,7 @@ pub struct Task {
 }
 
 /// The part of a task a queued one does not have yet.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TaskLife {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,

@@ -47,29 +47,35 @@ fn agent_add<'a>(env: Env<'a>, swarm_id: Term<'a>, opts: Term<'a>) -> Term<'a> {
 
 /// The agent's process is running: it receives work as messages.
 #[rustler::nif]
-fn agent_attach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid) -> Term<'a> {
+fn agent_attach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: Term<'a>) -> Term<'a> {
     let id = codec::string(agent_id, "agent id");
+    let pid = codec::any_pid(pid, "pid");
     let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
     with_swarm(env, cell, |st, now| {
-        let id = id?;
+        let (id, pid) = (id?, codec::pid_for(pid?, st.replicated(), "pid")?);
         let seq = st.swarm.agent(&id)?.seq;
         st.boxes.forget_agent(seq);
-        st.boxes.agent_pids.insert(seq, pid);
+        if let Some(pid) = pid {
+            st.boxes.agent_pids.insert(seq, pid);
+        }
         st.swarm.attach_agent(&id, now)?;
         ok_atom(env)
     })
 }
 
 /// The agent's process `pid` ended. Ignored if the agent has since been
-/// attached to a newer process.
+/// attached to a newer process; a replicated swarm's machine has decided
+/// that itself (from its log), so there the agent is detached regardless.
 #[rustler::nif]
-fn agent_detach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: LocalPid, reason: Term<'a>) -> Term<'a> {
+fn agent_detach<'a>(env: Env<'a>, agent_id: Term<'a>, pid: Term<'a>, reason: Term<'a>) -> Term<'a> {
     let id = codec::string(agent_id, "agent id");
+    let pid = codec::any_pid(pid, "pid");
     let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
     with_swarm(env, cell, |st, now| {
         let (id, reason) = (id?, codec::string(reason, "reason")?);
+        let pid = codec::pid_for(pid?, st.replicated(), "pid")?;
         let seq = st.swarm.agent(&id)?.seq;
-        if st.boxes.agent_pids.get(&seq) != Some(&pid) {
+        if !st.replicated() && st.boxes.agent_pids.get(&seq) != pid.as_ref() {
             return Ok(atoms::ignored().encode(env));
         }
         st.boxes.forget_agent(seq);

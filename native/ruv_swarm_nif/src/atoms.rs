@@ -20,7 +20,7 @@ rustler::atoms! {
     push, pull,
     // message tags
     swarm_work, swarm_cancel, swarm_task_done, swarm_task_finished, swarm_event, swarm_discovery,
-    swarm_wakeup, ruv_swarm_log,
+    swarm_wakeup, swarm_agent_unreachable, ruv_swarm_log,
     // log levels
     debug, info, warning,
     // record keys

@@ -17,6 +17,28 @@ fn invalid(what: &str, expected: &str) -> Error {
     Error::invalid(format!("{what} must be {expected}"))
 }
 
+/// A pid term: `Some` when it is a pid of this VM, `None` for any other
+/// pid (another node's, or one of a previous run of this node, as a
+/// replicated swarm's log replays it).
+pub fn any_pid(t: Term, what: &str) -> Result<Option<rustler::LocalPid>> {
+    if t.get_type() != rustler::TermType::Pid {
+        return Err(Error::invalid(format!("{what} must be a pid")));
+    }
+    Ok(t.decode::<rustler::LocalPid>().ok())
+}
+
+/// A local pid, or for a replicated swarm any pid (see [`any_pid`]).
+pub fn pid_for(
+    pid: Option<rustler::LocalPid>,
+    replicated: bool,
+    what: &str,
+) -> Result<Option<rustler::LocalPid>> {
+    match pid {
+        None if !replicated => Err(Error::invalid(format!("{what} must be a local pid"))),
+        pid => Ok(pid),
+    }
+}
+
 pub fn is_nil(t: Term) -> bool {
     t == atoms::nil().to_term(t.get_env())
 }

@@ -12,16 +12,17 @@ use parking_lot::MutexGuard;
 use rustler::{Encoder, Env, LocalPid, Term};
 use ruv_swarm_core::delivery::{self, Fix, Letter, Message};
 
-use crate::registry::{now_ms, Cell, State};
+use crate::registry::{Cell, State};
 use crate::{atoms, codec};
 
 /// Sends the effects of the command just applied to the locked swarm `st`
 /// and releases it.
 pub fn post<'c>(env: Env, cell: &'c Cell, mut st: MutexGuard<'c, State>) {
     loop {
-        let State { swarm, boxes } = &mut *st;
-        let plan = delivery::plan(swarm, boxes, now_ms());
-        if plan.is_empty() {
+        let now = st.now();
+        let State { swarm, boxes, .. } = &mut *st;
+        let plan = delivery::plan(swarm, boxes, now);
+        if plan.is_empty() || st.muted {
             return;
         }
         let terms: Vec<Term> = plan.messages.iter().map(|m| encode(env, &st, m)).collect();
@@ -33,8 +34,9 @@ pub fn post<'c>(env: Env, cell: &'c Cell, mut st: MutexGuard<'c, State>) {
             return;
         }
         st = cell.lock();
-        let State { swarm, boxes } = &mut *st;
-        delivery::settle(swarm, boxes, fixes, now_ms());
+        let now = st.now();
+        let State { swarm, boxes, .. } = &mut *st;
+        delivery::settle(swarm, boxes, fixes, now);
     }
 }
 
@@ -81,6 +83,12 @@ fn encode<'a>(env: Env<'a>, st: &State, m: &Message) -> Term<'a> {
         )
             .encode(env),
         Message::Wakeup => (atoms::swarm_wakeup(), codec::bin(env, &swarm.id)).encode(env),
+        Message::Unreachable(agent_id) => (
+            atoms::swarm_agent_unreachable(),
+            codec::bin(env, &swarm.id),
+            codec::bin(env, agent_id),
+        )
+            .encode(env),
     }
 }
 

@@ -17,6 +17,7 @@ mod limits;
 mod logging;
 mod memory;
 mod registry;
+mod replicated;
 mod snapshot;
 mod swarm;
 mod task;

@@ -22,6 +22,24 @@ pub struct State {
     /// Who listens: agent and worker processes, subscribers, waiters, the
     /// owner (the delivery policy is `ruv_swarm_core::delivery`).
     pub boxes: Mailboxes<LocalPid>,
+    /// A replicated swarm's clock (ms): the time of the Raft command being
+    /// applied, set by `swarm_set_clock`. None: the node's clock.
+    pub clock: Option<u64>,
+    /// Effects are planned but not sent: a replicated swarm's engine being
+    /// rebuilt from its log, or on a member that is not the leader.
+    pub muted: bool,
+}
+
+impl State {
+    /// The time commands run at: a replicated swarm's own clock, so every
+    /// member and every replay computes the same deadlines.
+    pub fn now(&self) -> u64 {
+        self.clock.unwrap_or_else(now_ms)
+    }
+
+    pub fn replicated(&self) -> bool {
+        self.clock.is_some()
+    }
 }
 
 /// A swarm's state, and the lock its messages are sent under: a command
@@ -93,13 +111,23 @@ pub fn now_ms() -> u64 {
 }
 
 pub fn insert(swarm: Swarm) {
-    let id = swarm.id.clone();
+    insert_cell(new_cell(swarm, None));
+}
+
+/// Inserts (or replaces) a replicated swarm whose clock starts at `now`.
+pub fn insert_replicated(swarm: Swarm, now: u64) {
+    insert_cell(new_cell(swarm, Some(now)));
+}
+
+fn insert_cell(cell: Arc<Cell>) {
+    let id = cell.lock().swarm.id.clone();
     let old = SWARMS
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(id, new_cell(swarm));
+        .insert(id, cell);
     if let Some(old) = old {
         release(&old);
+        free_later(old);
     }
 }
 
@@ -109,16 +137,21 @@ pub fn insert_new(swarm: Swarm) -> Result<()> {
     if swarms.contains_key(&swarm.id) {
         return Err(Error::SwarmExists);
     }
-    swarms.insert(swarm.id.clone(), new_cell(swarm));
+    swarms.insert(swarm.id.clone(), new_cell(swarm, None));
     Ok(())
 }
 
-fn new_cell(swarm: Swarm) -> Arc<Cell> {
+fn new_cell(swarm: Swarm, clock: Option<u64>) -> Arc<Cell> {
     let held = swarm.usage().total() as u64;
     NODE_HELD.fetch_add(held, Ordering::Relaxed);
     let state = State {
         swarm,
-        boxes: Mailboxes::default(),
+        boxes: Mailboxes {
+            replicated: clock.is_some(),
+            ..Mailboxes::default()
+        },
+        clock,
+        muted: false,
     };
     Arc::new(Cell {
         state: Mutex::new(state),
@@ -198,8 +231,15 @@ fn release(cell: &Cell) {
     }
 }
 
-/// Tells the swarm how much the node may still take.
+/// Tells the swarm how much the node may still take. A replicated swarm
+/// is not told: the node's other swarms differ between members and between
+/// a run and its replay, so the node's quota is checked before a command
+/// enters the log (`engine_node_room`), never while it is applied.
 fn give_node_room(st: &mut State) {
+    if st.replicated() {
+        st.swarm.set_node_room(u64::MAX, u64::MAX);
+        return;
+    }
     let (held, quota, _) = node_usage();
     st.swarm.set_node_room(quota.saturating_sub(held), quota);
 }
@@ -326,7 +366,8 @@ pub fn with_swarm<'a>(
         // failed delivery made the swarm retry work.)
         settle(&cell, &st);
         give_node_room(&mut st);
-        let r = f(&mut st, now_ms());
+        let now = st.now();
+        let r = f(&mut st, now);
         settle(&cell, &st);
         delivery::post(env, &cell, st);
         r

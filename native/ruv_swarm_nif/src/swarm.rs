@@ -24,29 +24,7 @@ fn swarm_create<'a>(
     memory_quota: Term<'a>,
 ) -> Term<'a> {
     let result = (|| {
-        let cfg = SwarmConfig {
-            name: codec::string(name, "name")?,
-            topology: codec::name_of(topology, "topology", Topology::parse)?,
-            strategy: codec::name_of(strategy, "strategy", Strategy::parse)?,
-            max_agents: codec::uint(
-                max_agents,
-                "max_agents",
-                1,
-                limits::MAX_AGENTS_PER_SWARM as u64,
-            )? as u32,
-            // nil: the node's default (see `engine_set_quotas`).
-            memory_quota: if codec::is_nil(memory_quota) {
-                registry::default_swarm_quota()
-            } else {
-                codec::uint(
-                    memory_quota,
-                    "memory_quota",
-                    limits::MIN_MEMORY_QUOTA_BYTES,
-                    u64::MAX >> 1,
-                )?
-            },
-            ..Default::default()
-        };
+        let cfg = config(name, topology, strategy, max_agents, memory_quota)?;
         let swarm = Swarm::new(ids::new_swarm_id(), cfg, registry::now_ms())?;
         let id = swarm.id.clone();
         tracing::info!(swarm = %id, "swarm created");
@@ -54,6 +32,39 @@ fn swarm_create<'a>(
         ok(env, codec::bin(env, &id))
     })();
     crate::error::reply(env, result)
+}
+
+/// A new swarm's configuration from `swarm_create`'s arguments.
+pub(crate) fn config(
+    name: Term,
+    topology: Term,
+    strategy: Term,
+    max_agents: Term,
+    memory_quota: Term,
+) -> ruv_swarm_core::Result<SwarmConfig> {
+    Ok(SwarmConfig {
+        name: codec::string(name, "name")?,
+        topology: codec::name_of(topology, "topology", Topology::parse)?,
+        strategy: codec::name_of(strategy, "strategy", Strategy::parse)?,
+        max_agents: codec::uint(
+            max_agents,
+            "max_agents",
+            1,
+            limits::MAX_AGENTS_PER_SWARM as u64,
+        )? as u32,
+        // nil: the node's default (see `engine_set_quotas`).
+        memory_quota: if codec::is_nil(memory_quota) {
+            registry::default_swarm_quota()
+        } else {
+            codec::uint(
+                memory_quota,
+                "memory_quota",
+                limits::MIN_MEMORY_QUOTA_BYTES,
+                u64::MAX >> 1,
+            )?
+        },
+        ..Default::default()
+    })
 }
 
 #[rustler::nif]

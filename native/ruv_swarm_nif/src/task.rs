@@ -81,14 +81,15 @@ fn task_submit<'a>(env: Env<'a>, swarm_id: Term<'a>, task: Term<'a>, notify: Ter
     let notify = if codec::is_nil(notify) {
         Ok(None)
     } else {
-        notify
-            .decode::<LocalPid>()
-            .map(Some)
-            .map_err(|_| Error::invalid("notify must be a local pid"))
+        codec::any_pid(notify, "notify").map(Some)
     };
     let cell = registry::swarm_of(swarm_id);
     with_swarm(env, cell, |st, now| {
-        let (spec, notify) = (spec?, notify?);
+        let spec = spec?;
+        let notify = match notify? {
+            Some(pid) => codec::pid_for(pid, st.replicated(), "notify")?,
+            None => None,
+        };
         let id = st.swarm.submit(spec, now)?;
         if let Some(pid) = notify {
             // Registered before the effects are delivered, so even a task

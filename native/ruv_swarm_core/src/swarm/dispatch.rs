@@ -114,15 +114,10 @@ impl Swarm {
         lease_ms: Option<u64>,
         now: u64,
     ) -> Option<WorkItem> {
-        let n = self.order.len();
         let a = &self.agents[&agent];
         let before = a.status();
         let dispatch = a.dispatch;
         let agent_id = a.id.clone();
-        let route: Vec<String> = topology::work_path(self.topology, self.position(a), n)
-            .into_iter()
-            .map(|p| self.agent_at(p).id.clone())
-            .collect();
         let t = self.tasks.get_mut(&task).expect("live task");
         let u = &mut t.units[unit as usize];
         u.attempts += 1;
@@ -130,30 +125,17 @@ impl Swarm {
         u.agent = Some(agent);
         u.dispatched_at = now;
         let attempt = u.attempts;
-        let unit_name = t.unit_name(unit).into_owned();
-        let task_id = t.id(&self.id);
         let timeout = lease_ms.or(t.timeout_ms);
         if t.started_at().is_none() {
             t.life_mut().started_at = Some(now);
         }
-        let work = WorkItem {
-            work_id: work_id(&task_id, unit, attempt),
-            task_id,
-            unit: unit_name.clone(),
-            attempt,
-            description: t.description.to_string(),
-            input: t.input_of(unit),
-            input_is_description: t.input_is_description(unit),
-            context: t.context_of(unit),
-            timeout_ms: timeout,
-            priority: t.priority,
-            route,
-        };
         // A push agent's worker starts the moment the work reaches it and a
         // pull agent claimed it to run it: either way it is running now.
         if t.status == TaskStatus::Pending {
             self.set_task_status(task, TaskStatus::Running);
         }
+        let work = self.work_item(task, unit, attempt, agent, timeout);
+        let unit_name = work.unit.clone();
         let a = self.agents.get_mut(&agent).expect("agent");
         let slot = a.free_slot();
         a.running += 1;
@@ -196,6 +178,62 @@ impl Swarm {
             work,
         });
         None
+    }
+
+    /// What an agent needs to run one attempt of a unit it holds.
+    fn work_item(
+        &self,
+        task: u64,
+        unit: u32,
+        attempt: u32,
+        agent: u64,
+        timeout_ms: Option<u64>,
+    ) -> WorkItem {
+        let a = &self.agents[&agent];
+        let route: Vec<String> =
+            topology::work_path(self.topology, self.position(a), self.order.len())
+                .into_iter()
+                .map(|p| self.agent_at(p).id.clone())
+                .collect();
+        let t = &self.tasks[&task];
+        let task_id = t.id(&self.id);
+        WorkItem {
+            work_id: work_id(&task_id, unit, attempt),
+            task_id,
+            unit: t.unit_name(unit).into_owned(),
+            attempt,
+            description: t.description.to_string(),
+            input: t.input_of(unit),
+            input_is_description: t.input_is_description(unit),
+            context: t.context_of(unit),
+            timeout_ms,
+            priority: t.priority,
+            route,
+        }
+    }
+
+    /// Sends every push agent the work it holds again: for a new leader of
+    /// a replicated swarm, whose log gave its agents work that no message
+    /// carried (the engine was being rebuilt, nothing was sent). An agent
+    /// that already has a unit runs it once more at worst (at-least-once);
+    /// its second completion is ignored. The state does not change.
+    pub fn redeliver(&mut self) {
+        let mut orders = Vec::new();
+        for a in self.agents.values() {
+            if a.dispatch != Dispatch::Push || !a.online {
+                continue;
+            }
+            for h in &a.work {
+                let lease = self.tasks[&h.task].timeout_ms;
+                orders.push(DispatchOrder {
+                    agent_seq: a.seq,
+                    agent_id: a.id.clone(),
+                    slot: h.slot,
+                    work: self.work_item(h.task, h.unit, h.attempt, a.seq, lease),
+                });
+            }
+        }
+        self.outbox.dispatches.extend(orders);
     }
 
     /// Gives a free push agent queued work until it is full.

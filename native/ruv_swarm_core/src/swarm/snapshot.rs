@@ -254,7 +254,8 @@ fn agent_record(a: &Agent) -> AgentRecord {
 
 /// Swarm ids name registry entries and prefix every child id, so an
 /// imported one must look like one the engine makes.
-fn check_swarm_id(id: &str) -> Result<()> {
+/// Checks that `id` is spelled like a swarm id.
+pub fn check_swarm_id(id: &str) -> Result<()> {
     check_name("swarm id", id)?;
     let ok = id.strip_prefix("swarm-").is_some_and(|rest| {
         !rest.is_empty()

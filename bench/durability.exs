@@ -1,0 +1,208 @@
+# What durability costs, one node: write latency and end-to-end trivial
+# tasks/s for `storage: :memory` against `storage: :disk` (each write on
+# disk, fdatasync'ed, before it is acknowledged), recovery speed of a large
+# swarm, and disk bytes per task.
+#
+#     mix run bench/durability.exs
+#     QUICK=1 mix run bench/durability.exs     # smaller sizes
+#
+# Goals (issue 15, 2-core machine): :disk write p50 <= 0.5 ms and >= 10,000
+# tasks/s; recovery >= 100,000 log entries/s.
+#
+# Recovery: a swarm with N finished tasks and N memory entries has its Raft
+# server killed; the time until it answers again is the replay of its
+# snapshot and log into a fresh engine.
+
+Code.require_file("percentile.exs", __DIR__)
+Code.require_file("rss.exs", __DIR__)
+
+defmodule Bench.Durability.Echo do
+  @behaviour SwarmService.Executor
+  def run(%{input: input}, _ctx), do: {:ok, input}
+end
+
+defmodule Bench.Durability do
+  alias SwarmService.{Raft, RuvSwarm}
+
+  def quick?, do: System.get_env("QUICK") == "1"
+
+  def write_latency(storage, n) do
+    {:ok, s} = RuvSwarm.spawn_swarm(name: "lat-#{storage}", storage: storage)
+    value = String.duplicate("x", 100)
+    for i <- 1..200, do: {:ok, _} = RuvSwarm.memory_store(s, "warm#{i}", value)
+
+    samples =
+      for i <- 1..n do
+        t0 = System.monotonic_time(:nanosecond)
+        {:ok, _} = RuvSwarm.memory_store(s, "k#{i}", value)
+        System.monotonic_time(:nanosecond) - t0
+      end
+      |> Enum.sort()
+
+    :ok = RuvSwarm.destroy_swarm(s)
+    us = fn p -> Float.round(Bench.Percentile.of(samples, p) / 1000, 1) end
+    %{p50_us: us.(0.5), p99_us: us.(0.99)}
+  end
+
+  # `submitters` processes each keep `window` tasks in flight.
+  def tasks_per_second(storage, total, agents, submitters, window) do
+    {:ok, s} =
+      RuvSwarm.spawn_swarm(
+        name: "tput-#{storage}",
+        storage: storage,
+        agents: agents,
+        max_agents: agents,
+        executor: {:module, Bench.Durability.Echo, nil}
+      )
+
+    per = div(total, submitters)
+    t0 = System.monotonic_time(:microsecond)
+
+    1..submitters
+    |> Enum.map(fn _ -> Task.async(fn -> submit_loop(s, per, window, 0) end) end)
+    |> Enum.each(&Task.await(&1, :infinity))
+
+    secs = (System.monotonic_time(:microsecond) - t0) / 1_000_000
+    :ok = RuvSwarm.destroy_swarm(s)
+    round(per * submitters / secs)
+  end
+
+  defp submit_loop(_s, 0, _window, 0), do: :ok
+
+  defp submit_loop(s, left, window, open) when left > 0 and open < window do
+    {:ok, _} = RuvSwarm.orchestrate(s, %{description: "t", input: 1}, notify: self())
+    submit_loop(s, left - 1, window, open + 1)
+  end
+
+  defp submit_loop(s, left, window, open) do
+    receive do
+      {:swarm_task_done, _, {:ok, _}} -> submit_loop(s, left, window, open - 1)
+    end
+  end
+
+  def dir_bytes(dir) do
+    {out, 0} = System.cmd("du", ["-sb", dir])
+    out |> String.split() |> hd() |> String.to_integer()
+  end
+
+  def recovery(n) do
+    {:ok, s} =
+      RuvSwarm.spawn_swarm(
+        name: "recovery",
+        agents: 4,
+        max_agents: 4,
+        executor: {:module, Bench.Durability.Echo, nil}
+      )
+
+    before = dir_bytes(Raft.data_dir())
+    fill_tasks(s, n)
+    task_bytes = dir_bytes(Raft.data_dir()) - before
+    value = String.duplicate("v", 64)
+
+    1..n
+    |> Task.async_stream(fn i -> {:ok, _} = RuvSwarm.memory_store(s, "m#{i}", value) end,
+      max_concurrency: 32,
+      ordered: false
+    )
+    |> Stream.run()
+
+    server = {name, _} = Raft.server(s)
+    overview = overview(server)
+    old = Process.whereis(name)
+    t0 = System.monotonic_time(:microsecond)
+    Process.exit(old, :kill)
+    wait_restarted(name, old)
+    # As the node's boot does (SwarmService.Raft): a lone member elects
+    # itself at once instead of after an election timeout.
+    :ra.trigger_election(server)
+    :ok = Raft.command(server, :noop)
+    ms = (System.monotonic_time(:microsecond) - t0) / 1000
+    {:ok, status} = RuvSwarm.swarm_status(s)
+    after_overview = overview(server)
+    :ok = RuvSwarm.destroy_swarm(s)
+
+    replayed = log_entries_after_snapshot(overview)
+
+    %{
+      tasks: n,
+      memory_entries: n,
+      recovered_completed: status.tasks.completed,
+      recovery_ms: Float.round(ms, 1),
+      log_entries_replayed: replayed,
+      entries_per_s: if(ms > 0, do: round(replayed / (ms / 1000)), else: nil),
+      snapshot_index: get_in(after_overview, [:log, :snapshot_index]),
+      disk_bytes_per_task: Float.round(task_bytes / n, 1)
+    }
+  end
+
+  defp overview(server) do
+    {:ok, state, _} = :ra_server_proc.local_state_query(server, :all, 5_000)
+    :ra_server.overview(state)
+  end
+
+  defp log_entries_after_snapshot(overview) do
+    last = overview[:last_applied] || overview[:commit_index] || 0
+    snap = get_in(overview, [:log, :snapshot_index]) || 0
+    last - snap
+  end
+
+  defp fill_tasks(s, n) do
+    per = div(n, 8)
+
+    1..8
+    |> Enum.map(fn _ -> Task.async(fn -> submit_loop(s, per, 128, 0) end) end)
+    |> Enum.each(&Task.await(&1, :infinity))
+  end
+
+  defp wait_restarted(name, old) do
+    case Process.whereis(name) do
+      pid when is_pid(pid) and pid != old ->
+        :ok
+
+      _ ->
+        Process.sleep(1)
+        wait_restarted(name, old)
+    end
+  end
+end
+
+quick = Bench.Durability.quick?()
+writes = if quick, do: 1_000, else: 5_000
+tasks = if quick, do: 10_000, else: 50_000
+recovery_n = if quick, do: 10_000, else: 100_000
+
+rows =
+  for storage <- [:memory, :disk] do
+    lat = Bench.Durability.write_latency(storage, writes)
+    tps = Bench.Durability.tasks_per_second(storage, tasks, 8, 8, 64)
+    row = Map.merge(lat, %{storage: storage, tasks_per_s: tps})
+    IO.puts(:jiffy.encode(%{bench: "durability_write", result: row}))
+    row
+  end
+
+IO.puts("\nstorage   write p50    write p99    tasks/s (8 agents, 8x64 in flight)")
+
+for r <- rows do
+  IO.puts(
+    String.pad_trailing(to_string(r.storage), 10) <>
+      String.pad_trailing("#{r.p50_us} us", 13) <>
+      String.pad_trailing("#{r.p99_us} us", 13) <> "#{r.tasks_per_s}"
+  )
+end
+
+[mem, disk] = rows
+
+IO.puts(
+  "disk/memory: write p50 x#{Float.round(disk.p50_us / mem.p50_us, 1)}, tasks/s x#{Float.round(disk.tasks_per_s / mem.tasks_per_s, 2)}"
+)
+
+rec = Bench.Durability.recovery(recovery_n)
+IO.puts(:jiffy.encode(%{bench: "durability_recovery", result: rec}))
+
+IO.puts(
+  "\nrecovery of #{rec.tasks} finished tasks + #{rec.memory_entries} memory entries: " <>
+    "#{rec.recovery_ms} ms, #{rec.log_entries_replayed} log entries replayed " <>
+    "(#{rec.entries_per_s}/s), #{rec.disk_bytes_per_task} disk bytes per task"
+)
+
+IO.puts("RSS at the end: #{Float.round(Bench.Rss.mib(), 1)} MiB")

@@ -1,0 +1,366 @@
+defmodule SwarmService.Raft do
+  @moduledoc """
+  Durable swarms. A `storage: :disk` swarm is a Ra (Raft) cluster whose state
+  machine is the swarm's engine (`SwarmService.Swarm.Machine`): every command
+  that changes the swarm is appended to its log, written to disk (fdatasync)
+  and only then applied and answered, so an acknowledged command survives a
+  kill -9 of the node. Ra snapshots the engine's export now and then, which
+  keeps the log short.
+
+  This process starts the node's Ra system (data under `data_dir/0`), keeps
+  the catalogue of durable swarms (`SwarmService.Raft.Catalogue`) and on boot
+  restarts the Ra server of every swarm in it, so the engines are rebuilt
+  before anything else can reach them. Which swarms are durable is an ETS
+  table read by `server/1` on every command.
+
+  Data directory: `RUV_SWARM_DATA_DIR`, else `$RUV_SWARM_HOME/data`, else
+  `config :swarm_service, :data_dir`, else `~/.ruv-swarm/data`; each node
+  uses a folder named after it inside.
+  """
+  use GenServer
+  require Logger
+
+  alias SwarmService.Native
+  alias SwarmService.Raft.Catalogue
+  alias SwarmService.Swarm.Machine
+
+  @system :ruv_swarm
+  @table __MODULE__
+  # Server name slots free for reuse, and the highest slot ever named.
+  @free Module.concat(__MODULE__, FreeNames)
+  # A command not committed in this time answers {:error, :no_quorum}.
+  @default_command_timeout_ms 2_000
+  # Swarms recovered at once on boot.
+  @recovery_concurrency 8
+
+  @typedoc "A Ra server id: the swarm's server name on a node."
+  @type server :: {atom(), node()}
+
+  @doc false
+  def start_link(_arg), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
+
+  @doc "The Ra system durable swarms run in."
+  @spec system() :: atom()
+  def system, do: @system
+
+  @doc "The node's data directory (the Ra WAL, segments, snapshots and the catalogue)."
+  @spec data_dir() :: Path.t()
+  def data_dir do
+    home = System.get_env("RUV_SWARM_HOME")
+
+    base =
+      System.get_env("RUV_SWARM_DATA_DIR") ||
+        (home && Path.join(home, "data")) ||
+        Application.get_env(:swarm_service, :data_dir) ||
+        Path.join(Path.expand(System.get_env("HOME") || "."), ".ruv-swarm/data")
+
+    Path.join(Path.expand(base), Atom.to_string(node()))
+  end
+
+  @doc "The Ra server of a durable swarm on this node, or nil (in-memory or unknown swarm)."
+  @spec server(String.t() | nil) :: server() | nil
+  def server(swarm_id) when is_binary(swarm_id) do
+    case :ets.lookup(@table, swarm_id) do
+      [{_, name, _executor, _slot}] -> {name, node()}
+      [] -> nil
+    end
+  end
+
+  def server(_other), do: nil
+
+  @doc "Durable swarms on this node with their default executors."
+  @spec swarms() :: [{String.t(), term()}]
+  def swarms, do: for({id, _name, executor, _slot} <- :ets.tab2list(@table), do: {id, executor})
+
+  @doc """
+  The Raft view of a durable swarm on this node: its `members` (nodes),
+  `leader` (node), `term`, `commit_index`, `last_applied` and the index of
+  its latest `snapshot_index` (0 before the first). nil for another swarm.
+  """
+  @spec status(String.t()) :: map() | nil
+  def status(swarm_id) do
+    with {_, _} = server <- server(swarm_id),
+         {:ok, state, _} <- :ra_server_proc.local_state_query(server, :all, 1_000) do
+      o = :ra_server.overview(state)
+      snapshot = get_in(o, [:log, :snapshot_index])
+
+      %{
+        members: o |> Map.get(:cluster, %{}) |> Map.keys() |> Enum.map(&elem(&1, 1)),
+        leader: with({_, n} <- o[:leader_id], do: n),
+        term: o[:current_term],
+        commit_index: o[:commit_index],
+        last_applied: o[:last_applied],
+        snapshot_index: if(is_integer(snapshot), do: snapshot, else: 0)
+      }
+    else
+      _ -> nil
+    end
+  catch
+    :exit, _ -> nil
+  end
+
+  @doc """
+  Creates a durable swarm: writes its catalogue entry, starts its Ra server
+  and appends the first command, which creates the engine instance from
+  `create` (see `SwarmService.Swarm.Machine`). Answers once that command is
+  on disk, or with the engine's error (nothing is left behind then).
+  """
+  @spec create(String.t(), map(), term()) :: :ok | {:error, term()}
+  def create(swarm_id, create, executor) do
+    slot = take_slot()
+
+    entry = %{
+      id: swarm_id,
+      slot: slot,
+      uid: :ra.new_uid(swarm_id),
+      create: create,
+      executor: executor
+    }
+
+    with :ok <- Catalogue.write(data_dir(), entry),
+         :ok <- start_server(entry, :new) do
+      :ets.insert(@table, {swarm_id, server_name(slot), executor, slot})
+
+      case command({server_name(slot), node()}, :noop) do
+        :ok ->
+          :ok
+
+        error ->
+          delete(swarm_id)
+          error
+      end
+    else
+      {:error, reason} ->
+        Catalogue.remove(data_dir(), swarm_id)
+        :ets.insert(@free, {slot})
+        {:error, reason}
+    end
+  end
+
+  @doc """
+  Deletes a durable swarm: its catalogue entry first (so a crash in between
+  never brings it back), then its Ra server and data, then the engine
+  instance.
+  """
+  @spec delete(String.t()) :: :ok
+  def delete(swarm_id) do
+    Catalogue.remove(data_dir(), swarm_id)
+
+    case :ets.take(@table, swarm_id) do
+      [{_, name, _executor, slot}] ->
+        :ra.force_delete_server(@system, {name, node()})
+        :ets.insert(@free, {slot})
+
+      [] ->
+        :ok
+    end
+
+    Native.swarm_destroy(swarm_id)
+    :ok
+  end
+
+  @doc """
+  How many Ra server names (atoms) this node has made: one per slot, and a
+  slot is reused once its swarm is gone, so this is the most durable swarms
+  that existed at once, never a count of swarms ever created.
+  """
+  @spec name_atoms() :: non_neg_integer()
+  def name_atoms, do: :ets.lookup_element(@free, :highest, 2)
+
+  @doc """
+  Appends `command` to the swarm's log and answers the engine's reply once
+  it is committed and applied. `{:error, :no_quorum}` when it is not
+  committed within the command timeout (`config :swarm_service,
+  :raft_command_timeout_ms`, default 2000): it may still be applied later.
+  """
+  @spec command(server(), term()) :: term()
+  def command(server, command) do
+    case :ra.process_command(server, command, command_timeout()) do
+      {:ok, reply, _leader} -> reply
+      {:timeout, _} -> {:error, :no_quorum}
+      {:error, :noproc} -> {:error, :swarm_not_found}
+      {:error, reason} -> {:error, {:raft, reason}}
+    end
+  catch
+    # The server stopped while we waited (the swarm was destroyed).
+    :exit, _ -> {:error, :swarm_not_found}
+  end
+
+  defp command_timeout,
+    do: Application.get_env(:swarm_service, :raft_command_timeout_ms, @default_command_timeout_ms)
+
+  # ---- the process ---------------------------------------------------------------
+
+  @impl true
+  def init([]) do
+    # Ra reports every election and snapshot at info level.
+    :logger.set_application_level(:ra, :warning)
+    dir = data_dir()
+
+    with :ok <- File.mkdir_p(dir),
+         {:ok, _} <- Application.ensure_all_started(:ra),
+         {:ok, _} <- start_system(dir) do
+      :ets.new(@table, [:named_table, :public, read_concurrency: true])
+      :ets.new(@free, [:named_table, :public, :ordered_set])
+      recover(dir)
+      {:ok, %{dir: dir}}
+    else
+      {:error, reason} -> {:stop, {:raft_not_started, dir, reason}}
+    end
+  end
+
+  defp start_system(dir) do
+    config =
+      Map.merge(:ra_system.default_config(), %{
+        name: @system,
+        data_dir: String.to_charlist(dir),
+        wal_data_dir: String.to_charlist(dir),
+        names: :ra_system.derive_names(@system)
+      })
+
+    case :ra_system.start(config) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:already_started, pid}} -> {:ok, pid}
+      error -> error
+    end
+  end
+
+  # Restarts every swarm of the catalogue and waits until each has applied
+  # its log (a no-op command first: Ra 2.2 may answer the first read after a
+  # restart from stale state). A swarm that cannot be recovered is logged
+  # with the reason and left out; the others still start.
+  defp recover(dir) do
+    started = System.monotonic_time(:millisecond)
+    {entries, broken} = Catalogue.read_all(dir)
+    for {file, reason} <- broken, do: Logger.error("swarm catalogue #{file}: #{reason}")
+
+    results =
+      entries
+      |> Task.async_stream(&recover_one/1,
+        max_concurrency: @recovery_concurrency,
+        timeout: :infinity,
+        ordered: false
+      )
+      |> Enum.map(fn {:ok, result} -> result end)
+
+    recovered = for {:ok, entry, status} <- results, do: {entry, status}
+
+    for {:error, entry, reason} <- results do
+      Logger.error("swarm #{entry.id} not recovered: #{inspect(reason, limit: 10)}")
+    end
+
+    for {entry, _} <- recovered do
+      :ets.insert(@table, {entry.id, server_name(entry.slot), entry.executor, entry.slot})
+    end
+
+    # The slots of swarms not recovered stay taken: their data is still on
+    # disk for someone to look at.
+    used = MapSet.new(entries, & &1.slot)
+    highest = Enum.max([0 | MapSet.to_list(used)])
+    :ets.insert(@free, {:highest, highest})
+    for n <- 1..highest//1, not MapSet.member?(used, n), do: :ets.insert(@free, {n})
+
+    remove_orphans(Enum.map(entries, &server_name(&1.slot)))
+
+    if entries != [] or broken != [] do
+      Logger.info(recovery_summary(recovered, System.monotonic_time(:millisecond) - started))
+    end
+  end
+
+  defp recover_one(entry) do
+    with :ok <- start_server(entry, :existing),
+         :ok <- command({server_name(entry.slot), node()}, :noop),
+         {:ok, status} <- Native.swarm_status(entry.id) do
+      {:ok, entry, status}
+    else
+      error -> {:error, entry, error}
+    end
+  end
+
+  defp recovery_summary(recovered, ms) do
+    sum = fn path ->
+      recovered |> Enum.map(fn {_, s} -> get_in(s, path) || 0 end) |> Enum.sum()
+    end
+
+    "recovered #{length(recovered)} durable swarm(s) in #{ms} ms: " <>
+      "#{sum.([:agents, :total])} agents, #{sum.([:tasks, :total])} tasks, " <>
+      "#{sum.([:memory, :entries])} memory entries"
+  end
+
+  # Ra servers this node still knows but the catalogue does not (a destroy
+  # interrupted after its catalogue entry went): their data is dropped.
+  defp remove_orphans(known) do
+    known = MapSet.new(known)
+
+    for {name, _uid} <- :ra_directory.list_registered(@system),
+        not MapSet.member?(known, name) do
+      :ra.force_delete_server(@system, {name, node()})
+    end
+  rescue
+    _ -> :ok
+  end
+
+  defp start_server(entry, mode) do
+    id = {server_name(entry.slot), node()}
+
+    restarted = if mode == :existing, do: :ra.restart_server(@system, id), else: {:error, :new}
+
+    case restarted do
+      :ok ->
+        # A lone member elects itself at once rather than after a timeout.
+        :ra.trigger_election(id)
+        :ok
+
+      {:error, {:already_started, _}} ->
+        :ok
+
+      # New, or a server whose name registration Ra lost (a node killed right
+      # after creating it): started from its saved config, same uid, so its
+      # log and snapshot are found again.
+      {:error, _} ->
+        case :ra.start_server(@system, server_config(entry)) do
+          :ok ->
+            :ra.trigger_election(id)
+            :ok
+
+          {:error, {:already_started, _}} ->
+            :ok
+
+          error ->
+            error
+        end
+    end
+  end
+
+  defp server_config(entry) do
+    name = server_name(entry.slot)
+    id = {name, node()}
+
+    %{
+      id: id,
+      uid: entry.uid,
+      cluster_name: name,
+      log_init_args: %{uid: entry.uid},
+      initial_members: [id],
+      machine: {:module, Machine, %{swarm_id: entry.id, create: entry.create}}
+    }
+  end
+
+  # Ra names servers with atoms, and atoms are never freed: a server is
+  # named by a numbered slot, reused when its swarm is gone, so the atoms
+  # made are bounded by the most durable swarms alive at once. Nothing from
+  # a request becomes an atom (swarm ids are looked up in the table).
+  defp server_name(slot) when is_integer(slot) and slot > 0,
+    do: String.to_atom("ruv_swarm_" <> Integer.to_string(slot))
+
+  defp take_slot do
+    case :ets.first(@free) do
+      n when is_integer(n) ->
+        # Another create may have taken it first.
+        if :ets.take(@free, n) == [{n}], do: n, else: take_slot()
+
+      _ ->
+        :ets.update_counter(@free, :highest, 1)
+    end
+  end
+end

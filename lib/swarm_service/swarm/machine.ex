@@ -1,0 +1,237 @@
+defmodule SwarmService.Swarm.Machine do
+  @moduledoc """
+  The engine as a Ra state machine (`:ra_machine`): one per durable swarm.
+
+  `apply/3` applies one logged command to the swarm's engine instance (the
+  NIF's, in this VM) after setting the engine's clock to the command's
+  `system_time`, which the leader stamped when it appended the command. The
+  engine is deterministic in that mode (time from the clock, randomness from
+  the seed it was created with, nothing decided by which processes are
+  alive), so replaying the same log, or installing the same snapshot, gives
+  the same swarm on every member and after every restart.
+
+  The machine state is small: the swarm id, how its engine is created, the
+  agent processes it monitors, and between snapshots a count of commands.
+  The engine itself is the instance in the NIF; it is rebuilt (created, or
+  imported from a snapshot) the first time the Ra server process touches it,
+  so a restarted server never applies its log on top of an engine that
+  already saw it. Every 16,384 commands the machine hands Ra a snapshot:
+  the engine's whole state (`SwarmService.Native.swarm_save/1`; not the
+  portable, lossy `swarm_export/1`, which restarts work in flight) with
+  this state.
+
+  Agent processes are monitored by the leader (Ra `monitor` effects, set
+  again in `state_enter(:leader, _)`): a process that exits, or that a new
+  leader finds gone, becomes a logged `{:down, pid, reason}` that takes its
+  agent offline, so its work is retried.
+
+  The log's vocabulary:
+    * `:noop` — nothing (used to wait until the log is applied);
+    * `{:native, fun, args}` — one engine mutation, `apply(Native, fun, args)`
+      for `fun` in `logged/0`;
+    * `{:attach, agent_id, pid}` — the agent's process (monitored);
+    * `{:down, pid, reason}` — from Ra, for a monitored process.
+  """
+  @behaviour :ra_machine
+  require Logger
+
+  alias SwarmService.Native
+
+  @snapshot_every 16_384
+
+  # The engine mutations a log may carry. Reads never enter the log.
+  @logged [
+    :agent_add,
+    :agent_remove,
+    :agent_worker_lost,
+    :task_submit,
+    :task_cancel,
+    :work_claim,
+    :work_progress,
+    :work_complete,
+    :work_fail,
+    :memory_store,
+    :memory_delete,
+    :discovery_share,
+    :swarm_tick,
+    :swarm_coordinate
+  ]
+
+  @doc "The engine functions a logged command may call."
+  @spec logged() :: [atom()]
+  def logged, do: @logged
+
+  @impl :ra_machine
+  def init(%{swarm_id: id, create: create}) do
+    %{id: id, create: create, snapshot: nil, since_snapshot: 0, agents: %{}}
+  end
+
+  @impl :ra_machine
+  def apply(meta, command, state) do
+    now = Map.fetch!(meta, :system_time)
+
+    case ensure_engine(state, now) do
+      {:ok, state} ->
+        # (Fails only for an engine destroyed under the log: the swarm is
+        # being deleted.)
+        case Native.swarm_set_clock(state.id, now) do
+          :ok ->
+            {state, reply, effects} = run(command, state)
+            snapshot(meta, state, reply, effects)
+
+          error ->
+            {state, error, []}
+        end
+
+      {:error, _} = error ->
+        {state, error, []}
+    end
+  end
+
+  # Only the leader's engine sends anything (work, outcomes, events): while
+  # Raft replays the log into a rebuilt engine, or on a member that follows,
+  # the engine applies commands with its messages muted. A new leader then
+  # sends every agent the work it holds (at-least-once), and watches every
+  # agent process again: one already gone answers at once, as a
+  # {:down, ...} command that takes its agent offline.
+  @impl :ra_machine
+  def state_enter(role, state) do
+    Process.put({__MODULE__, :role}, role)
+    if Process.get({__MODULE__, state.id}), do: deliver(state.id, role)
+
+    if role == :leader,
+      do: for({_agent, pid} <- state.agents, do: {:monitor, :process, pid}),
+      else: []
+  end
+
+  defp deliver(id, role) do
+    _ = Native.swarm_set_delivery(id, role == :leader)
+    if role == :leader, do: Native.swarm_redeliver(id)
+  end
+
+  @impl :ra_machine
+  def overview(state), do: %{swarm_id: state.id, agents_monitored: map_size(state.agents)}
+
+  # ---- commands ------------------------------------------------------------------
+
+  defp run(:noop, state), do: {state, :ok, []}
+
+  # An agent removed from the engine is no longer watched.
+  defp run({:native, :agent_remove, [agent_id]}, state) do
+    case Native.agent_remove(agent_id) do
+      {:ok, _} = reply ->
+        case Map.pop(state.agents, agent_id) do
+          {nil, _} -> {state, reply, []}
+          {pid, agents} -> {%{state | agents: agents}, reply, [{:demonitor, :process, pid}]}
+        end
+
+      error ->
+        {state, error, []}
+    end
+  end
+
+  defp run({:native, fun, args}, state) when fun in @logged and is_list(args) do
+    {state, Kernel.apply(Native, fun, args), []}
+  end
+
+  defp run({:attach, agent_id, pid}, state) when is_pid(pid) do
+    case Native.agent_attach(agent_id, pid) do
+      :ok ->
+        old = Map.get(state.agents, agent_id)
+        demonitor = if old && old != pid, do: [{:demonitor, :process, old}], else: []
+        state = put_in(state.agents[agent_id], pid)
+        {state, :ok, demonitor ++ [{:monitor, :process, pid}]}
+
+      error ->
+        {state, error, []}
+    end
+  end
+
+  defp run({:down, pid, reason}, state) do
+    case Enum.find(state.agents, fn {_, p} -> p == pid end) do
+      {agent_id, _} ->
+        _ = Native.agent_detach(agent_id, pid, "agent process exited: " <> short(reason))
+        {%{state | agents: Map.delete(state.agents, agent_id)}, :ok, []}
+
+      nil ->
+        {state, :ok, []}
+    end
+  end
+
+  defp run(other, state) do
+    {state, {:error, {:invalid_argument, "not a swarm log command: #{short(other)}"}}, []}
+  end
+
+  # ---- the engine instance ---------------------------------------------------------
+
+  # Built once per Ra server process (the process dictionary goes with it):
+  # from the snapshot Ra recovered or installed, else from the create
+  # arguments, replacing whatever instance this VM still holds.
+  defp ensure_engine(%{snapshot: nil} = state, now) do
+    if Process.get({__MODULE__, state.id}) do
+      {:ok, state}
+    else
+      _ = Native.swarm_destroy(state.id)
+      c = state.create
+
+      with {:ok, _} <-
+             Native.swarm_create_replicated(
+               state.id,
+               c.name,
+               c.topology,
+               c.strategy,
+               c.max_agents,
+               c.memory_quota,
+               c.seed,
+               now
+             ) do
+        built(state)
+      end
+    end
+  end
+
+  defp ensure_engine(%{snapshot: snapshot} = state, now) do
+    with {:ok, _} <- Native.swarm_load_replicated(snapshot, now) do
+      built(%{state | snapshot: nil})
+    end
+  end
+
+  defp built(state) do
+    Process.put({__MODULE__, state.id}, true)
+    deliver(state.id, Process.get({__MODULE__, :role}))
+
+    # The swarm's server (the ticker) hears of deadlines again.
+    case Registry.lookup(SwarmService.SwarmRegistry, {:server, state.id}) do
+      [{pid, _}] -> Native.swarm_set_owner(state.id, pid)
+      [] -> :ok
+    end
+
+    {:ok, state}
+  rescue
+    # No registry yet (the node is booting): the server registers itself.
+    ArgumentError -> {:ok, state}
+  end
+
+  # Every @snapshot_every commands Ra gets the state as of this index to
+  # write as a snapshot; the log before it can go.
+  defp snapshot(meta, state, reply, effects) do
+    state = %{state | since_snapshot: state.since_snapshot + 1}
+
+    if state.since_snapshot >= @snapshot_every do
+      case Native.swarm_save(state.id) do
+        {:ok, saved} ->
+          state = %{state | since_snapshot: 0}
+          cursor = {:release_cursor, meta.index, %{state | snapshot: saved}}
+          {state, reply, effects ++ [cursor]}
+
+        {:error, reason} ->
+          Logger.warning("swarm #{state.id}: no snapshot taken: #{short(reason)}")
+          {state, reply, effects}
+      end
+    else
+      {state, reply, effects}
+    end
+  end
+
+  defp short(term), do: inspect(term, limit: 5, printable_limit: 200)
+end
