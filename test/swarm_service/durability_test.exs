@@ -8,6 +8,7 @@ defmodule SwarmService.DurabilityTest do
   import SwarmService.Test.Eventually
 
   alias SwarmService.{Native, Raft, RuvSwarm}
+  alias SwarmService.Raft.Catalogue
   alias SwarmService.Test.{Executors, PeerCluster}
 
   describe "storage option" do
@@ -59,6 +60,37 @@ defmodule SwarmService.DurabilityTest do
       assert (id <> ".swarm") in files.()
       :ok = RuvSwarm.destroy_swarm(id)
       refute (id <> ".swarm") in files.()
+    end
+  end
+
+  describe "the catalogue" do
+    test "a corrupt or foreign file is reported by name; the good entries still load" do
+      dir = Path.join(System.tmp_dir!(), "catalogue-#{System.unique_integer([:positive])}")
+
+      entry = %{
+        id: "swarm-00000001-1",
+        slot: 3,
+        uid: "U1",
+        create: %{name: "x"},
+        executor: :external
+      }
+
+      :ok = Catalogue.write(dir, entry)
+      File.write!(Path.join([dir, "swarms", "swarm-00000001-2.swarm"]), "not a term")
+      misnamed = Path.join([dir, "swarms", "swarm-00000001-9.swarm"])
+      File.write!(misnamed, :erlang.term_to_binary(entry))
+
+      assert {[^entry], broken} = Catalogue.read_all(dir)
+
+      assert Enum.sort(broken) == [
+               {Path.join([dir, "swarms", "swarm-00000001-2.swarm"]),
+                "not a swarm catalogue entry (corrupt or truncated)"},
+               {misnamed, "not a swarm catalogue entry (corrupt or truncated)"}
+             ]
+
+      :ok = Catalogue.remove(dir, entry.id)
+      assert {[], [_, _]} = Catalogue.read_all(dir)
+      File.rm_rf!(dir)
     end
   end
 

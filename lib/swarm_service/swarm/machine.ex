@@ -63,7 +63,8 @@ defmodule SwarmService.Swarm.Machine do
 
   @impl :ra_machine
   def init(%{swarm_id: id, create: create}) do
-    %{id: id, create: create, snapshot: nil, since_snapshot: 0, agents: %{}}
+    # agents: agent id => its process; watched: the same, by process.
+    %{id: id, create: create, snapshot: nil, since_snapshot: 0, agents: %{}, watched: %{}}
   end
 
   @impl :ra_machine
@@ -120,9 +121,9 @@ defmodule SwarmService.Swarm.Machine do
   defp run({:native, :agent_remove, [agent_id]}, state) do
     case Native.agent_remove(agent_id) do
       {:ok, _} = reply ->
-        case Map.pop(state.agents, agent_id) do
-          {nil, _} -> {state, reply, []}
-          {pid, agents} -> {%{state | agents: agents}, reply, [{:demonitor, :process, pid}]}
+        case Map.fetch(state.agents, agent_id) do
+          {:ok, pid} -> {unwatch(state, agent_id, pid), reply, [{:demonitor, :process, pid}]}
+          :error -> {state, reply, []}
         end
 
       error ->
@@ -137,9 +138,19 @@ defmodule SwarmService.Swarm.Machine do
   defp run({:attach, agent_id, pid}, state) when is_pid(pid) do
     case Native.agent_attach(agent_id, pid) do
       :ok ->
-        old = Map.get(state.agents, agent_id)
-        demonitor = if old && old != pid, do: [{:demonitor, :process, old}], else: []
-        state = put_in(state.agents[agent_id], pid)
+        {state, demonitor} =
+          case Map.fetch(state.agents, agent_id) do
+            {:ok, ^pid} -> {state, []}
+            {:ok, old} -> {unwatch(state, agent_id, old), [{:demonitor, :process, old}]}
+            :error -> {state, []}
+          end
+
+        state = %{
+          state
+          | agents: Map.put(state.agents, agent_id, pid),
+            watched: Map.put(state.watched, pid, agent_id)
+        }
+
         {state, :ok, demonitor ++ [{:monitor, :process, pid}]}
 
       error ->
@@ -148,18 +159,22 @@ defmodule SwarmService.Swarm.Machine do
   end
 
   defp run({:down, pid, reason}, state) do
-    case Enum.find(state.agents, fn {_, p} -> p == pid end) do
-      {agent_id, _} ->
+    case Map.fetch(state.watched, pid) do
+      {:ok, agent_id} ->
         _ = Native.agent_detach(agent_id, pid, "agent process exited: " <> short(reason))
-        {%{state | agents: Map.delete(state.agents, agent_id)}, :ok, []}
+        {unwatch(state, agent_id, pid), :ok, []}
 
-      nil ->
+      :error ->
         {state, :ok, []}
     end
   end
 
   defp run(other, state) do
     {state, {:error, {:invalid_argument, "not a swarm log command: #{short(other)}"}}, []}
+  end
+
+  defp unwatch(state, agent_id, pid) do
+    %{state | agents: Map.delete(state.agents, agent_id), watched: Map.delete(state.watched, pid)}
   end
 
   # ---- the engine instance ---------------------------------------------------------
