@@ -153,7 +153,8 @@ defmodule SwarmService.RuvSwarm do
     :agent_type,
     :capabilities,
     :memory_quota,
-    :storage
+    :storage,
+    :placement
   ]
   @agent_keys [:type, :name, :capabilities, :executor, :capacity, :node]
   @task_keys [
@@ -198,6 +199,10 @@ defmodule SwarmService.RuvSwarm do
       restart of the node (see "Durability" above); `:memory` (the default,
       and the only choice, on a cluster node): changes are applied
       directly, in microseconds, and lost when the node stops
+    * `:placement` — where the agents spawned now run: `:local` (default,
+      the node that creates the swarm) or `:spread` (round-robin over the
+      cluster members that are up, in node-name order; on a lone node the
+      same as `:local`)
 
       iex> {:ok, id} = SwarmService.RuvSwarm.spawn_swarm(topology: :ring, agents: 3, name: "docs")
       iex> String.starts_with?(id, "swarm-")
@@ -216,6 +221,7 @@ defmodule SwarmService.RuvSwarm do
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
          {:ok, quota} <- Options.quota(o, :memory_quota),
          {:ok, storage} <- Options.choice(o, :storage, [:disk, :memory], nil),
+         {:ok, placement} <- Options.choice(o, :placement, [:local, :spread], :local),
          {:ok, id} <-
            Commands.create_swarm(
              Map.get(o, :name, "swarm"),
@@ -232,7 +238,12 @@ defmodule SwarmService.RuvSwarm do
         executor: executor
       }
 
-      case spawn_n(id, agent_opts, agents) do
+      nodes =
+        if placement == :spread,
+          do: Enum.sort(SwarmService.Cluster.Failover.ready_members()),
+          else: [nil]
+
+      case spawn_n(id, agent_opts, agents, nodes) do
         :ok ->
           {:ok, id}
 
@@ -248,11 +259,14 @@ defmodule SwarmService.RuvSwarm do
   defp fits(agents, max),
     do: Options.invalid("agents (#{agents}) must not exceed max_agents (#{max})")
 
-  defp spawn_n(_id, _opts, 0), do: :ok
+  # `nodes` are taken in turn; nil is the swarm's own node.
+  defp spawn_n(_id, _opts, 0, _nodes), do: :ok
 
-  defp spawn_n(id, opts, n) do
+  defp spawn_n(id, opts, n, [place | rest]) do
+    opts = if place, do: Map.put(opts, :node, place), else: opts
+
     case spawn_agent(id, opts) do
-      {:ok, _} -> spawn_n(id, opts, n - 1)
+      {:ok, _} -> spawn_n(id, Map.delete(opts, :node), n - 1, rest ++ [place])
       error -> error
     end
   end
