@@ -3,10 +3,11 @@
 # the BEAM libraries taken from Debian's rabbitmq-server package).
 
 SHELL := /bin/bash
+# (openssl: the distribution-over-TLS test makes its certificates with it.)
 DEBIAN_PACKAGES := elixir erlang-dev erlang-jiffy erlang-mochiweb erlang-os-mon \
 	erlang-runtime-tools erlang-tools erlang-eunit erlang-xmerl erlang-parsetools \
 	erlang-syntax-tools erlang-crypto erlang-inets erlang-ssl erlang-public-key \
-	curl procps
+	curl procps openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export MIX_HOME ?= $(CURDIR)/_build/mix_home

@@ -105,6 +105,10 @@ defmodule SwarmService.Test.PeerCluster do
     * `:log_level` — the peers' Logger level, default `:error`
     * `:cleanup` — `true` (default): stop the peers when the test (or the
       module, if called from `setup_all`) exits
+    * `:dist_tls` — path of an ssl_dist options file: the peers' VMs run
+      distribution over TLS (`-proto_dist inet_tls -ssl_dist_optfile F`).
+      The test node speaks plain TCP and so never connects to them: drive
+      them with `rpc/4` (the control channel), which needs no distribution.
   """
   @spec start(pos_integer(), keyword()) :: [node()]
   def start(n, opts \\ []) when is_integer(n) and n > 0 do
@@ -117,6 +121,7 @@ defmodule SwarmService.Test.PeerCluster do
     group = make_ref()
     cookie = Node.get_cookie()
     log_level = Keyword.get(opts, :log_level, :error)
+    dist_tls = Keyword.get(opts, :dist_tls)
 
     if Keyword.get(opts, :cleanup, true), do: ExUnit.Callbacks.on_exit(fn -> stop(names) end)
 
@@ -128,7 +133,8 @@ defmodule SwarmService.Test.PeerCluster do
           env: env,
           group: group,
           cookie: cookie,
-          log_level: log_level
+          log_level: log_level,
+          dist_tls: dist_tls
         })
       end,
       timeout: @boot_timeout * 2,
@@ -276,7 +282,7 @@ defmodule SwarmService.Test.PeerCluster do
       host: String.to_charlist(host),
       longnames: true,
       connection: :standard_io,
-      args: [~c"-setcookie", Atom.to_charlist(info.cookie)],
+      args: [~c"-setcookie", Atom.to_charlist(info.cookie) | tls_args(info[:dist_tls])],
       env: Enum.map(@unset_env, &{String.to_charlist(&1), false}),
       wait_boot: @boot_timeout
     }
@@ -308,11 +314,17 @@ defmodule SwarmService.Test.PeerCluster do
         ])
     end
 
-    # The test node reaches the peer with the peer's current cookie.
+    # The test node reaches the peer with the peer's current cookie (a TLS
+    # peer it cannot reach: it is plain TCP).
     :erlang.set_cookie(node, info.cookie)
-    true = Node.connect(node)
+    if info[:dist_tls] == nil, do: true = Node.connect(node)
     :ok
   end
+
+  defp tls_args(nil), do: []
+
+  defp tls_args(optfile),
+    do: [~c"-proto_dist", ~c"inet_tls", ~c"-ssl_dist_optfile", String.to_charlist(optfile)]
 
   # A restarted peer may find its name still registered in epmd for a few
   # milliseconds after the old VM died: retry.

@@ -25,9 +25,12 @@ defmodule SwarmService.CLI do
 
   State lives in `$RUV_SWARM_HOME` (default `~/.ruv-swarm`): the PID file,
   the cookie and the logs. See `SwarmService.CLI.Paths`.
+
+  `RUV_SWARM_DIST_TLS=<options file>` runs distribution over TLS; `start`
+  checks the file before launching anything. See `SwarmService.CLI.DistTLS`.
   """
 
-  alias SwarmService.CLI.{Daemon, HealthClient, OSProcess, Paths, PidFile}
+  alias SwarmService.CLI.{Daemon, DistTLS, HealthClient, OSProcess, Paths, PidFile}
 
   @default_port 4102
   @default_health_port 9898
@@ -72,6 +75,7 @@ defmodule SwarmService.CLI do
 
   environment:
     RUV_SWARM_HOME       state directory (default ~/.ruv-swarm)
+    RUV_SWARM_DIST_TLS   an ssl_dist options file: node-to-node distribution over TLS
   """
 
   @typedoc "Process exit status."
@@ -214,7 +218,8 @@ defmodule SwarmService.CLI do
     settings = settings(opts)
     pid_file = Paths.pid_file(home)
 
-    with :ok <- check_not_running(pid_file),
+    with :ok <- check_tls(settings.dist_tls, opts[:detached]),
+         :ok <- check_not_running(pid_file),
          :ok <- check_port(settings.port, "gateway", "--port"),
          :ok <- check_port(settings.health_port, "health endpoint", "--health-port") do
       if opts[:detached],
@@ -230,9 +235,16 @@ defmodule SwarmService.CLI do
       port: opts[:port] || @default_port,
       health_port: opts[:health_port] || @default_health_port,
       name: opts[:name] || @default_name,
-      cookie: opts[:cookie]
+      cookie: opts[:cookie],
+      dist_tls: DistTLS.configured()
     }
   end
+
+  defp check_tls(nil, _detached?), do: :ok
+  # A detached node is a VM we launch, with the flags (node_command/1).
+  defp check_tls(path, true), do: DistTLS.validate(path)
+  # In the foreground this VM becomes the node: it must have booted with them.
+  defp check_tls(path, _), do: DistTLS.check_vm(path)
 
   defp node_env(home, settings) do
     [
@@ -244,7 +256,9 @@ defmodule SwarmService.CLI do
       {"RUV_SWARM_PORT", Integer.to_string(settings.port)},
       {"RUV_SWARM_HEALTH_PORT", Integer.to_string(settings.health_port)},
       {"RUV_SWARM_NODE", settings.name}
-    ] ++ if(settings.cookie, do: [{"RUV_SWARM_COOKIE", settings.cookie}], else: [])
+    ] ++
+      if(settings.cookie, do: [{"RUV_SWARM_COOKIE", settings.cookie}], else: []) ++
+      if(settings.dist_tls, do: [{"RUV_SWARM_DIST_TLS", settings.dist_tls}], else: [])
   end
 
   defp check_not_running(pid_file) do
@@ -363,12 +377,19 @@ defmodule SwarmService.CLI do
 
     case System.get_env("RELEASE_ROOT") do
       root when is_binary(root) and root != "" ->
+        # The release's env.sh adds the TLS flags from RUV_SWARM_DIST_TLS.
         {[Path.join([root, "bin", "ruv-swarm"]), "start" | args], root, 30_000}
 
       _ ->
         elixir = System.find_executable("elixir") || "elixir"
+
+        erl =
+          if settings.dist_tls,
+            do: ["--erl", Enum.join(DistTLS.erl_flags(settings.dist_tls), " ")],
+            else: []
+
         # A source-tree node may have to compile first: give it longer.
-        {[elixir, "-S", "mix", "swarm.server" | args], project_dir(), 120_000}
+        {[elixir | erl] ++ ["-S", "mix", "swarm.server" | args], project_dir(), 120_000}
     end
   end
 
@@ -514,6 +535,7 @@ defmodule SwarmService.CLI do
       {"swarms", report["swarms"] || "unknown"},
       {"agents", report["agents"] || "unknown"},
       {"tasks", tasks},
+      {"dist", info["distribution"] || "tcp"},
       {"logs", info["log_dir"] || "terminal"}
     ]
 

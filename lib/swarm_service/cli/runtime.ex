@@ -10,7 +10,10 @@ defmodule SwarmService.CLI.Runtime do
     1. in detached mode, sends logs to `~/.ruv-swarm/logs/ruv-swarm.log`,
        rotated by size (`:logger_std_h`, 10 MB × 5 files), and stops
        logging to the console;
-    2. starts distribution under the requested node name and cookie;
+    2. starts distribution under the requested node name and cookie (over
+       TLS when `RUV_SWARM_DIST_TLS` is set: see `SwarmService.CLI.DistTLS`;
+       a VM not booted with the TLS flags refuses to start rather than fall
+       back to clear text);
     3. claims the PID file, refusing to start when another live node holds it.
 
   On shutdown (SIGTERM, `System.stop/0`, application stop) it removes the PID
@@ -21,12 +24,12 @@ defmodule SwarmService.CLI.Runtime do
   Everything is read from environment variables, so mix and release nodes
   are configured the same way: `RUV_SWARM_HOME`, `RUV_SWARM_MANAGED`,
   `RUV_SWARM_DAEMON`, `RUV_SWARM_NODE`, `RUV_SWARM_COOKIE`, `RUV_SWARM_PORT`,
-  `RUV_SWARM_HEALTH_PORT`.
+  `RUV_SWARM_HEALTH_PORT`, `RUV_SWARM_DIST_TLS`.
   """
   use GenServer
   require Logger
 
-  alias SwarmService.CLI.{Paths, PidFile}
+  alias SwarmService.CLI.{DistTLS, Paths, PidFile}
 
   @log_handler :ruv_swarm_file
   @max_log_bytes 10 * 1024 * 1024
@@ -116,6 +119,7 @@ defmodule SwarmService.CLI.Runtime do
       "health_port" => health_port,
       "health_url" => health_port && "http://127.0.0.1:#{health_port}/health",
       "log_dir" => if(daemon?, do: Paths.log_dir(home)),
+      "distribution" => if(DistTLS.configured(), do: "tls", else: "tcp"),
       "release" => System.get_env("RELEASE_ROOT")
     }
   end
@@ -160,7 +164,8 @@ defmodule SwarmService.CLI.Runtime do
   end
 
   defp start_distribution(home, name) do
-    with {:ok, cookie} <- cookie(home) do
+    with :ok <- DistTLS.check_vm(DistTLS.configured()),
+         {:ok, cookie} <- cookie(home) do
       if Node.alive?() do
         # The release script already started distribution.
         Node.set_cookie(String.to_atom(cookie))
