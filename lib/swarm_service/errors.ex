@@ -143,6 +143,15 @@ defmodule SwarmService.Errors do
        "the swarm's home node #{node} went down during the call; the change may or may " <>
          "not have been made (check, then retry: its backup takes over within seconds)"}
 
+  defp entry({:not_committed, ms}),
+    do:
+      {503, @unavailable,
+       "the change was not written to the swarm's log within #{ms} ms; it may or may " <>
+         "not be applied later (check, then retry)"}
+
+  defp entry({:raft, reason}),
+    do: {503, @unavailable, "the swarm's log refused the change: #{inspect(reason, limit: 5)}"}
+
   defp entry({:replication_failed, reason}),
     do:
       {503, @unavailable,

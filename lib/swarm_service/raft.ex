@@ -28,7 +28,7 @@ defmodule SwarmService.Raft do
   @table __MODULE__
   # Server name slots free for reuse, and the highest slot ever named.
   @free Module.concat(__MODULE__, FreeNames)
-  # A command not committed in this time answers {:error, :no_quorum}.
+  # A command not committed in this time answers {:error, {:not_committed, ms}}.
   @default_command_timeout_ms 2_000
   # Swarms recovered at once on boot.
   @recovery_concurrency 8
@@ -43,9 +43,20 @@ defmodule SwarmService.Raft do
   @spec system() :: atom()
   def system, do: @system
 
-  @doc "The node's data directory (the Ra WAL, segments, snapshots and the catalogue)."
+  @doc """
+  The node's data directory (the Ra WAL, segments, snapshots and the
+  catalogue), as fixed when this process started: a node named later (a
+  test VM, `Node.start/1` in iex) keeps using the folder it booted with.
+  """
   @spec data_dir() :: Path.t()
   def data_dir do
+    case :persistent_term.get({__MODULE__, :data_dir}, nil) do
+      nil -> configured_dir()
+      dir -> dir
+    end
+  end
+
+  defp configured_dir do
     home = System.get_env("RUV_SWARM_HOME")
 
     base =
@@ -169,15 +180,17 @@ defmodule SwarmService.Raft do
 
   @doc """
   Appends `command` to the swarm's log and answers the engine's reply once
-  it is committed and applied. `{:error, :no_quorum}` when it is not
-  committed within the command timeout (`config :swarm_service,
+  it is committed and applied. `{:error, {:not_committed, ms}}` when it is
+  not committed within the command timeout (`config :swarm_service,
   :raft_command_timeout_ms`, default 2000): it may still be applied later.
   """
   @spec command(server(), term()) :: term()
   def command(server, command) do
-    case :ra.process_command(server, command, command_timeout()) do
+    timeout = command_timeout()
+
+    case :ra.process_command(server, command, timeout) do
       {:ok, reply, _leader} -> reply
-      {:timeout, _} -> {:error, :no_quorum}
+      {:timeout, _} -> {:error, {:not_committed, timeout}}
       {:error, :noproc} -> {:error, :swarm_not_found}
       {:error, reason} -> {:error, {:raft, reason}}
     end
@@ -195,7 +208,8 @@ defmodule SwarmService.Raft do
   def init([]) do
     # Ra reports every election and snapshot at info level.
     :logger.set_application_level(:ra, :warning)
-    dir = data_dir()
+    dir = configured_dir()
+    :persistent_term.put({__MODULE__, :data_dir}, dir)
 
     with :ok <- File.mkdir_p(dir),
          {:ok, _} <- Application.ensure_all_started(:ra),

@@ -28,8 +28,9 @@ defmodule SwarmService.RuvSwarm do
   `{:failed, message}`, `{:timed_out, message}`,
   `{:executor_unavailable, node, module}` (the node an agent is placed on
   cannot load its executor module), and on a cluster
-  `:no_quorum` (also for a durable swarm's write not committed in time),
-  `{:home_down, node}`, `{:replication_failed, reason}`.
+  `:no_quorum`, `{:home_down, node}`, `{:replication_failed, reason}`; for a
+  durable swarm `{:not_committed, ms}` (see "Durability") and
+  `{:raft, reason}` (its log refused the change).
   `format_error/1` turns any of them into a sentence.
 
   ## Durability
@@ -49,8 +50,8 @@ defmodule SwarmService.RuvSwarm do
   still completes once, with one result. Reads (`swarm_status/1`,
   `task_status/1`, `memory_get/3`, ...) are answered by the engine directly,
   without a log round trip. A write not committed within 2 s (`config
-  :swarm_service, :raft_command_timeout_ms`) answers `{:error, :no_quorum}`:
-  it may or may not be applied later. Subscriptions (`subscribe/1`,
+  :swarm_service, :raft_command_timeout_ms`) answers `{:error,
+  {:not_committed, ms}}`: it may or may not be applied later. Subscriptions (`subscribe/1`,
   `subscribe_discoveries/2`), `await_task/2` waits and `notify:` pids live
   with the processes that asked for them and end with the node.
 

@@ -54,6 +54,26 @@ defmodule SwarmService.DurabilityTest do
       refute Enum.any?(durable, &(&1.id == id))
     end
 
+    test "a write not committed in time says so, and may still be applied later" do
+      {:ok, id} = RuvSwarm.spawn_swarm(name: "stalled")
+      {name, _} = Raft.server(id)
+      # A stalled log (a disk that does not answer, say), for longer than
+      # the 2 s a write waits.
+      :sys.suspend(name)
+
+      try do
+        assert {:error, {:not_committed, 2000}} = RuvSwarm.memory_store(id, "late", "v")
+
+        assert RuvSwarm.format_error({:not_committed, 2000}) =~
+                 "not written to the swarm's log within 2000 ms"
+      after
+        :sys.resume(name)
+      end
+
+      eventually(fn -> match?({:ok, %{value: "v"}}, RuvSwarm.memory_get(id, "late")) end)
+      :ok = RuvSwarm.destroy_swarm(id)
+    end
+
     test "a destroyed durable swarm leaves nothing in the catalogue" do
       {:ok, id} = RuvSwarm.spawn_swarm(name: "gone")
       files = fn -> File.ls!(Path.join(Raft.data_dir(), "swarms")) end

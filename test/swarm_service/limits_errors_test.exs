@@ -152,6 +152,8 @@ defmodule SwarmService.LimitsErrorsTest do
           :cancelled,
           {:home_down, :a@b},
           {:replication_failed, :x},
+          {:not_committed, 2000},
+          {:raft, :x},
           {:failed, "m"},
           {:timed_out, "m"},
           {:executor_unavailable, :a@b, Foo},

@@ -96,7 +96,7 @@ defmodule SwarmService.Swarm.Server do
       {:ok, nil} -> schedule(state, @idle_tick_ms)
       {:ok, ms} -> schedule(state, min(ms, @idle_tick_ms))
       # Not committed in time: try again shortly.
-      {:error, :no_quorum} -> schedule(state, @idle_tick_ms)
+      {:error, {:not_committed, _}} -> schedule(state, @idle_tick_ms)
       # The swarm was destroyed; our supervisor is being stopped.
       {:error, _} -> state
     end
