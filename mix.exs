@@ -6,8 +6,12 @@ Code.require_file("mix/tasks/compile.cargo.ex", __DIR__)
 # rabbitmq-server package, linked into _build/erl_libs by `make deps`.
 # Putting them on the code path here is what lets `mix test`, `iex -S mix`
 # and `mix release` (which copies them in) find them with nothing set.
-for ebin <- Path.wildcard(Path.join(__DIR__, "_build/erl_libs/*/ebin")) do
-  Code.prepend_path(ebin)
+case Path.wildcard(Path.join(__DIR__, "_build/erl_libs/*/ebin")) do
+  [] ->
+    IO.puts(:stderr, "warning: Ra is not in _build/erl_libs yet: run `make deps` first")
+
+  ebins ->
+    Enum.each(ebins, &Code.prepend_path/1)
 end
 
 defmodule SwarmService.MixProject do

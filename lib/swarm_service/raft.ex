@@ -84,6 +84,21 @@ defmodule SwarmService.Raft do
   def swarms, do: for({id, _name, executor, _slot} <- :ets.tab2list(@table), do: {id, executor})
 
   @doc """
+  What this node recovered when it booted: `swarms`, `agents`, `tasks`,
+  `memory_entries` and the `ms` it took (all 0 when there was nothing).
+  """
+  @spec recovered() :: map()
+  def recovered do
+    :persistent_term.get({__MODULE__, :recovered}, %{
+      swarms: 0,
+      agents: 0,
+      tasks: 0,
+      memory_entries: 0,
+      ms: 0
+    })
+  end
+
+  @doc """
   The Raft view of a durable swarm on this node: its `members` (nodes),
   `leader` (node), `term`, `commit_index`, `last_applied` and the index of
   its latest `snapshot_index` (0 before the first). nil for another swarm.
@@ -276,9 +291,9 @@ defmodule SwarmService.Raft do
 
     remove_orphans(Enum.map(entries, &server_name(&1.slot)))
 
-    if entries != [] or broken != [] do
-      Logger.info(recovery_summary(recovered, System.monotonic_time(:millisecond) - started))
-    end
+    # (Built outside Logger.info/1, whose argument is skipped below :info.)
+    summary = recovery_summary(recovered, System.monotonic_time(:millisecond) - started)
+    if entries != [] or broken != [], do: Logger.info(summary)
   end
 
   defp recover_one(entry) do
@@ -292,13 +307,20 @@ defmodule SwarmService.Raft do
   end
 
   defp recovery_summary(recovered, ms) do
-    sum = fn path ->
-      recovered |> Enum.map(fn {_, s} -> get_in(s, path) || 0 end) |> Enum.sum()
-    end
+    sum = fn count -> recovered |> Enum.map(fn {_, s} -> count.(s) end) |> Enum.sum() end
 
-    "recovered #{length(recovered)} durable swarm(s) in #{ms} ms: " <>
-      "#{sum.([:agents, :total])} agents, #{sum.([:tasks, :total])} tasks, " <>
-      "#{sum.([:memory, :entries])} memory entries"
+    summary = %{
+      swarms: length(recovered),
+      agents: sum.(& &1.agents.total),
+      tasks: sum.(fn s -> s.tasks |> Map.values() |> Enum.sum() end),
+      memory_entries: sum.(& &1.memory_entries),
+      ms: ms
+    }
+
+    :persistent_term.put({__MODULE__, :recovered}, summary)
+
+    "recovered #{summary.swarms} durable swarm(s) in #{ms} ms: #{summary.agents} agents, " <>
+      "#{summary.tasks} tasks, #{summary.memory_entries} memory entries"
   end
 
   # Ra servers this node still knows but the catalogue does not (a destroy

@@ -205,6 +205,12 @@ defmodule SwarmService.DurabilityTest do
       assert swarm in ids and quiet in ids
       refute lost in ids, "an in-memory swarm does not come back"
 
+      # What the node says it recovered (its log line says the same).
+      assert %{swarms: 3, agents: 5, memory_entries: entries} =
+               :erpc.call(peer, SwarmService.Raft, :recovered, [])
+
+      assert entries >= Enum.count(acked, &match?({:memory, _, _}, &1))
+
       {:ok, %{agents: %{total: 3}}} = rpc.(:swarm_status, [swarm])
       {:ok, %{agents: %{total: 2}}} = rpc.(:swarm_status, [slow])
 
