@@ -4,8 +4,8 @@ defmodule SwarmService.Raft do
   machine is the swarm's engine (`SwarmService.Swarm.Machine`): every command
   that changes the swarm is appended to its log, written to disk (fdatasync)
   and only then applied and answered, so an acknowledged command survives a
-  kill -9 of the node. Ra snapshots the engine's export now and then, which
-  keeps the log short.
+  kill -9 of the node. Ra snapshots the engine's whole state now and then,
+  which keeps the log short.
 
   This process starts the node's Ra system (data under `data_dir/0`), keeps
   the catalogue of durable swarms (`SwarmService.Raft.Catalogue`) and on boot
@@ -38,10 +38,6 @@ defmodule SwarmService.Raft do
 
   @doc false
   def start_link(_arg), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
-
-  @doc "The Ra system durable swarms run in."
-  @spec system() :: atom()
-  def system, do: @system
 
   @doc """
   The node's data directory (the Ra WAL, segments, snapshots and the
@@ -283,13 +279,24 @@ defmodule SwarmService.Raft do
     end
 
     # The slots of swarms not recovered stay taken: their data is still on
-    # disk for someone to look at.
-    used = MapSet.new(entries, & &1.slot)
+    # disk for someone to look at. While a catalogue file cannot be read,
+    # every server Ra knows may be its swarm's: none is deleted as an
+    # orphan, and their slots stay taken too.
+    known = MapSet.new(entries, &server_name(&1.slot))
+    orphans = for {name, _uid} <- registered(), not MapSet.member?(known, name), do: name
+
+    kept =
+      if broken == [] do
+        Enum.each(orphans, &:ra.force_delete_server(@system, {&1, node()}))
+        []
+      else
+        orphans
+      end
+
+    used = MapSet.new(Enum.map(entries, & &1.slot) ++ Enum.flat_map(kept, &slot_of/1))
     highest = Enum.max([0 | MapSet.to_list(used)])
     :ets.insert(@free, {:highest, highest})
     for n <- 1..highest//1, not MapSet.member?(used, n), do: :ets.insert(@free, {n})
-
-    remove_orphans(Enum.map(entries, &server_name(&1.slot)))
 
     # (Built outside Logger.info/1, whose argument is skipped below :info.)
     summary = recovery_summary(recovered, System.monotonic_time(:millisecond) - started)
@@ -323,17 +330,22 @@ defmodule SwarmService.Raft do
       "#{summary.tasks} tasks, #{summary.memory_entries} memory entries"
   end
 
-  # Ra servers this node still knows but the catalogue does not (a destroy
-  # interrupted after its catalogue entry went): their data is dropped.
-  defp remove_orphans(known) do
-    known = MapSet.new(known)
-
-    for {name, _uid} <- :ra_directory.list_registered(@system),
-        not MapSet.member?(known, name) do
-      :ra.force_delete_server(@system, {name, node()})
-    end
+  # The servers Ra has registered on this node; those the catalogue does
+  # not know are left over from a destroy interrupted after its catalogue
+  # entry went.
+  defp registered do
+    :ra_directory.list_registered(@system)
   rescue
-    _ -> :ok
+    _ -> []
+  end
+
+  defp slot_of(name) do
+    with "ruv_swarm_" <> n <- Atom.to_string(name),
+         {slot, ""} when slot > 0 <- Integer.parse(n) do
+      [slot]
+    else
+      _ -> []
+    end
   end
 
   defp start_server(entry, mode) do

@@ -249,6 +249,39 @@ defmodule SwarmService.DurabilityTest do
     end
   end
 
+  describe "a catalogue file that cannot be read" do
+    @describetag :cluster
+    @describetag timeout: 120_000
+
+    test "its swarm's Raft data is kept and its server name is not given to a new swarm" do
+      [peer] = PeerCluster.start(1)
+      rpc = fn m, f, a -> :erpc.call(peer, m, f, a, 10_000) end
+      {:ok, kept} = rpc.(RuvSwarm, :spawn_swarm, [%{name: "kept"}])
+      {:ok, hurt} = rpc.(RuvSwarm, :spawn_swarm, [%{name: "hurt"}])
+      {:ok, _} = rpc.(RuvSwarm, :memory_store, [hurt, "k", "v"])
+      {hurt_name, _} = rpc.(Raft, :server, [hurt])
+      dir = rpc.(Raft, :data_dir, [])
+      # Ra saves its table of server names lazily (about every 500 ms): a
+      # kill sooner loses the names, and then there is nothing to keep.
+      Process.sleep(1_500)
+      PeerCluster.kill(peer)
+
+      File.write!(Path.join([dir, "swarms", hurt <> ".swarm"]), "garbage")
+      :ok = PeerCluster.restart(peer)
+
+      {:ok, swarms} = rpc.(RuvSwarm, :list_swarms, [])
+      assert Enum.map(swarms, & &1.id) == [kept]
+      # Ra still knows the server (its log is there to recover by hand) ...
+      names = for {n, _} <- rpc.(:ra_directory, :list_registered, [:ruv_swarm]), do: n
+      assert hurt_name in names
+      # ... and a new swarm is not given its name.
+      {:ok, fresh} = rpc.(RuvSwarm, :spawn_swarm, [%{name: "fresh"}])
+      assert {name, _} = rpc.(Raft, :server, [fresh])
+      assert name != hurt_name
+      PeerCluster.stop([peer])
+    end
+  end
+
   defp write(rpc, swarm, w, history, stop, i \\ 0) do
     if :atomics.get(stop, 1) == 0 do
       key = "w#{w}-#{i}"
