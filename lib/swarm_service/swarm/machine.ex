@@ -28,7 +28,7 @@ defmodule SwarmService.Swarm.Machine do
   The log's vocabulary:
     * `:noop` — nothing (used to wait until the log is applied);
     * `{:native, fun, args}` — one engine mutation, `apply(Native, fun, args)`
-      for `fun` in `logged/0`;
+      for the engine mutations listed in `@logged`;
     * `{:attach, agent_id, pid}` — the agent's process (monitored);
     * `{:down, pid, reason}` — from Ra, for a monitored process.
   """
@@ -56,10 +56,6 @@ defmodule SwarmService.Swarm.Machine do
     :swarm_tick,
     :swarm_coordinate
   ]
-
-  @doc "The engine functions a logged command may call."
-  @spec logged() :: [atom()]
-  def logged, do: @logged
 
   @impl :ra_machine
   def init(%{swarm_id: id, create: create}) do
@@ -186,7 +182,7 @@ defmodule SwarmService.Swarm.Machine do
     if Process.get({__MODULE__, state.id}) do
       {:ok, state}
     else
-      _ = Native.swarm_destroy(state.id)
+      # (Replaces any instance of this swarm the VM still holds.)
       c = state.create
 
       with {:ok, _} <-
