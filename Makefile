@@ -4,7 +4,7 @@
 
 SHELL := /bin/bash
 # (openssl: the distribution-over-TLS test makes its certificates with it.)
-DEBIAN_PACKAGES := elixir erlang-dev erlang-jiffy erlang-mochiweb erlang-os-mon \
+DEBIAN_PACKAGES := elixir erlang-dev erlang-jiffy erlang-os-mon \
 	erlang-runtime-tools erlang-tools erlang-eunit erlang-xmerl erlang-parsetools \
 	erlang-syntax-tools erlang-crypto erlang-inets erlang-ssl erlang-public-key \
 	curl procps openssl
@@ -14,12 +14,12 @@ export MIX_HOME ?= $(CURDIR)/_build/mix_home
 NODE ?= swarm@127.0.0.1
 COOKIE ?= ruv_swarm
 
-# Ra (Raft) and the libraries it needs come as compiled OTP applications
+# Ra (Raft), Cowboy and the libraries they need come as compiled OTP applications
 # inside Debian's rabbitmq-server package. RabbitMQ itself is never
 # installed: the package is only downloaded and unpacked into _build, and
 # _build/erl_libs links the applications we use (mix.exs puts them on the
 # code path).
-RABBITMQ_APPS := ra aten gen_batch_server seshat
+RABBITMQ_APPS := ra aten gen_batch_server seshat cowboy cowlib ranch
 DEBIAN_LIBS := $(CURDIR)/_build/debian
 ERL_LIBS_DIR := $(CURDIR)/_build/erl_libs
 

@@ -2,7 +2,7 @@
 # outside lib/ and is loaded here.
 Code.require_file("mix/tasks/compile.cargo.ex", __DIR__)
 
-# Ra and its dependencies are compiled OTP applications from Debian's
+# Ra, Cowboy and their dependencies are compiled OTP applications from Debian's
 # rabbitmq-server package, linked into _build/erl_libs by `make deps`.
 # Putting them on the code path here is what lets `mix test`, `iex -S mix`
 # and `mix release` (which copies them in) find them with nothing set.
@@ -33,7 +33,7 @@ defmodule SwarmService.MixProject do
   def application do
     [
       mod: {SwarmService.Application, []},
-      extra_applications: [:logger, :crypto, :inets, :jiffy, :mochiweb, :ra]
+      extra_applications: [:logger, :crypto, :inets, :jiffy, :ranch, :cowlib, :cowboy, :ra]
     ]
   end
 

@@ -5,9 +5,10 @@
 #     1, 16 and 64 concurrent keep-alive clients: requests/s, p50, p99;
 #   * GET /health at 1 client: p50, p99;
 #   * the same swarm_status as a native call, and the MCP/native ratio;
-#   * the same 64-client load against a trivial server in this VM that
-#     answers every request with canned bytes of the MCP response's size:
-#     what the load generator itself costs, the ceiling for this machine.
+#   * the same 64-client load against a bare Cowboy listener in this VM
+#     whose handler answers every request with canned bytes of the MCP
+#     response's size: HTTP on Cowboy with no work at all, the ceiling for
+#     this machine; and the gateway's 64-client throughput as a share of it.
 # The client is a small raw :gen_tcp keep-alive HTTP/1.1 client, so the
 # numbers are the gateway's and not an HTTP library's. Prints a table and one
 # JSON line per measurement. Ratios and percentiles only: nothing is asserted.
@@ -57,12 +58,8 @@ defmodule GatewayBench.Client do
   end
 
   defp content_length(head) do
-    case :binary.match(head, "Content-Length: ") do
-      {pos, len} ->
-        tail = binary_part(head, pos + len, byte_size(head) - pos - len)
-        [n | _] = String.split(tail, "\r\n", parts: 2)
-        String.to_integer(n)
-    end
+    [_, n] = Regex.run(~r/\r\ncontent-length: *(\d+)/i, head)
+    String.to_integer(n)
   end
 
   defp read_body(_sock, buf, len) when byte_size(buf) >= len, do: buf
@@ -73,60 +70,29 @@ defmodule GatewayBench.Client do
   end
 end
 
-defmodule GatewayBench.Trivial do
+defmodule GatewayBench.Canned do
   @moduledoc false
-  # Answers every request with the same canned response: finds the end of
-  # the head and Content-Length, skips the body, writes. Nothing else.
+  # A bare Cowboy listener: its handler reads the body and answers the same
+  # canned bytes to every request. Nothing else.
 
   def start(response_body) do
-    {:ok, listen} =
-      :gen_tcp.listen(0, [:binary, active: false, reuseaddr: true, nodelay: true, backlog: 1024])
+    dispatch = :cowboy_router.compile([{:_, [{:_, __MODULE__, response_body}]}])
 
-    response = [
-      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ",
-      Integer.to_string(byte_size(response_body)),
-      "\r\n\r\n",
-      response_body
-    ]
+    {:ok, _} =
+      :cowboy.start_clear(
+        __MODULE__,
+        %{socket_opts: [ip: {127, 0, 0, 1}, port: 0, nodelay: true]},
+        %{
+          env: %{dispatch: dispatch}
+        }
+      )
 
-    spawn(fn -> accept(listen, IO.iodata_to_binary(response)) end)
-    {:ok, port} = :inet.port(listen)
-    port
+    :ranch.get_port(__MODULE__)
   end
 
-  defp accept(listen, response) do
-    {:ok, sock} = :gen_tcp.accept(listen)
-    pid = spawn(fn -> receive(do: (:go -> serve(sock, response, ""))) end)
-    :ok = :gen_tcp.controlling_process(sock, pid)
-    send(pid, :go)
-    accept(listen, response)
-  end
-
-  defp serve(sock, response, buf) do
-    case :binary.match(buf, "\r\n\r\n") do
-      {pos, 4} ->
-        [_, len] = Regex.run(~r/Content-Length: (\d+)/, binary_part(buf, 0, pos))
-
-        rest =
-          fill(sock, binary_part(buf, pos + 4, byte_size(buf) - pos - 4), String.to_integer(len))
-
-        :ok = :gen_tcp.send(sock, response)
-        n = String.to_integer(len)
-        serve(sock, response, binary_part(rest, n, byte_size(rest) - n))
-
-      :nomatch ->
-        case :gen_tcp.recv(sock, 0) do
-          {:ok, more} -> serve(sock, response, buf <> more)
-          {:error, _} -> :ok
-        end
-    end
-  end
-
-  defp fill(_sock, buf, len) when byte_size(buf) >= len, do: buf
-
-  defp fill(sock, buf, len) do
-    {:ok, more} = :gen_tcp.recv(sock, 0)
-    fill(sock, buf <> more, len)
+  def init(req, body) do
+    {:ok, _, req} = :cowboy_req.read_body(req)
+    {:ok, :cowboy_req.reply(200, %{"content-type" => "application/json"}, body, req), body}
   end
 end
 
@@ -138,7 +104,7 @@ defmodule GatewayBench do
 
   def run do
     {:ok, _} = Application.ensure_all_started(:inets)
-    {:ok, _} = Application.ensure_all_started(:mochiweb)
+    {:ok, _} = Application.ensure_all_started(:cowboy)
     {:ok, _} = Application.ensure_all_started(:jiffy)
 
     {:ok, _} = Application.ensure_all_started(:swarm_service)
@@ -196,17 +162,19 @@ defmodule GatewayBench do
 
     health = load("GET /health", 1, port, fn s -> Client.request(s, "GET", "/health", [], "") end)
 
-    trivial = GatewayBench.Trivial.start(resp)
+    canned = GatewayBench.Canned.start(resp)
 
     ceiling =
-      load("client only (canned server)", 64, trivial, fn s ->
+      load("canned Cowboy handler", 64, canned, fn s ->
         Client.request(s, "POST", "/mcp", headers, body)
       end)
 
     rows = [native | mcp] ++ [health, ceiling]
     print_table(rows)
     ratio = Enum.at(mcp, 0).p50_us / native.p50_us
-    IO.puts("\nMCP/native p50 ratio (1 client): #{Float.round(ratio, 1)}x\n")
+    IO.puts("\nMCP/native p50 ratio (1 client): #{Float.round(ratio, 1)}x")
+    share = List.last(mcp).rps / ceiling.rps
+    IO.puts("64-client throughput / canned-Cowboy ceiling: #{Float.round(share, 2)}\n")
 
     for row <- rows, do: IO.puts(:jiffy.encode(Map.put(row, :bench, "gateway")))
 
@@ -215,6 +183,14 @@ defmodule GatewayBench do
         bench: "gateway",
         name: "mcp_over_native_p50_ratio",
         value: Float.round(ratio, 2)
+      })
+    )
+
+    IO.puts(
+      :jiffy.encode(%{
+        bench: "gateway",
+        name: "mcp_64_clients_over_cowboy_ceiling",
+        value: Float.round(share, 2)
       })
     )
   end
@@ -253,8 +229,7 @@ defmodule GatewayBench do
     {200, head, _} =
       Client.request(sock, "POST", "/mcp", [{"Content-Type", "application/json"}], init)
 
-    [_, rest] = String.split(head, "Mcp-Session-Id: ", parts: 2)
-    [sid | _] = String.split(rest, "\r\n", parts: 2)
+    [_, sid] = Regex.run(~r/\r\nmcp-session-id: *([^\r]+)/i, head)
     :gen_tcp.close(sock)
     sid
   end

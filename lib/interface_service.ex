@@ -2,8 +2,7 @@ defmodule InterfaceService do
   @moduledoc """
   The gateway through which the outside world reaches the swarm.
 
-  One listener (mochiweb's acceptors, our own HTTP/1.1 connection loop;
-  default `127.0.0.1:4102`) serves:
+  One Cowboy listener (default `127.0.0.1:4102`) serves:
 
     * `POST/GET/DELETE /mcp`: MCP Streamable HTTP. Revisions 2025-11-25,
       2025-06-18 and 2025-03-26 with sessions (`Mcp-Session-Id`), and the
@@ -11,7 +10,9 @@ defmodule InterfaceService do
     * `POST /api/mcp/<tool>`: the same tools as plain JSON
       (`{"success": true, ...}`); `GET /api/mcp` lists them.
     * `GET /sse/discoveries?swarm_id=...`: discoveries as server-sent events.
-    * `GET /health` (JSON, no auth) and `GET /metrics` (Prometheus text).
+    * `GET /ws`: a WebSocket pushing the events of the swarms it subscribes to.
+    * `GET /health` (JSON, no auth; see `SwarmService.Health`) and
+      `GET /metrics` (Prometheus text).
 
   JSON is converted to native terms at this edge and nowhere else: each tool
   is one call into `SwarmService.RuvSwarm`.
@@ -19,9 +20,10 @@ defmodule InterfaceService do
   ## Supervision
 
   `InterfaceService` is a supervisor. It owns the gateway's ETS tables
-  (sessions, in-flight calls, rate-limit buckets, metrics), so they live
-  exactly as long as the gateway, and supervises a session sweeper and the
-  listener. Several gateways may run in one node (tests do): give each a
+  (sessions, in-flight calls, rate-limit buckets, metrics, connection
+  counts), so they live exactly as long as the gateway, and supervises, in
+  this order, a session sweeper, the listener, and the drainer that at
+  shutdown lets requests in flight finish before the listener stops. Several gateways may run in one node (tests do): give each a
   distinct `:name`.
 
   ## Configuration
@@ -33,7 +35,7 @@ defmodule InterfaceService do
   """
   use Supervisor
 
-  alias InterfaceService.{Config, HttpServer, Metrics, RateLimiter}
+  alias InterfaceService.{Config, Drainer, Listener, Metrics, RateLimiter}
   alias InterfaceService.Mcp.Session
 
   @doc """
@@ -62,11 +64,11 @@ defmodule InterfaceService do
 
   @doc "The TCP port the gateway named `name` listens on (useful with `port: 0`)."
   @spec port(atom()) :: :inet.port_number()
-  def port(name \\ __MODULE__), do: HttpServer.port(config(name))
+  def port(name \\ __MODULE__), do: Listener.port(config(name))
 
   @doc "The base URL of the gateway named `name`, e.g. `http://127.0.0.1:4102`."
   @spec url(atom()) :: String.t()
-  def url(name \\ __MODULE__), do: HttpServer.base_url(config(name))
+  def url(name \\ __MODULE__), do: Listener.base_url(config(name))
 
   @doc "The running configuration of the gateway named `name`."
   @spec config(atom()) :: Config.t()
@@ -83,7 +85,12 @@ defmodule InterfaceService do
       rate: RateLimiter.new_table(),
       metrics: Metrics.new_table(),
       sse: :atomics.new(1, signed: true),
-      http: :ets.new(:gateway_http, [:set, :public, read_concurrency: true])
+      # Open connections per client address, and in total.
+      http: :ets.new(:gateway_http, [:set, :public, write_concurrency: true]),
+      conns: :atomics.new(1, signed: true),
+      # Requests in flight, and whether the gateway is draining.
+      busy: :atomics.new(1, signed: true),
+      draining: :atomics.new(1, signed: false)
     }
 
     config = %Config{config | tabs: tabs, started_at: System.monotonic_time(:millisecond)}
@@ -92,7 +99,8 @@ defmodule InterfaceService do
 
     children = [
       {Session.Sweeper, config},
-      {HttpServer, config}
+      {Listener, config},
+      {Drainer, config}
     ]
 
     Supervisor.init(children, strategy: :one_for_one, max_restarts: 10, max_seconds: 5)

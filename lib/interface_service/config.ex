@@ -21,10 +21,16 @@ defmodule InterfaceService.Config do
   | `:max_body_bytes` | `1_048_576` | request body limit (413 above) |
   | `:max_sse_streams` | `1000` | open `/sse/discoveries` streams (503 above) |
   | `:max_connections` | `2048` | open TCP connections; requests on connections above it get 503 and the connection is closed |
+  | `:max_connections_per_address` | `256` | open TCP connections from one client address (503 above), so one flooding address leaves room for the others |
+  | `:header_timeout_ms` | `5_000` | longest a client may take to send a request head, and longest a kept-alive connection may sit idle between requests |
+  | `:send_timeout_ms` | `10_000` | longest one write to a client may block; a client that stops reading is disconnected |
+  | `:max_stream_queue_bytes` | `1_048_576` | bytes of SSE events waiting for a slow client before its stream is dropped |
+  | `:drain_timeout_ms` | `10_000` | at shutdown, how long requests in flight may take to finish (no new connections are accepted meanwhile) |
   | `:request_timeout_ms` | `30_000` | longest a tool call may run |
   | `:body_timeout_ms` | `15_000` | longest the client may take to send a body |
   | `:session_ttl_ms` | `3_600_000` | idle time after which an MCP session expires |
   | `:max_sessions` | `10_000` | open MCP sessions (503 above) |
+  | `:max_sessions_per_client` | `1000` | open MCP sessions per token (or per address without tokens); 503 with `Retry-After` above |
   | `:sse_keepalive_ms` | `15_000` | interval of SSE keep-alive comments |
   | `:tools_page_size` | `100` | tools per `tools/list` page |
   | `:public_url` | derived | base URL used in links handed to clients |
@@ -48,10 +54,16 @@ defmodule InterfaceService.Config do
     max_body_bytes: 1_048_576,
     max_sse_streams: 1000,
     max_connections: 2048,
+    max_connections_per_address: 256,
+    header_timeout_ms: 5_000,
+    send_timeout_ms: 10_000,
+    max_stream_queue_bytes: 1_048_576,
+    drain_timeout_ms: 10_000,
     request_timeout_ms: 30_000,
     body_timeout_ms: 15_000,
     session_ttl_ms: 3_600_000,
     max_sessions: 10_000,
+    max_sessions_per_client: 1000,
     sse_keepalive_ms: 15_000,
     tools_page_size: 100,
     public_url: nil,
@@ -111,10 +123,19 @@ defmodule InterfaceService.Config do
       max_body_bytes: int!(:max_body_bytes, opts[:max_body_bytes], 1, 1_073_741_824),
       max_sse_streams: int!(:max_sse_streams, opts[:max_sse_streams], 0, 1_000_000),
       max_connections: int!(:max_connections, opts[:max_connections], 1, 1_000_000),
+      max_connections_per_address:
+        int!(:max_connections_per_address, opts[:max_connections_per_address], 1, 1_000_000),
+      header_timeout_ms: int!(:header_timeout_ms, opts[:header_timeout_ms], 100, 600_000),
+      send_timeout_ms: int!(:send_timeout_ms, opts[:send_timeout_ms], 100, 600_000),
+      max_stream_queue_bytes:
+        int!(:max_stream_queue_bytes, opts[:max_stream_queue_bytes], 1024, 1_073_741_824),
+      drain_timeout_ms: int!(:drain_timeout_ms, opts[:drain_timeout_ms], 0, 600_000),
       request_timeout_ms: int!(:request_timeout_ms, opts[:request_timeout_ms], 1, 86_400_000),
       body_timeout_ms: int!(:body_timeout_ms, opts[:body_timeout_ms], 1, 3_600_000),
       session_ttl_ms: int!(:session_ttl_ms, opts[:session_ttl_ms], 1, 2_592_000_000),
       max_sessions: int!(:max_sessions, opts[:max_sessions], 1, 10_000_000),
+      max_sessions_per_client:
+        int!(:max_sessions_per_client, opts[:max_sessions_per_client], 1, 10_000_000),
       sse_keepalive_ms: int!(:sse_keepalive_ms, opts[:sse_keepalive_ms], 10, 3_600_000),
       tools_page_size: int!(:tools_page_size, opts[:tools_page_size], 1, 1000),
       public_url: public_url!(opts[:public_url]),

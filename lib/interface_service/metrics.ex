@@ -138,7 +138,7 @@ defmodule InterfaceService.Metrics do
       "# HELP ruv_swarm_gateway_connections Open TCP connections.\n",
       "# TYPE ruv_swarm_gateway_connections gauge\n",
       "ruv_swarm_gateway_connections ",
-      Integer.to_string(InterfaceService.HttpServer.connections(config)),
+      Integer.to_string(InterfaceService.Listener.connections(config)),
       "\n",
       "# HELP ruv_swarm_gateway_sse_streams Open discovery streams.\n",
       "# TYPE ruv_swarm_gateway_sse_streams gauge\n",

@@ -14,27 +14,37 @@ defmodule InterfaceService.RateLimiter do
   """
   @spec take(:ets.tid(), term(), non_neg_integer(), pos_integer(), integer()) ::
           :ok | {:error, pos_integer()}
-  def take(tab, key, rate, burst, now_us \\ System.monotonic_time(:microsecond))
-  def take(_tab, _key, 0, _burst, _now), do: :ok
+  def take(tab, key, rate, burst, now_us \\ System.monotonic_time(:microsecond)),
+    do: take_n(tab, key, 1, rate, burst, now_us)
 
-  def take(tab, key, rate, burst, now_us) do
+  @doc """
+  Takes `n` tokens at once (the calls of a JSON-RPC batch), all or none.
+  """
+  @spec take_n(:ets.tid(), term(), pos_integer(), non_neg_integer(), pos_integer(), integer()) ::
+          :ok | {:error, pos_integer()}
+  def take_n(tab, key, n, rate, burst, now_us \\ System.monotonic_time(:microsecond))
+  def take_n(_tab, _key, _n, 0, _burst, _now), do: :ok
+
+  def take_n(tab, key, n, rate, burst, now_us) do
     interval = max(div(1_000_000, rate), 1)
-    take(tab, key, interval, interval * burst, now_us, 8)
+    take(tab, key, n * interval, interval * burst, now_us, 8)
   end
 
   # Contention exhausted the retries: let the request through rather than
   # punish a client for the server's own race.
-  defp take(_tab, _key, _interval, _limit, _now, 0), do: :ok
+  defp take(_tab, _key, _cost, _limit, _now, 0), do: :ok
 
-  defp take(tab, key, interval, limit, now, tries) do
+  defp take(tab, key, cost, limit, now, tries) do
     case :ets.lookup(tab, key) do
       [] ->
-        if :ets.insert_new(tab, {key, now + interval}),
-          do: :ok,
-          else: take(tab, key, interval, limit, now, tries - 1)
+        cond do
+          cost > limit -> {:error, max(div(cost - limit + 999, 1000), 1)}
+          :ets.insert_new(tab, {key, now + cost}) -> :ok
+          true -> take(tab, key, cost, limit, now, tries - 1)
+        end
 
       [{^key, tat} = old] ->
-        new_tat = max(tat, now) + interval
+        new_tat = max(tat, now) + cost
 
         cond do
           new_tat - now > limit ->
@@ -44,7 +54,7 @@ defmodule InterfaceService.RateLimiter do
             :ok
 
           true ->
-            take(tab, key, interval, limit, now, tries - 1)
+            take(tab, key, cost, limit, now, tries - 1)
         end
     end
   end

@@ -7,14 +7,14 @@ defmodule InterfaceService.Rest do
   # task_orchestrate.
 
   alias SwarmService.Errors
-  alias InterfaceService.{HttpServer, Json, Tools, Worker}
+  alias InterfaceService.{Conn, Json, Tools, Worker}
 
   def handle(%{method: :GET} = conn, path) when path in ["", "/"] do
     tools = Enum.map(Tools.definitions(), &Map.take(&1, [:name, :description]))
-    HttpServer.send_json(conn, 200, %{success: true, tools: tools})
+    Conn.send_json(conn, 200, %{success: true, tools: tools})
   end
 
-  def handle(conn, path) when path in ["", "/"], do: HttpServer.method_not_allowed(conn, "GET")
+  def handle(conn, path) when path in ["", "/"], do: Conn.method_not_allowed(conn, "GET")
 
   def handle(%{method: :POST} = conn, "/" <> name) do
     name = Tools.resolve_alias(name)
@@ -23,27 +23,27 @@ defmodule InterfaceService.Rest do
       Process.put(:gateway_tool, name)
       call(conn, name)
     else
-      HttpServer.send_json(conn, 404, %{
+      Conn.send_json(conn, 404, %{
         success: false,
         error: "unknown tool #{inspect(String.slice(name, 0, 100))}"
       })
     end
   end
 
-  def handle(conn, "/" <> _name), do: HttpServer.method_not_allowed(conn, "POST")
+  def handle(conn, "/" <> _name), do: Conn.method_not_allowed(conn, "POST")
 
   def handle(conn, _path),
-    do: HttpServer.send_json(conn, 404, %{success: false, error: "not found"})
+    do: Conn.send_json(conn, 404, %{success: false, error: "not found"})
 
   defp call(conn, name) do
-    with {:ok, body} <- HttpServer.read_body_or_reply(conn),
+    with {:ok, body} <- Conn.read_body_or_reply(conn),
          {:ok, args} <- decode(conn, body) do
       config = conn.config
 
       ctx = %{
         api: config.api,
         allowlist: config.command_allowlist,
-        base_url: config.public_url || host_url(conn),
+        base_url: Conn.base_url(conn),
         progress: nil
       }
 
@@ -56,17 +56,17 @@ defmodule InterfaceService.Rest do
 
       case outcome do
         {:ok, result} ->
-          HttpServer.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
+          Conn.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
 
         {:error, reason} ->
-          HttpServer.send_json(conn, Errors.http_status(reason), %{
+          Conn.send_json(conn, Errors.http_status(reason), %{
             success: false,
             error: Errors.message(reason),
             code: Errors.code(reason)
           })
 
         {:crashed, _} ->
-          HttpServer.send_json(conn, 500, %{
+          Conn.send_json(conn, 500, %{
             success: false,
             error: "internal error while running #{name}"
           })
@@ -83,21 +83,14 @@ defmodule InterfaceService.Rest do
           {:ok, args}
 
         {:ok, _} ->
-          HttpServer.send_json(conn, 400, %{
+          Conn.send_json(conn, 400, %{
             success: false,
             error: "the body must be a JSON object"
           })
 
         {:error, _} ->
-          HttpServer.send_json(conn, 400, %{success: false, error: "the body is not valid JSON"})
+          Conn.send_json(conn, 400, %{success: false, error: "the body is not valid JSON"})
       end
-    end
-  end
-
-  defp host_url(conn) do
-    case HttpServer.header(conn, "host") do
-      nil -> HttpServer.base_url(conn.config)
-      host -> "http://" <> host
     end
   end
 end

@@ -12,12 +12,12 @@ defmodule InterfaceService.Sse do
   # nothing shared meanwhile is lost; what arrives both ways is sent once.
 
   alias SwarmService.Errors
-  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream}
+  alias InterfaceService.{Conn, Json, SseStream}
 
   @replay_limit 1000
 
   def discoveries(%{method: :GET} = conn) do
-    params = HttpServer.query_params(conn)
+    params = Conn.query_params(conn)
 
     with {:ok, swarm_id, filters} <- parse(conn, params) do
       counter = conn.config.tabs.sse
@@ -25,7 +25,7 @@ defmodule InterfaceService.Sse do
       if :atomics.add_get(counter, 1, 1) > conn.config.max_sse_streams do
         :atomics.sub(counter, 1, 1)
         InterfaceService.Metrics.reject(conn.config.tabs.metrics, :sse_cap)
-        HttpServer.send_json(conn, 503, %{error: "too many open streams"}, [{"Retry-After", "5"}])
+        Conn.send_json(conn, 503, %{error: "too many open streams"}, [{"Retry-After", "5"}])
       else
         try do
           stream(conn, swarm_id, filters)
@@ -36,7 +36,7 @@ defmodule InterfaceService.Sse do
     end
   end
 
-  def discoveries(conn), do: HttpServer.method_not_allowed(conn, "GET")
+  def discoveries(conn), do: Conn.method_not_allowed(conn, "GET")
 
   defp parse(conn, params) do
     with {:ok, swarm_id} <- required(conn, params, "swarm_id"),
@@ -52,7 +52,7 @@ defmodule InterfaceService.Sse do
   defp required(conn, params, key) do
     case params[key] do
       v when is_binary(v) and v != "" -> {:ok, v}
-      _ -> HttpServer.send_json(conn, 400, %{error: "query parameter #{key} is required"})
+      _ -> Conn.send_json(conn, 400, %{error: "query parameter #{key} is required"})
     end
   end
 
@@ -61,7 +61,7 @@ defmodule InterfaceService.Sse do
   defp confidence(conn, value) do
     case Float.parse(value) do
       {f, ""} when f >= 0 and f <= 1 -> {:ok, f}
-      _ -> HttpServer.send_json(conn, 400, %{error: "min_confidence must be a number in 0..1"})
+      _ -> Conn.send_json(conn, 400, %{error: "min_confidence must be a number in 0..1"})
     end
   end
 
@@ -71,26 +71,31 @@ defmodule InterfaceService.Sse do
     case api.subscribe_discoveries(swarm_id, filters) do
       :ok ->
         resp = SseStream.open(conn)
-        HttpConn.write_chunk(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
+        SseStream.write(resp, ["retry: 3000\n: subscribed to ", swarm_id, "\n\n"])
 
         replayed =
-          case HttpServer.header(conn, "last-event-id") do
+          case Conn.header(conn, "last-event-id") do
             nil -> MapSet.new()
             last_id -> replay(resp, api, swarm_id, filters, last_id)
           end
 
-        # Until the client hangs up: the stream counts against the cap until then.
-        SseStream.listen(
-          resp,
-          conn.config.sse_keepalive_ms,
-          replayed,
-          &live(resp, swarm_id, &1, &2)
-        )
+        # Until the client hangs up: the stream counts against the cap, and
+        # stays subscribed, exactly until then.
+        try do
+          SseStream.listen(
+            resp,
+            conn.config.sse_keepalive_ms,
+            replayed,
+            &live(resp, swarm_id, &1, &2)
+          )
+        after
+          api.unsubscribe(swarm_id)
+        end
 
-        %{conn | status: 200}
+        resp
 
       {:error, reason} ->
-        HttpServer.send_json(conn, Errors.http_status(reason), %{
+        Conn.send_json(conn, Errors.http_status(reason), %{
           error: Errors.message(reason)
         })
     end

@@ -1,9 +1,12 @@
 defmodule InterfaceService.Worker do
   @moduledoc false
-  # Runs one tool call in its own process, so the connection process can
-  # time it out, cancel it and survive its crash. Progress reports from the
-  # tool arrive as {:mcp_progress, ref, done, total, message}; the ref is in
-  # the worker's dictionary under :gateway_call_ref.
+  # Runs one tool call in its own process, so the request process can time
+  # it out, cancel it and survive its crash. The worker is linked to the
+  # request process: a client that hangs up ends the request process, and
+  # with it the call (a crash inside the call is caught and reported, so the
+  # link never takes the request down). Progress reports from the tool
+  # arrive as {:mcp_progress, ref, done, total, message}; the ref is in the
+  # worker's dictionary under :gateway_call_ref.
 
   require Logger
 
@@ -27,11 +30,13 @@ defmodule InterfaceService.Worker do
     parent = self()
     ref = make_ref()
 
-    {worker, mref} =
-      spawn_monitor(fn ->
+    worker =
+      spawn_link(fn ->
         Process.put(:gateway_call_ref, ref)
-        send(parent, {ref, fun.()})
+        send(parent, {ref, inline(fun)})
       end)
+
+    mref = Process.monitor(worker)
 
     on_start.(worker)
     deadline = System.monotonic_time(:millisecond) + timeout_ms
@@ -41,7 +46,7 @@ defmodule InterfaceService.Worker do
     catch
       # The client went away while progress was being written: stop the work.
       :exit, reason ->
-        Process.exit(worker, :kill)
+        stop(worker)
         exit(reason)
     end
   end
@@ -82,16 +87,28 @@ defmodule InterfaceService.Worker do
 
       {:mcp_cancelled, ^worker} ->
         Process.demonitor(mref, [:flush])
+        stop(worker)
         :cancelled
+
+      # A streaming request traps exits: its connection ended.
+      {:EXIT, from, reason} when from != worker ->
+        stop(worker)
+        exit(reason)
 
       {:DOWN, ^mref, :process, _, reason} ->
         Logger.error("gateway: tool call crashed: #{inspect(reason, limit: 30)}")
         {:crashed, reason}
     after
       remaining ->
-        Process.exit(worker, :kill)
+        stop(worker)
         Process.demonitor(mref, [:flush])
         {:error, {:timeout_after, timeout_ms}}
     end
+  end
+
+  # Unlinked first: killing a linked worker would take the caller with it.
+  defp stop(worker) do
+    Process.unlink(worker)
+    Process.exit(worker, :kill)
   end
 end

@@ -39,7 +39,7 @@ defmodule SwarmService.HealthEndpointTest do
   test "counts come from the engine" do
     {:ok, _} = Application.ensure_all_started(:swarm_service)
     {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm(%{topology: :mesh, agents: 2})
-    report = HealthEndpoint.report()
+    report = SwarmService.Health.report()
     assert report.swarms >= 1
     assert report.agents >= 2
     assert %{pending: _, running: _, completed: _, failed: _} = report.tasks

@@ -9,12 +9,12 @@ defmodule InterfaceService.Mcp.Http do
   # envelope and no session id is taken as stateless too, so it is told
   # which header is missing rather than that it lacks a session.
   #
-  # Tool calls run in a worker process: the connection process waits for it
+  # Tool calls run in a worker process: the request process waits for it
   # with the request timeout, streams its progress as SSE when the client
-  # asked for progress, and kills it on notifications/cancelled. Tools that
-  # answer at once (Tools.inline?/1) run in the connection process itself.
+  # asked for progress, and stops it on notifications/cancelled. Tools that
+  # answer at once (Tools.inline?/1) run in the request process itself.
 
-  alias InterfaceService.{HttpConn, HttpServer, Json, SseStream, Tools, Worker}
+  alias InterfaceService.{Conn, Json, SseStream, Tools, Worker}
   alias InterfaceService.Mcp.{Protocol, Session}
 
   @legacy_default "2025-03-26"
@@ -27,17 +27,17 @@ defmodule InterfaceService.Mcp.Http do
   def handle(%{method: :POST} = conn), do: post(conn)
   def handle(%{method: :GET} = conn), do: get_stream(conn)
   def handle(%{method: :DELETE} = conn), do: delete(conn)
-  def handle(conn), do: HttpServer.method_not_allowed(conn, "GET, POST, DELETE")
+  def handle(conn), do: Conn.method_not_allowed(conn, "GET, POST, DELETE")
 
   # --- POST -----------------------------------------------------------------------
 
   defp post(conn) do
     with :ok <- check_content_type(conn),
          :ok <- check_accept(conn),
-         {:ok, body} <- HttpServer.read_body_or_reply(conn),
+         {:ok, body} <- Conn.read_body_or_reply(conn),
          {:ok, msg} <- decode(conn, body) do
-      version = HttpServer.header(conn, "mcp-protocol-version")
-      session_id = HttpServer.header(conn, "mcp-session-id")
+      version = Conn.header(conn, "mcp-protocol-version")
+      session_id = Conn.header(conn, "mcp-session-id")
       modern = Protocol.modern_version()
 
       cond do
@@ -51,7 +51,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp check_content_type(conn) do
-    case HttpServer.header(conn, "content-type") do
+    case Conn.header(conn, "content-type") do
       "application/json" <> _ ->
         :ok
 
@@ -63,7 +63,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp check_accept(conn) do
-    case HttpServer.header(conn, "accept") do
+    case Conn.header(conn, "accept") do
       nil ->
         :ok
 
@@ -110,7 +110,8 @@ defmodule InterfaceService.Mcp.Http do
         invalid_request(conn, 400, "initialize must not be part of a batch")
 
       true ->
-        with {:ok, session} <- session(conn, session_id) do
+        with {:ok, session} <- session(conn, session_id),
+             :ok <- charge_batch(conn, length(batch)) do
           responses =
             Enum.flat_map(batch, fn msg ->
               case Protocol.classify(msg) do
@@ -162,15 +163,41 @@ defmodule InterfaceService.Mcp.Http do
     end
   end
 
+  # The request itself paid for one call; the rest of the batch pays too.
+  defp charge_batch(_conn, 1), do: :ok
+
+  defp charge_batch(conn, n) do
+    config = conn.config
+
+    case InterfaceService.RateLimiter.take_n(
+           config.tabs.rate,
+           conn.client,
+           n - 1,
+           config.rate_limit,
+           config.rate_burst
+         ) do
+      :ok -> :ok
+      {:error, retry_ms} -> InterfaceService.Endpoint.rate_limited(conn, :rate_limited, retry_ms)
+    end
+  end
+
   defp initialize(conn, id, params) do
     with {:ok, version} <- Protocol.negotiate(params) do
-      case Session.create(conn.config, version) do
+      case Session.create(conn.config, version, conn.client) do
         {:ok, session_id} ->
           result = Protocol.result(id, Protocol.initialize_result(version))
           reply(conn, 200, result, [{"Mcp-Session-Id", session_id}])
 
         {:error, :too_many_sessions} ->
-          reply(conn, 503, Protocol.error(id, -32_603, "too many open sessions, try again later"))
+          message = "too many open sessions on this server, try again later"
+          reply(conn, 503, Protocol.error(id, -32_603, message), [{"retry-after", "60"}])
+
+        {:error, :too_many_client_sessions} ->
+          message =
+            "this client already has #{conn.config.max_sessions_per_client} open sessions: " <>
+              "end one (DELETE /mcp) or let it expire"
+
+          reply(conn, 503, Protocol.error(id, -32_603, message), [{"retry-after", "60"}])
       end
     else
       {:error, code, message} -> reply(conn, 200, Protocol.error(id, code, message))
@@ -181,7 +208,7 @@ defmodule InterfaceService.Mcp.Http do
     do: invalid_request(conn, 400, "Bad Request: #{@no_session_id} (send initialize first)")
 
   defp session(conn, session_id) do
-    case Session.touch(conn.config, session_id) do
+    case Session.touch(conn.config, session_id, conn.client) do
       {:ok, session} ->
         {:ok, session}
 
@@ -246,9 +273,9 @@ defmodule InterfaceService.Mcp.Http do
     case Protocol.classify(msg) do
       {:request, id, method, params} ->
         headers = %{
-          "mcp-protocol-version" => HttpServer.header(conn, "mcp-protocol-version"),
-          "mcp-method" => HttpServer.header(conn, "mcp-method"),
-          "mcp-name" => HttpServer.header(conn, "mcp-name")
+          "mcp-protocol-version" => Conn.header(conn, "mcp-protocol-version"),
+          "mcp-method" => Conn.header(conn, "mcp-method"),
+          "mcp-name" => Conn.header(conn, "mcp-name")
         }
 
         case Protocol.check_modern(method, params, headers) do
@@ -292,13 +319,13 @@ defmodule InterfaceService.Mcp.Http do
   defp call_tool(conn, id, params, era, session_id, may_stream) do
     case Protocol.call_params(params) do
       {:ok, name, args, token} ->
-        # The metrics label; HttpServer reads it when the request is done.
+        # The metrics label; the endpoint reads it when the request is done.
         Process.put(:gateway_tool, if(Tools.known?(name), do: name, else: "unknown"))
 
         ctx = %{
           api: conn.config.api,
           allowlist: conn.config.command_allowlist,
-          base_url: base_url(conn),
+          base_url: Conn.base_url(conn),
           request_timeout_ms: conn.config.request_timeout_ms
         }
 
@@ -374,8 +401,8 @@ defmodule InterfaceService.Mcp.Http do
       response -> write_event(resp, response)
     end
 
-    HttpConn.write_chunk(resp, "")
-    %{conn | status: 200}
+    SseStream.finish(resp)
+    resp
   end
 
   defp run_worker(conn, id, name, args, ctx, session_id, on_progress) do
@@ -398,7 +425,7 @@ defmodule InterfaceService.Mcp.Http do
   defp write_event(resp, msg), do: SseStream.send_event(resp, "message", Protocol.encode!(msg))
 
   defp accepts_sse?(conn) do
-    case HttpServer.header(conn, "accept") do
+    case Conn.header(conn, "accept") do
       nil ->
         false
 
@@ -408,34 +435,25 @@ defmodule InterfaceService.Mcp.Http do
     end
   end
 
-  defp base_url(conn) do
-    case {conn.config.public_url, HttpServer.header(conn, "host")} do
-      {url, _} when is_binary(url) -> url
-      # The Host header already passed the allow-list.
-      {nil, host} when is_binary(host) -> "http://" <> host
-      _ -> HttpServer.base_url(conn.config)
-    end
-  end
-
   # --- GET: the session's notification stream --------------------------------------------
 
   defp get_stream(conn) do
     cond do
-      HttpServer.header(conn, "mcp-protocol-version") == Protocol.modern_version() ->
-        HttpServer.method_not_allowed(conn, "POST")
+      Conn.header(conn, "mcp-protocol-version") == Protocol.modern_version() ->
+        Conn.method_not_allowed(conn, "POST")
 
       not accepts_sse?(conn) ->
-        HttpServer.method_not_allowed(conn, "POST, DELETE")
+        Conn.method_not_allowed(conn, "POST, DELETE")
 
       true ->
-        session_id = HttpServer.header(conn, "mcp-session-id")
+        session_id = Conn.header(conn, "mcp-session-id")
 
         with {:ok, _session} <- session(conn, session_id) do
           case Session.attach_stream(conn.config, session_id, self()) do
             :ok ->
               resp = SseStream.open(conn)
-              # Flushes the headers at once so clients see the stream open.
-              HttpConn.write_chunk(resp, ": stream open\n\n")
+              # Clients see the stream open at once.
+              SseStream.write(resp, ": stream open\n\n")
 
               try do
                 SseStream.listen(resp, conn.config.sse_keepalive_ms, nil, &notify(resp, &1, &2))
@@ -443,7 +461,7 @@ defmodule InterfaceService.Mcp.Http do
                 Session.detach_stream(conn.config, session_id, self())
               end
 
-              %{conn | status: 200}
+              resp
 
             {:error, :conflict} ->
               invalid_request(conn, 409, "this session already has an open GET stream")
@@ -458,9 +476,7 @@ defmodule InterfaceService.Mcp.Http do
   end
 
   defp notify(resp, :mcp_session_closed, nil) do
-    HttpConn.write_chunk(resp, "")
-    # Hand the socket back to the request loop quietly.
-    HttpConn.unwatch(resp.socket)
+    SseStream.finish(resp)
     :stop
   end
 
@@ -469,17 +485,17 @@ defmodule InterfaceService.Mcp.Http do
   # --- DELETE ---------------------------------------------------------------------------
 
   defp delete(conn) do
-    session_id = HttpServer.header(conn, "mcp-session-id")
+    session_id = Conn.header(conn, "mcp-session-id")
 
     cond do
-      HttpServer.header(conn, "mcp-protocol-version") == Protocol.modern_version() ->
-        HttpServer.method_not_allowed(conn, "POST")
+      Conn.header(conn, "mcp-protocol-version") == Protocol.modern_version() ->
+        Conn.method_not_allowed(conn, "POST")
 
       session_id == nil ->
         invalid_request(conn, 400, "Bad Request: " <> @no_session_id)
 
       true ->
-        case Session.delete(conn.config, session_id) do
+        case Session.delete(conn.config, session_id, conn.client) do
           :ok -> reply(conn, 200, %{})
           :error -> session_not_found(conn, "Session not found")
         end
@@ -489,15 +505,15 @@ defmodule InterfaceService.Mcp.Http do
   # --- replies ----------------------------------------------------------------------------
 
   defp reply(conn, status, msg, headers \\ []) do
-    HttpServer.send_resp(
+    Conn.send_resp(
       conn,
       status,
-      [{"Content-Type", "application/json"} | headers],
+      [{"content-type", "application/json"} | headers],
       Protocol.encode!(msg)
     )
   end
 
-  defp accepted(conn), do: HttpServer.send_resp(conn, 202, [], "")
+  defp accepted(conn), do: Conn.send_resp(conn, 202, [], "")
 
   # Anything wrong with the request itself; the HTTP status says what.
   defp invalid_request(conn, status, message, id \\ nil),

@@ -2,7 +2,10 @@ defmodule InterfaceService.Mcp.Session do
   @moduledoc false
   # MCP sessions (revisions up to 2025-11-25) live in one ETS table owned by
   # the gateway supervisor:
-  #   {id, version, created_ms, last_seen_ms, log_level, stream_pid}
+  #   {id, version, created_ms, last_seen_ms, log_level, stream_pid, owner}
+  # `owner` is the client that opened it (its token's identity, or its
+  # address when the gateway has no tokens): no other client can use or
+  # end it, and each client may hold at most max_sessions_per_client.
   # and calls in flight in another, keyed {session_id, request_id}, so
   # notifications/cancelled can find and stop the work.
 
@@ -10,28 +13,40 @@ defmodule InterfaceService.Mcp.Session do
 
   @log_levels ~w(debug info notice warning error critical alert emergency)
 
-  @doc "Opens a session; the id is 32 random bytes, base64url (visible ASCII)."
-  @spec create(Config.t(), String.t()) :: {:ok, String.t()} | {:error, :too_many_sessions}
-  def create(%Config{tabs: %{sessions: tab}} = config, version) do
-    if :ets.info(tab, :size) >= config.max_sessions do
-      {:error, :too_many_sessions}
-    else
-      id = Base.url_encode64(:crypto.strong_rand_bytes(32), padding: false)
-      now = now()
-      true = :ets.insert_new(tab, {id, version, now, now, nil, nil})
-      {:ok, id}
+  @doc "Opens a session for `owner`; the id is 32 random bytes, base64url (visible ASCII)."
+  @spec create(Config.t(), String.t(), term()) ::
+          {:ok, String.t()} | {:error, :too_many_sessions | :too_many_client_sessions}
+  def create(%Config{tabs: %{sessions: tab}} = config, version, owner) do
+    cond do
+      :ets.info(tab, :size) >= config.max_sessions ->
+        {:error, :too_many_sessions}
+
+      owned(tab, owner) >= config.max_sessions_per_client ->
+        {:error, :too_many_client_sessions}
+
+      true ->
+        id = Base.url_encode64(:crypto.strong_rand_bytes(32), padding: false)
+        now = now()
+        true = :ets.insert_new(tab, {id, version, now, now, nil, nil, owner})
+        {:ok, id}
     end
   end
 
-  @doc "Finds a live session and marks it used; expired sessions are removed."
-  @spec touch(Config.t(), String.t()) :: {:ok, tuple()} | :error
-  def touch(%Config{tabs: %{sessions: tab}} = config, id) do
+  defp owned(tab, owner),
+    do:
+      :ets.select_count(tab, [
+        {{:_, :_, :_, :_, :_, :_, :"$1"}, [{:"=:=", :"$1", {:const, owner}}], [true]}
+      ])
+
+  @doc "Finds a live session of `owner` and marks it used; expired sessions are removed."
+  @spec touch(Config.t(), String.t(), term()) :: {:ok, tuple()} | :error
+  def touch(%Config{tabs: %{sessions: tab}} = config, id, owner) do
     case :ets.lookup(tab, id) do
-      [{^id, _v, _c, last, _l, _s} = session] ->
+      [{^id, _v, _c, last, _l, _s, ^owner} = session] ->
         now = now()
 
         if now - last > config.session_ttl_ms do
-          delete(config, id)
+          remove(config, id)
           :error
         else
           # Skip the write when the session was touched this very second:
@@ -40,20 +55,35 @@ defmodule InterfaceService.Mcp.Session do
           {:ok, session}
         end
 
-      [] ->
+      # Missing, or another client's: the same answer, nothing revealed.
+      _ ->
         :error
     end
   end
 
-  @doc "Ends a session: its GET stream is closed and calls in flight are stopped."
-  @spec delete(Config.t(), String.t()) :: :ok | :error
-  def delete(%Config{tabs: %{sessions: tab, inflight: inflight}}, id) do
+  @doc """
+  Ends a session of `owner` (`:any` for the sweeper): its GET stream is
+  closed and calls in flight are stopped.
+  """
+  @spec delete(Config.t(), String.t(), term()) :: :ok | :error
+  def delete(%Config{tabs: %{sessions: tab}} = config, id, owner) do
+    case :ets.lookup(tab, id) do
+      [{^id, _v, _c, _l, _lvl, _stream, session_owner}]
+      when owner == :any or session_owner == owner ->
+        remove(config, id)
+
+      _ ->
+        :error
+    end
+  end
+
+  defp remove(%Config{tabs: %{sessions: tab, inflight: inflight}}, id) do
     case :ets.take(tab, id) do
-      [{^id, _v, _c, _l, _lvl, stream}] ->
+      [{^id, _v, _c, _l, _lvl, stream, _owner}] ->
         if is_pid(stream), do: send(stream, :mcp_session_closed)
 
-        for {{^id, _req}, worker, _conn} <- :ets.match_object(inflight, {{id, :_}, :_, :_}) do
-          Process.exit(worker, :kill)
+        for {{^id, _req}, worker, request} <- :ets.match_object(inflight, {{id, :_}, :_, :_}) do
+          send(request, {:mcp_cancelled, worker})
         end
 
         :ets.match_delete(inflight, {{id, :_}, :_, :_})
@@ -82,7 +112,7 @@ defmodule InterfaceService.Mcp.Session do
   @spec attach_stream(Config.t(), String.t(), pid()) :: :ok | {:error, :conflict}
   def attach_stream(%Config{tabs: %{sessions: tab}}, id, pid) do
     case :ets.lookup(tab, id) do
-      [{^id, _v, _c, _l, _lvl, old}] when is_pid(old) ->
+      [{^id, _v, _c, _l, _lvl, old, _owner}] when is_pid(old) ->
         if Process.alive?(old), do: {:error, :conflict}, else: do_attach(tab, id, pid)
 
       [_] ->
@@ -101,7 +131,8 @@ defmodule InterfaceService.Mcp.Session do
   @doc "Detaches the GET stream when it closes."
   def detach_stream(%Config{tabs: %{sessions: tab}}, id, pid) do
     :ets.select_replace(tab, [
-      {{id, :"$1", :"$2", :"$3", :"$4", pid}, [], [{{id, :"$1", :"$2", :"$3", :"$4", nil}}]}
+      {{id, :"$1", :"$2", :"$3", :"$4", pid, :"$5"}, [],
+       [{{id, :"$1", :"$2", :"$3", :"$4", nil, :"$5"}}]}
     ])
 
     :ok
@@ -116,7 +147,7 @@ defmodule InterfaceService.Mcp.Session do
 
   def log(%Config{tabs: %{sessions: tab}}, id, level, data) do
     case :ets.lookup(tab, id) do
-      [{^id, _v, _c, _l, min, stream}] when is_pid(stream) ->
+      [{^id, _v, _c, _l, min, stream, _owner}] when is_pid(stream) ->
         if rank(level) >= rank(min || "info") do
           send(
             stream,
@@ -156,9 +187,10 @@ defmodule InterfaceService.Mcp.Session do
   @spec cancel_call(Config.t(), String.t() | nil, term()) :: :ok
   def cancel_call(%Config{tabs: %{inflight: tab}}, session_id, request_id) do
     case :ets.take(tab, {session_id, request_id}) do
-      [{_key, worker, conn}] ->
-        send(conn, {:mcp_cancelled, worker})
-        Process.exit(worker, :kill)
+      # The waiting request stops its worker (they are linked: killing the
+      # worker from here would take the request with it).
+      [{_key, worker, request}] ->
+        send(request, {:mcp_cancelled, worker})
         :ok
 
       [] ->
@@ -187,10 +219,10 @@ defmodule InterfaceService.Mcp.Session do
 
       expired =
         :ets.select(config.tabs.sessions, [
-          {{:"$1", :_, :_, :"$2", :_, :_}, [{:<, :"$2", cutoff}], [:"$1"]}
+          {{:"$1", :_, :_, :"$2", :_, :_, :_}, [{:<, :"$2", cutoff}], [:"$1"]}
         ])
 
-      Enum.each(expired, &InterfaceService.Mcp.Session.delete(config, &1))
+      Enum.each(expired, &InterfaceService.Mcp.Session.delete(config, &1, :any))
       InterfaceService.RateLimiter.sweep(config.tabs.rate)
       schedule(config)
       {:noreply, config}

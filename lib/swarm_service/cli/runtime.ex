@@ -105,7 +105,7 @@ defmodule SwarmService.CLI.Runtime do
   end
 
   defp pid_info(home, daemon?) do
-    gateway_port = SwarmService.HealthEndpoint.gateway_port()
+    gateway_port = SwarmService.Health.gateway_port()
     health_port = SwarmService.HealthEndpoint.configured_port()
 
     %{
