@@ -24,6 +24,14 @@ defmodule InterfaceService.HostileClientsTest do
     )
   end
 
+  defp read_until_closed(sock, acc) do
+    case :gen_tcp.recv(sock, 0, 5_000) do
+      {:ok, data} -> read_until_closed(sock, acc <> data)
+      {:error, :closed} -> {:ok, acc}
+      {:error, reason} -> {:error, reason, acc}
+    end
+  end
+
   defp post(url, tool, args, headers \\ []),
     do: http(:post, url <> "/api/mcp/" <> tool, headers, encode(args))
 
@@ -178,7 +186,7 @@ defmodule InterfaceService.HostileClientsTest do
         eventually(fn -> :atomics.get(config.tabs.draining, 1) == 1 end)
         Process.sleep(200)
         :ok = :gen_tcp.send(sock, body)
-        :gen_tcp.recv(sock, 0, 5_000)
+        read_until_closed(sock, "")
       end)
 
     :ok = :gen_tcp.controlling_process(sock, client.pid)

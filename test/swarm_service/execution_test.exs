@@ -11,7 +11,8 @@ defmodule SwarmService.ExecutionTest do
     id
   end
 
-  defp run!(swarm, task, timeout \\ 2_000) do
+  # Generous: a loaded CI machine may take seconds to start a process.
+  defp run!(swarm, task, timeout \\ 10_000) do
     {:ok, t} = RuvSwarm.orchestrate(swarm, task)
     {t, RuvSwarm.await_task(t, timeout)}
   end
