@@ -69,6 +69,13 @@ gateway =
       {"RUV_SWARM_MAX_BODY_BYTES", :max_body_bytes, parse_int},
       {"RUV_SWARM_MAX_SSE_STREAMS", :max_sse_streams, parse_int},
       {"RUV_SWARM_MAX_CONNECTIONS", :max_connections, parse_int},
+      {"RUV_SWARM_MAX_CONNECTIONS_PER_ADDRESS", :max_connections_per_address, parse_int},
+      {"RUV_SWARM_HEADER_TIMEOUT_MS", :header_timeout_ms, parse_int},
+      {"RUV_SWARM_SEND_TIMEOUT_MS", :send_timeout_ms, parse_int},
+      {"RUV_SWARM_MAX_STREAM_QUEUE_BYTES", :max_stream_queue_bytes, parse_int},
+      {"RUV_SWARM_DRAIN_TIMEOUT_MS", :drain_timeout_ms, parse_int},
+      {"RUV_SWARM_MAX_SESSIONS", :max_sessions, parse_int},
+      {"RUV_SWARM_MAX_SESSIONS_PER_CLIENT", :max_sessions_per_client, parse_int},
       {"RUV_SWARM_REQUEST_TIMEOUT_MS", :request_timeout_ms, parse_int},
       {"RUV_SWARM_SESSION_TTL_MS", :session_ttl_ms, parse_int},
       {"RUV_SWARM_PUBLIC_URL", :public_url, parse_string}

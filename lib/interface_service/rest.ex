@@ -44,7 +44,9 @@ defmodule InterfaceService.Rest do
         api: config.api,
         allowlist: config.command_allowlist,
         base_url: Conn.base_url(conn),
-        progress: nil
+        progress: nil,
+        client: conn.client,
+        scope: :node
       }
 
       call = fn -> Tools.call(name, args, ctx) end

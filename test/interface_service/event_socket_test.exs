@@ -87,6 +87,12 @@ defmodule InterfaceService.EventSocketTest do
 
     send_text(sock, ~s({"op":"ping"}))
     assert %{"type" => "pong"} = recv_until(sock, &(&1["type"] == "pong"))
+
+    # More than a request head may hold (64 KiB) in all: a socket is not a head.
+    pad = String.duplicate("p", 100)
+    for _ <- 1..700, do: send_text(sock, ~s({"op":"ping","pad":"#{pad}"}))
+    for _ <- 1..700, do: assert(%{"type" => "pong"} = recv_until(sock, &(&1["type"] == "pong")))
+
     :gen_tcp.close(sock)
     SwarmService.RuvSwarm.destroy_swarm(swarm)
   end

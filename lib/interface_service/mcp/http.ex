@@ -326,7 +326,11 @@ defmodule InterfaceService.Mcp.Http do
           api: conn.config.api,
           allowlist: conn.config.command_allowlist,
           base_url: Conn.base_url(conn),
-          request_timeout_ms: conn.config.request_timeout_ms
+          request_timeout_ms: conn.config.request_timeout_ms,
+          client: conn.client,
+          # What "the swarm most recently created" refers to: the session's,
+          # or, without a session (stateless revision), the client's.
+          scope: if(session_id, do: {:session, session_id}, else: {:client, conn.client})
         }
 
         ctx = Map.put(ctx, :progress, nil)
