@@ -98,7 +98,8 @@ samples =
         []
       end
 
-    {:stopped, stop_ms} = Daemon.stop(pid, 10_000)
+    {:ok, info} = SwarmService.CLI.PidFile.read(Path.join(home, "mcp-server.pid"))
+    {:stopped, stop_ms} = Daemon.stop(info, 10_000)
     false = OSProcess.alive?(pid)
 
     %{
