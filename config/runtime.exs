@@ -133,3 +133,12 @@ config :swarm_service,
          {"RUV_SWARM_REPLICATION", :replication,
           parse_choice.([{"sync", :sync}, {"async", :async}])}
        ])
+
+# Swarm caps (see SwarmService.SwarmCaps): per node and per client.
+swarm_caps =
+  from_env.([
+    {"RUV_SWARM_MAX_SWARMS", :max_swarms, parse_int},
+    {"RUV_SWARM_MAX_SWARMS_PER_CLIENT", :max_swarms_per_client, parse_int}
+  ])
+
+if swarm_caps != [], do: config(:swarm_service, SwarmService.SwarmCaps, swarm_caps)

@@ -29,6 +29,8 @@ defmodule SwarmService.Application do
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
       # The processes of the durable swarms just recovered.
       SwarmService.Swarm.Recovery,
+      # How many swarms may exist: counted from those just recovered.
+      SwarmService.SwarmCaps,
       # Agent processes for swarms homed on other nodes.
       SwarmService.Swarm.AgentHost,
       # Takes over swarms of lost members: starts swarms and hosted agents.

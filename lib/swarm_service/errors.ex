@@ -116,6 +116,16 @@ defmodule SwarmService.Errors do
          "(delete memory entries or let tasks finish and leave the history to make room)"}
 
   # The public API's own reasons.
+  defp entry({:too_many_swarms, :client, cap}),
+    do:
+      {429, @unavailable,
+       "this client already has #{cap} swarms, its maximum: destroy some (swarm_destroy) first"}
+
+  defp entry({:too_many_swarms, :node, cap}),
+    do:
+      {503, @unavailable,
+       "this node already holds #{cap} swarms, its maximum: destroy some or use another node"}
+
   defp entry(:no_task), do: {404, @not_found, "no task is waiting for this agent"}
 
   defp entry(:timeout),

@@ -155,7 +155,8 @@ defmodule SwarmService.RuvSwarm do
     :capabilities,
     :memory_quota,
     :storage,
-    :placement
+    :placement,
+    :owner
   ]
   @agent_keys [:type, :name, :capabilities, :executor, :capacity, :node]
   @task_keys [
@@ -204,6 +205,9 @@ defmodule SwarmService.RuvSwarm do
       the node that creates the swarm) or `:spread` (round-robin over the
       cluster members that are up, in node-name order; on a lone node the
       same as `:local`)
+    * `:owner` — whom the swarm counts against (default `:local`; the
+      gateway passes its client): over `SwarmService.SwarmCaps`'s caps the
+      answer is `{:error, {:too_many_swarms, :client | :node, cap}}`
 
       iex> {:ok, id} = SwarmService.RuvSwarm.spawn_swarm(topology: :ring, agents: 3, name: "docs")
       iex> String.starts_with?(id, "swarm-")
@@ -224,15 +228,17 @@ defmodule SwarmService.RuvSwarm do
          {:ok, storage} <- Options.choice(o, :storage, [:disk, :memory], nil),
          {:ok, placement} <- Options.choice(o, :placement, [:local, :spread], :local),
          {:ok, id} <-
-           Commands.create_swarm(
-             Map.get(o, :name, "swarm"),
-             Map.get(o, :topology, :mesh),
-             Map.get(o, :strategy, :balanced),
-             max,
-             executor,
-             quota,
-             storage
-           ) do
+           SwarmService.SwarmCaps.reserve(Map.get(o, :owner, :local), fn ->
+             Commands.create_swarm(
+               Map.get(o, :name, "swarm"),
+               Map.get(o, :topology, :mesh),
+               Map.get(o, :strategy, :balanced),
+               max,
+               executor,
+               quota,
+               storage
+             )
+           end) do
       agent_opts = %{
         type: Map.get(o, :agent_type, "researcher"),
         capabilities: Map.get(o, :capabilities, []),
@@ -277,7 +283,11 @@ defmodule SwarmService.RuvSwarm do
   dropped.
   """
   @spec destroy_swarm(id) :: :ok | {:error, reason}
-  def destroy_swarm(swarm_id), do: Home.run(swarm_id, :destroy_swarm, [swarm_id])
+  def destroy_swarm(swarm_id) do
+    with :ok <- Home.run(swarm_id, :destroy_swarm, [swarm_id]) do
+      SwarmService.SwarmCaps.release(swarm_id)
+    end
+  end
 
   @doc """
   All swarms of the cluster (each listed by its home node), oldest first:
