@@ -4,7 +4,8 @@ defmodule SwarmService.Swarm.Server do
   # TTL) by ticking the engine when something is due, and watches agent
   # processes so a crashed agent's work is retried at once. The engine
   # wakes this process with {:swarm_wakeup, id} when a new deadline is
-  # earlier than the next tick.
+  # earlier than the next tick, so a swarm with nothing due is not ticked
+  # at all (10,000 idle swarms cost no CPU).
   use GenServer
   require Logger
 
@@ -12,8 +13,8 @@ defmodule SwarmService.Swarm.Server do
   alias SwarmService.Cluster.Replication
   alias SwarmService.Swarm.Commands
 
-  # Upper bound between ticks even when nothing seems due.
-  @idle_tick_ms 1_000
+  # Upper bound between ticks while something is due.
+  @max_tick_ms 1_000
 
   def start_link({swarm_id, opts}) do
     # The swarm's default executor rides along as the registry value, so
@@ -93,10 +94,11 @@ defmodule SwarmService.Swarm.Server do
   # A durable swarm's tick is a command in its log, like any other change.
   defp tick(state) do
     case Commands.tick(state.id) do
-      {:ok, nil} -> schedule(state, @idle_tick_ms)
-      {:ok, ms} -> schedule(state, min(ms, @idle_tick_ms))
+      # Nothing due: the engine's wakeup brings the next tick.
+      {:ok, nil} -> state
+      {:ok, ms} -> schedule(state, min(ms, @max_tick_ms))
       # Not committed in time: try again shortly.
-      {:error, {:not_committed, _}} -> schedule(state, @idle_tick_ms)
+      {:error, {:not_committed, _}} -> schedule(state, @max_tick_ms)
       # The swarm was destroyed; our supervisor is being stopped.
       {:error, _} -> state
     end
