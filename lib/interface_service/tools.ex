@@ -13,7 +13,7 @@ defmodule InterfaceService.Tools do
   the configured allow-list (`config :swarm_service, :command_allowlist`).
   """
 
-  alias InterfaceService.Tools.{Bench, Schema}
+  alias InterfaceService.Tools.{Bench, Compat, Executors, Page, Recent, Schema}
   import Schema, only: [object: 1, object: 2, integer: 2, enum_of: 1]
 
   @type definition :: %{name: String.t(), description: String.t(), inputSchema: map()}
@@ -55,7 +55,12 @@ defmodule InterfaceService.Tools do
     case :persistent_term.get({__MODULE__, :tables}, nil) do
       nil ->
         defs = build_definitions()
-        tables = %{definitions: defs, by_name: Map.new(defs, &{&1.name, &1})}
+
+        tables = %{
+          definitions: Enum.map(defs, &listed/1),
+          by_name: Map.new(defs, &{&1.name, &1})
+        }
+
         :persistent_term.put({__MODULE__, :tables}, tables)
         tables
 
@@ -68,6 +73,7 @@ defmodule InterfaceService.Tools do
     l = SwarmService.Limits.all()
     id = %{type: "string", minLength: 1, maxLength: @max_id_bytes}
     name = %{type: "string", minLength: 1, maxLength: l.max_name_bytes}
+    text = %{type: "string", maxLength: l.max_text_bytes}
 
     strings = %{
       type: "array",
@@ -76,177 +82,235 @@ defmodule InterfaceService.Tools do
     }
 
     any = %{}
+    swarm = d(id, "Default: this session's last swarm_init")
+    task = d(id, "Task id from task_orchestrate")
+    agent = d(id, "Agent id from agent_spawn")
+    cursor = d(%{type: "string", maxLength: 200}, "nextCursor of the previous page")
+    page = d(integer(1, Page.max_size()), "Page size (default #{Page.default_size()})")
 
     [
-      {"swarm_init", "Create a swarm of agents with a topology and strategy.",
+      {"swarm_init", "Create a swarm; returns swarm_id, which later calls default to.",
        object(%{
-         topology: enum_of(@topologies),
-         strategy: enum_of(@strategies),
-         agents: integer(0, @max_spawn_agents),
-         max_agents: integer(1, l.max_agents_per_swarm),
-         name: name,
-         agent_type: name,
-         capabilities: strings
-       })},
-      {"swarm_status", "Agents, task counts, memory and discoveries of a swarm.",
-       object(%{swarm_id: id}, ["swarm_id"])},
-      {"swarm_list", "List the swarms in this node.", object(%{})},
-      {"swarm_destroy", "Stop a swarm and its agents.", object(%{swarm_id: id}, ["swarm_id"])},
-      {"swarm_monitor", "Watch a swarm's events for duration_ms (progress per event).",
-       object(
-         %{
-           swarm_id: id,
-           duration_ms: integer(0, 60_000),
-           max_events: integer(1, 1000)
-         },
-         ["swarm_id"]
-       )},
+         topology: d(enum_of(@topologies), "How agents connect (default mesh)"),
+         strategy: d(enum_of(@strategies), "How work is spread (default balanced)"),
+         agents: d(integer(0, @max_spawn_agents), "External agents to add now (default 0)"),
+         max_agents: d(integer(1, l.max_agents_per_swarm), "Agent limit"),
+         name: d(name, "Swarm name"),
+         agent_type: d(name, "Type of the agents added"),
+         capabilities: d(strings, "Capabilities of the agents added")
+       }), :create,
+       out(%{swarm_id: :string, name: :string, topology: :string, agents: :integer}, [
+         "swarm_id"
+       ])},
+      {"swarm_status", "Agent and task counts, memory and discoveries of a swarm.",
+       object(%{swarm_id: swarm}), :read, nil},
+      {"swarm_list", "List the swarms, oldest first, a page at a time.",
+       object(%{cursor: cursor, limit: page}), :read,
+       out(%{swarms: :array, count: :integer, nextCursor: :string}, ["swarms", "count"])},
+      {"swarm_destroy", "Stop a swarm and its agents.", object(%{swarm_id: swarm}), :destroy,
+       nil},
+      {"swarm_monitor", "Collect a swarm's events for duration_ms (progress per event).",
+       object(%{
+         swarm_id: swarm,
+         duration_ms: d(integer(0, 60_000), "How long to watch (default 1000)"),
+         max_events: d(integer(1, 1000), "Stop after this many (default 100)")
+       }), :read, nil},
       {"agent_spawn",
-       "Add an agent; command runs an allow-listed program, else it pulls tasks (task_claim).",
-       object(
-         %{
-           swarm_id: id,
-           type: name,
-           name: name,
-           capabilities: strings,
-           capacity: integer(1, l.max_capacity),
-           command: %{
-             type: "array",
-             items: %{type: "string", maxLength: 4096},
-             minItems: 1,
-             maxItems: 64
-           },
-           timeout_ms: integer(1, 3_600_000),
-           node: name
+       "Add an agent. With command it runs each task as that allow-listed program; " <>
+         "without, it is external: a client takes its work with task_claim.",
+       object(%{
+         swarm_id: swarm,
+         type: d(name, "Role, e.g. researcher, coder"),
+         name: d(name, "Agent name"),
+         capabilities: d(strings, "Skills tasks may require"),
+         capacity: d(integer(1, l.max_capacity), "Tasks run at once (default 1)"),
+         command: %{
+           type: "array",
+           items: %{type: "string", maxLength: 4096},
+           minItems: 1,
+           maxItems: 64,
+           description: "argv run per task; task input on stdin, stdout is the result"
          },
-         ["swarm_id"]
-       )},
-      {"agent_list", "List a swarm's agents with status and load.",
-       object(%{swarm_id: id}, ["swarm_id"])},
+         timeout_ms: d(integer(1, 3_600_000), "Time limit per command run"),
+         node: d(name, "Cluster node to run on")
+       }), :open,
+       out(%{agent_id: :string, swarm_id: :string, executor: :string}, [
+         "agent_id",
+         "swarm_id"
+       ])},
+      {"agent_list", "A page of a swarm's agents with status and load.",
+       object(%{
+         swarm_id: swarm,
+         filter: d(%{type: "string", enum: ~w(all active idle busy)}, "Status filter"),
+         cursor: cursor,
+         limit: page
+       }), :read,
+       out(%{swarm_id: :string, agents: :array, count: :integer, nextCursor: :string}, [
+         "swarm_id",
+         "agents",
+         "count"
+       ])},
       {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
-       object(%{agent_id: id}, ["agent_id"])},
+       object(%{agent_id: agent}, ["agent_id"]), :read, nil},
       {"task_orchestrate",
-       "Submit a task (optionally a DAG of subtasks); wait_ms awaits the result.",
+       "Submit a task (optionally a DAG of subtasks) to a swarm's agents; wait_ms awaits the result.",
        object(
          %{
-           swarm_id: id,
-           description: %{type: "string", minLength: 1, maxLength: l.max_text_bytes},
-           input: any,
-           priority: enum_of(@priorities),
-           strategy: enum_of(@task_strategies),
-           capabilities: strings,
-           max_agents: integer(1, l.max_task_agents),
-           timeout_ms: integer(1, l.max_timeout_ms),
-           retries: integer(1, l.max_attempts),
-           wait_ms: integer(0, 600_000),
+           swarm_id: swarm,
+           description: d(Map.put(text, :minLength, 1), "What to do; input when none given"),
+           input: d(any, "Input handed to the agents"),
+           priority: d(enum_of(@priorities), "Default medium"),
+           strategy: d(enum_of(@task_strategies), "Run units parallel or sequential"),
+           capabilities: d(strings, "Only agents with these"),
+           max_agents: d(integer(1, l.max_task_agents), "Agents to fan out to"),
+           timeout_ms: d(integer(1, l.max_timeout_ms), "Time limit per unit"),
+           retries: d(integer(1, l.max_attempts), "Attempts per unit"),
+           wait_ms: d(integer(0, 600_000), "Wait up to this for the result (default 0)"),
            subtasks: %{
              type: "array",
              maxItems: l.max_subtasks,
+             description: "Units named and run after their depends_on",
              items:
                object(
                  %{
-                   name: name,
-                   description: %{type: "string", maxLength: l.max_text_bytes},
-                   input: any,
-                   depends_on: strings
+                   name: d(name, "Unit name"),
+                   description: d(text, "What the unit does"),
+                   input: d(any, "Unit input"),
+                   depends_on: d(strings, "Names of units run first")
                  },
-                 [
-                   "name"
-                 ]
+                 ["name"]
                )
            }
          },
-         ["swarm_id", "description"]
+         ["description"]
+       ), :open,
+       out(
+         %{task_id: :string, swarm_id: :string, status: :string, message: :string, result: nil},
+         ["task_id", "swarm_id", "status"]
        )},
-      {"task_status", "Status of a task and its units.", object(%{task_id: id}, ["task_id"])},
-      {"task_results", "Result of a task and of each unit.", object(%{task_id: id}, ["task_id"])},
-      {"task_cancel", "Cancel a task.", object(%{task_id: id}, ["task_id"])},
-      {"task_claim", "Pull the next task for an external agent (work is null when none).",
-       object(%{agent_id: id, lease_ms: integer(@min_lease_ms, l.max_timeout_ms)}, ["agent_id"])},
+      {"task_status", "Status of a task and its units.",
+       object(%{task_id: d(id, "Default: last task_orchestrate here")}), :read, nil},
+      {"task_results", "Result of a task and of each unit.",
+       object(%{task_id: d(id, "Default: last task_orchestrate here")}), :read, nil},
+      {"task_cancel", "Cancel a task.", object(%{task_id: task}, ["task_id"]), :destroy, nil},
+      {"task_claim", "Take the next task for an external agent (work is null when none).",
+       object(
+         %{
+           agent_id: agent,
+           lease_ms: d(integer(@min_lease_ms, l.max_timeout_ms), "Time to complete it")
+         },
+         ["agent_id"]
+       ), :write, nil},
       {"task_complete", "Report a claimed task's result, or its failure with error.",
        object(
          %{
-           work_id: id,
-           agent_id: id,
-           result: any,
-           error: %{type: "string", maxLength: l.max_text_bytes}
+           work_id: d(id, "work.work_id from task_claim"),
+           agent_id: agent,
+           result: d(any, "The result"),
+           error: d(text, "Why it failed (instead of result)")
          },
-         [
-           "work_id",
-           "agent_id"
-         ]
-       )},
-      {"memory_store", "Store a value in swarm memory (namespace, ttl_ms, tags optional).",
+         ["work_id", "agent_id"]
+       ), :write, nil},
+      {"memory_store", "Store a value in swarm memory.",
        object(
          %{
-           swarm_id: id,
-           key: name,
-           value: any,
-           namespace: name,
-           ttl_ms: integer(1, l.max_timeout_ms),
-           tags: strings
+           swarm_id: swarm,
+           key: d(name, "Key"),
+           value: d(any, "Any JSON value"),
+           namespace: d(name, "Namespace (default none)"),
+           ttl_ms: d(integer(1, l.max_timeout_ms), "Expire after"),
+           tags: d(strings, "Tags for memory_search")
          },
-         ["swarm_id", "key", "value"]
-       )},
+         ["key", "value"]
+       ), :overwrite, nil},
       {"memory_get", "Read a value from swarm memory.",
-       object(
-         %{
-           swarm_id: id,
-           key: name,
-           namespace: name
-         },
-         [
-           "swarm_id",
-           "key"
-         ]
-       )},
-      {"memory_search", "Search swarm memory by key prefix, tags or text.",
-       object(
-         %{
-           swarm_id: id,
-           prefix: %{type: "string", maxLength: l.max_name_bytes},
-           tags: strings,
-           text: %{type: "string", maxLength: l.max_text_bytes},
-           namespace: name,
-           limit: integer(1, l.max_search_results)
-         },
-         ["swarm_id"]
-       )},
-      {"memory_usage", "Memory used by the engine and the node.", object(%{})},
+       object(%{swarm_id: swarm, key: d(name, "Key"), namespace: d(name, "Namespace")}, [
+         "key"
+       ]), :read, nil},
+      {"memory_search", "Search swarm memory by key prefix, tags or text, a page at a time.",
+       object(%{
+         swarm_id: swarm,
+         prefix: d(%{type: "string", maxLength: l.max_name_bytes}, "Key prefix"),
+         tags: d(strings, "All of these tags"),
+         text: d(text, "Text in the value"),
+         namespace: d(name, "Namespace"),
+         cursor: cursor,
+         limit: page
+       }), :read, nil},
+      {"memory_usage", "Memory used by the engine and the node.", object(%{}), :read, nil},
       {"share_discovery", "Publish a discovery to the swarm's subscribers.",
        object(
          %{
-           swarm_id: id,
-           agent_id: id,
-           type: name,
-           content: any,
-           confidence: %{type: "number", minimum: 0, maximum: 1},
-           tags: strings
+           swarm_id: swarm,
+           agent_id: d(id, "Agent that found it"),
+           type: d(name, "Kind, e.g. insight"),
+           content: d(any, "What was found"),
+           confidence: d(%{type: "number", minimum: 0, maximum: 1}, "0 to 1"),
+           tags: d(strings, "Tags")
          },
-         ["swarm_id", "type", "content"]
-       )},
-      {"subscribe_discoveries", "Get the SSE URL that streams a swarm's discoveries.",
-       object(
-         %{
-           swarm_id: id,
-           type: name,
-           agent_id: id,
-           min_confidence: %{type: "number", minimum: 0, maximum: 1}
-         },
-         [
-           "swarm_id"
-         ]
-       )},
-      {"coordinate", "Send a coordination message through the swarm's topology.",
-       object(%{swarm_id: id, message: any}, ["swarm_id", "message"])},
-      {"features_detect", "Runtime features: engine, OTP, cores, protocols.", object(%{})},
-      {"cluster_status",
-       "Cluster members, quorum, leader, and each swarm's home and backup node.", object(%{})},
-      {"benchmark_run", "Run a short native engine benchmark (progress per phase).",
-       object(%{iterations: integer(1, 100_000)})}
+         ["type", "content"]
+       ), :write, nil},
+      {"subscribe_discoveries", "The SSE URL that streams a swarm's discoveries.",
+       object(%{
+         swarm_id: swarm,
+         type: d(name, "Only this kind"),
+         agent_id: d(id, "Only from this agent"),
+         min_confidence: d(%{type: "number", minimum: 0, maximum: 1}, "Only at least this")
+       }), :read, nil},
+      {"coordinate", "Send a message to a swarm's agents through its topology.",
+       object(%{swarm_id: swarm, message: d(any, "Any JSON value")}, ["message"]), :write, nil},
+      {"features_detect", "Runtime features: engine, OTP, cores, protocols.", object(%{}), :read,
+       nil},
+      {"cluster_status", "Cluster members, quorum, leader, each swarm's home and backup.",
+       object(%{}), :read, nil},
+      {"benchmark_run", "Time native engine calls on a scratch swarm (progress per phase).",
+       object(%{iterations: d(integer(1, 100_000), "Calls per phase (default 1000)")}), :read,
+       nil}
     ]
-    |> Enum.map(fn {name, description, schema} ->
+    |> Enum.map(fn {name, description, schema, kind, output} ->
       %{name: name, description: description, inputSchema: schema}
+      |> Map.put(:annotations, annotations(kind))
+      |> then(&if(output, do: Map.put(&1, :outputSchema, output), else: &1))
+    end)
+  end
+
+  defp d(schema, description), do: Map.put(schema, :description, description)
+
+  # MCP's default for a tool that is not read-only is destructive, so
+  # every write says whether it is. openWorldHint is given where it is
+  # true: those tools' agents run programs (allow-listed commands).
+  defp annotations(:read), do: %{readOnlyHint: true}
+  defp annotations(:create), do: %{destructiveHint: false}
+  defp annotations(:write), do: %{destructiveHint: false}
+  defp annotations(:open), do: %{destructiveHint: false, openWorldHint: true}
+  defp annotations(:overwrite), do: %{destructiveHint: true, idempotentHint: true}
+  defp annotations(:destroy), do: %{destructiveHint: true, idempotentHint: true}
+
+  defp out(props, required) do
+    %{
+      type: "object",
+      properties:
+        Map.new(props, fn
+          {k, nil} -> {k, %{}}
+          {k, type} -> {k, %{type: Atom.to_string(type)}}
+        end),
+      required: required
+    }
+  end
+
+  # What tools/list shows: the validation schema without the bounds a
+  # model does not need to see (string and list lengths, which the engine
+  # and call/3 still enforce) and without empty required lists.
+  defp listed(%{inputSchema: schema} = tool), do: %{tool | inputSchema: slim(schema)}
+
+  defp slim(%{} = schema) do
+    schema
+    |> Map.drop([:minLength, :maxLength, :maxItems, :minItems, :additionalProperties])
+    |> then(&if(Map.get(&1, :required) == [], do: Map.delete(&1, :required), else: &1))
+    |> Map.new(fn
+      {:properties, props} -> {:properties, Map.new(props, fn {k, v} -> {k, slim(v)} end)}
+      {:items, items} -> {:items, slim(items)}
+      other -> other
     end)
   end
 
@@ -260,7 +324,15 @@ defmodule InterfaceService.Tools do
 
   @aliases %{"swarm_spawn" => "swarm_init", "coordinate_task" => "task_orchestrate"}
 
-  @doc "Resolves a REST alias (`swarm_spawn`, `coordinate_task`) to its tool name."
+  # Tools whose swarm_id defaults to the scope's most recent swarm.
+  @swarm_tools ~w(swarm_status swarm_destroy swarm_monitor agent_spawn agent_list
+                  task_orchestrate memory_store memory_get memory_search share_discovery
+                  subscribe_discoveries coordinate)
+
+  @doc """
+  Resolves an alias (`swarm_spawn`, `coordinate_task`) to its tool name.
+  ruv-swarm's tool names are this server's own and need none.
+  """
   @spec resolve_alias(String.t()) :: String.t()
   def resolve_alias(name), do: Map.get(@aliases, name, name)
 
@@ -281,9 +353,13 @@ defmodule InterfaceService.Tools do
   @spec inline?(String.t()) :: boolean()
   def inline?(name), do: name in @inline
 
-  @doc "True when `name` is a tool (used to keep metric labels to a fixed set)."
+  @doc """
+  True when `name` is a tool, an alias, or one of ruv-swarm's tools this
+  server answers "not supported" (a fixed set, so metric labels stay one).
+  """
   @spec known?(String.t()) :: boolean()
-  def known?(name), do: fetch(name) != :error
+  def known?(name),
+    do: fetch(resolve_alias(name)) != :error or Compat.unsupported(name) != nil
 
   @doc """
   Validates `args` against the tool's schema and runs it. Returns `{:ok, map}`
@@ -293,12 +369,52 @@ defmodule InterfaceService.Tools do
   """
   @spec call(String.t(), map() | nil, ctx()) :: result()
   def call(name, args, ctx) do
-    args = args || %{}
+    name = resolve_alias(name)
+    args = Compat.normalize(name, args || %{})
 
-    with {:ok, tool} <- fetch_tool(name),
+    with :ok <- supported(name),
+         {:ok, tool} <- fetch_tool(name),
          :ok <- valid_object(args),
-         :ok <- invalid_arguments(Schema.validate(args, tool.inputSchema)) do
+         :ok <- invalid_arguments(Schema.validate(args, tool.inputSchema)),
+         {:ok, args} <- defaults(name, args, Map.get(ctx, :scope, :node)) do
       run(name, args, ctx)
+    end
+  end
+
+  defp supported(name) do
+    case Compat.unsupported(name) do
+      nil -> :ok
+      message -> {:error, {:invalid_argument, message}}
+    end
+  end
+
+  # A missing swarm_id (task_id) is the scope's most recent one.
+  defp defaults(name, args, scope) do
+    cond do
+      name in @swarm_tools and not Map.has_key?(args, "swarm_id") ->
+        case Recent.swarm(scope) do
+          nil ->
+            {:error,
+             {:invalid_argument,
+              "no swarm_id given and none created in this session yet: call swarm_init first, or pass swarm_id (swarm_list lists them)"}}
+
+          id ->
+            {:ok, Map.put(args, "swarm_id", id)}
+        end
+
+      name in ["task_status", "task_results"] and not Map.has_key?(args, "task_id") ->
+        case Recent.task(scope) do
+          nil ->
+            {:error,
+             {:invalid_argument,
+              "no task_id given and no task submitted in this session yet: pass task_id from task_orchestrate"}}
+
+          id ->
+            {:ok, Map.put(args, "task_id", id)}
+        end
+
+      true ->
+        {:ok, args}
     end
   end
 
@@ -317,7 +433,7 @@ defmodule InterfaceService.Tools do
 
   # --- the tools ------------------------------------------------------------
 
-  defp run("swarm_init", args, %{api: api}) do
+  defp run("swarm_init", args, %{api: api} = ctx) do
     opts =
       compact(%{
         topology: lookup(@topologies, args["topology"]),
@@ -330,6 +446,8 @@ defmodule InterfaceService.Tools do
       })
 
     with {:ok, id} <- api.spawn_swarm(opts) do
+      Recent.put_swarm(Map.get(ctx, :scope, :node), id)
+
       case api.swarm_status(id) do
         {:ok, status} ->
           {:ok,
@@ -352,12 +470,20 @@ defmodule InterfaceService.Tools do
     with {:ok, status} <- api.swarm_status(id), do: {:ok, status}
   end
 
-  defp run("swarm_list", _args, %{api: api}) do
-    with {:ok, swarms} <- api.list_swarms(), do: {:ok, %{swarms: swarms, count: length(swarms)}}
+  defp run("swarm_list", args, %{api: api}) do
+    with {:ok, offset} <- Page.offset("swarms", args["cursor"]),
+         {:ok, swarms} <- api.list_swarms() do
+      limit = Map.get(args, "limit", Page.default_size())
+      {page, next} = Page.slice("swarms", swarms, offset, limit)
+      {:ok, paged(%{swarms: page, count: length(page), total: length(swarms)}, next)}
+    end
   end
 
   defp run("swarm_destroy", %{"swarm_id" => id}, %{api: api}) do
-    with :ok <- api.destroy_swarm(id), do: {:ok, %{swarm_id: id, destroyed: true}}
+    with :ok <- api.destroy_swarm(id) do
+      Recent.forget(id)
+      {:ok, %{swarm_id: id, destroyed: true}}
+    end
   end
 
   defp run("swarm_monitor", %{"swarm_id" => id} = args, %{api: api} = ctx) do
@@ -396,9 +522,15 @@ defmodule InterfaceService.Tools do
     end
   end
 
-  defp run("agent_list", %{"swarm_id" => id}, %{api: api}) do
-    with {:ok, agents} <- api.list_agents(id),
-         do: {:ok, %{swarm_id: id, agents: agents, count: length(agents)}}
+  # A page from the engine; the filter applies to that page, so a filtered
+  # page may hold fewer than limit agents while nextCursor says more follow.
+  defp run("agent_list", %{"swarm_id" => id} = args, %{api: api}) do
+    opts = [cursor: args["cursor"], limit: Map.get(args, "limit", Page.default_size())]
+
+    with {:ok, %{agents: agents, next_cursor: next}} <- api.list_agents_page(id, opts) do
+      agents = Enum.filter(agents, &status_filter(args["filter"], &1))
+      {:ok, paged(%{swarm_id: id, agents: agents, count: length(agents)}, next)}
+    end
   end
 
   defp run("agent_metrics", %{"agent_id" => id}, %{api: api}) do
@@ -424,10 +556,27 @@ defmodule InterfaceService.Tools do
     if wait > 0 and ctx[:progress], do: api.subscribe(id)
 
     with {:ok, task_id} <- api.orchestrate(id, task) do
-      if wait > 0 do
-        await_task(api, id, task_id, wait, ctx)
-      else
-        {:ok, %{task_id: task_id, swarm_id: id, status: :pending}}
+      Recent.put_task(Map.get(ctx, :scope, :node), id, task_id)
+
+      case Executors.missing(api, id, ctx) do
+        # Nothing would run it: say so now rather than wait for nothing.
+        {:none, message} ->
+          if wait > 0 and ctx[:progress], do: api.unsubscribe(id)
+
+          {:ok,
+           %{
+             task_id: task_id,
+             swarm_id: id,
+             status: :pending,
+             executing_agents: 0,
+             message: message
+           }}
+
+        :ok when wait > 0 ->
+          await_task(api, id, task_id, wait, ctx)
+
+        :ok ->
+          {:ok, %{task_id: task_id, swarm_id: id, status: :pending}}
       end
     end
   end
@@ -480,12 +629,19 @@ defmodule InterfaceService.Tools do
         prefix: args["prefix"],
         tags: args["tags"],
         text: args["text"],
-        namespace: args["namespace"],
-        limit: args["limit"]
+        namespace: args["namespace"]
       })
 
-    with {:ok, entries} <- api.memory_search(id, query, []) do
-      {:ok, %{swarm_id: id, entries: entries, count: length(entries)}}
+    limit = Map.get(args, "limit", Page.default_size())
+
+    # The engine answers at most max_search_results entries; pages are
+    # slices of that bounded answer.
+    with {:ok, offset} <- Page.offset("memory", args["cursor"]),
+         max = SwarmService.Limits.get(:max_search_results),
+         query = Map.put(query, :limit, min(offset + limit + 1, max)),
+         {:ok, entries} <- api.memory_search(id, query, []) do
+      {page, next} = Page.slice("memory", entries, offset, limit)
+      {:ok, paged(%{swarm_id: id, entries: page, count: length(page)}, next)}
     end
   end
 
@@ -572,6 +728,13 @@ defmodule InterfaceService.Tools do
   defp run("benchmark_run", args, ctx), do: Bench.run(Map.get(args, "iterations", 1000), ctx)
 
   # --- helpers ----------------------------------------------------------------
+
+  defp paged(result, nil), do: result
+  defp paged(result, next), do: Map.put(result, :nextCursor, next)
+
+  defp status_filter(f, _agent) when f in [nil, "all"], do: true
+  defp status_filter("active", agent), do: agent.status != :offline
+  defp status_filter(f, agent), do: Atom.to_string(agent.status) == f
 
   defp lookup(_table, nil), do: nil
   defp lookup(table, key), do: Map.fetch!(table, key)

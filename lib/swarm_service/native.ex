@@ -53,6 +53,7 @@ defmodule SwarmService.Native do
   def agent_remove(_agent_id), do: nif()
   def agent_get(_agent_id), do: nif()
   def agent_list(_swarm_id), do: nif()
+  def agent_page(_swarm_id, _cursor, _limit), do: nif()
   def agent_processes(_swarm_id), do: nif()
 
   def task_submit(_swarm_id, _task, _notify), do: nif()

@@ -394,6 +394,36 @@ defmodule SwarmService.RuvSwarm do
   def list_agents(swarm_id), do: Home.run(swarm_id, :list_agents, [swarm_id])
 
   @doc """
+  One page of a swarm's agents in join order, for swarms too large to list
+  at once: `{:ok, %{agents: [...], next_cursor: cursor | nil}}`. The engine
+  builds only the page, never the whole list.
+
+  Options: `:cursor` (the `next_cursor` of the previous page; none for the
+  first) and `:limit` (1 to 1,000, default 100). A cursor this server did
+  not give out is `{:error, {:invalid_argument, message}}`. Agents that
+  leave or join between pages do not make the others repeat or go missing.
+  """
+  @spec list_agents_page(id, keyword) :: {:ok, map} | {:error, reason}
+  def list_agents_page(swarm_id, opts \\ []) do
+    cursor = Keyword.get(opts, :cursor)
+    limit = Keyword.get(opts, :limit, 100)
+
+    cond do
+      not (is_nil(cursor) or is_binary(cursor)) ->
+        {:error, {:invalid_argument, "cursor must be a string"}}
+
+      not (is_integer(limit) and limit in 1..1000) ->
+        {:error, {:invalid_argument, "limit must be an integer from 1 to 1000"}}
+
+      true ->
+        with {:ok, {agents, next}} <-
+               Home.run(swarm_id, :list_agents_page, [swarm_id, cursor, limit]) do
+          {:ok, %{agents: agents, next_cursor: next}}
+        end
+    end
+  end
+
+  @doc """
   One agent with its metrics: `completed`, `failed`, `latency_ms` (moving
   average per attempt) and `success_rate` (moving average).
   """

@@ -50,8 +50,8 @@ defmodule InterfaceService.RestSseTest do
 
     {400, _, body} = post(url, "swarm_init", %{topology: "blob"})
     assert json(body)["error"] =~ "topology must be one of"
-    {400, _, body} = post(url, "swarm_status", %{})
-    assert json(body)["error"] =~ "swarm_id is required"
+    {400, _, body} = post(url, "agent_metrics", %{})
+    assert json(body)["error"] =~ "agent_id is required"
     {400, _, _} = http(:post, url <> "/api/mcp/swarm_list", [], "[1,2]")
     {400, _, _} = http(:post, url <> "/api/mcp/swarm_list", [], "{oops")
     {404, _, _} = post(url, "no_such_tool", %{})

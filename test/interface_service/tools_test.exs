@@ -15,12 +15,12 @@ defmodule InterfaceService.ToolsTest do
                 benchmark_run)
 
     size = byte_size(IO.iodata_to_binary(:jiffy.encode(%{tools: defs}, [:use_nil])))
-    assert size < 12 * 1024, "tools/list is #{size} bytes"
+    assert size <= 12 * 1024, "tools/list is #{size} bytes"
 
     for %{name: name, description: d, inputSchema: s} <- defs do
       assert name =~ ~r/^[a-z_]+$/
       assert d != "" and not String.contains?(d, "\n")
-      assert s.type == "object" and s.additionalProperties == false
+      assert s.type == "object"
     end
   end
 

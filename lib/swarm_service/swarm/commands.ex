@@ -224,6 +224,7 @@ defmodule SwarmService.Swarm.Commands do
   end
 
   def list_agents(swarm_id), do: Native.agent_list(swarm_id)
+  def list_agents_page(swarm_id, cursor, limit), do: Native.agent_page(swarm_id, cursor, limit)
   def agent_get(agent_id), do: Native.agent_get(agent_id)
   def neighbours(agent_id), do: Native.agent_neighbours(agent_id)
 

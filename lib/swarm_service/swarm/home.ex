@@ -22,6 +22,7 @@ defmodule SwarmService.Swarm.Home do
   @reads [
     :swarm_status,
     :list_agents,
+    :list_agents_page,
     :agent_get,
     :neighbours,
     :task_get,

@@ -101,6 +101,19 @@ impl JoinOrder {
         self.slots.get(i).copied()
     }
 
+    /// Present agents from `slot` on, in join order, each with its slot:
+    /// a page of a listing resumes where the previous one stopped, and a
+    /// slot is never reused, so agents that leave or join meanwhile shift
+    /// nothing.
+    pub fn from_slot(&self, slot: usize) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(slot)
+            .filter(|(_, &s)| s != VACANT)
+            .map(|(i, &s)| (i, s))
+    }
+
     /// Present agents in join order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.slots.iter().copied().filter(|&s| s != VACANT)

@@ -15,6 +15,7 @@ pub mod join_order;
 pub mod limits;
 pub mod memory;
 pub mod model;
+pub mod paging;
 pub mod quota;
 pub mod scheduler;
 pub mod seeded;

@@ -25,6 +25,9 @@ pub const DEFAULT_TASK_HISTORY: usize = 10_000;
 pub const DEFAULT_DISCOVERY_LOG: usize = 1_000;
 /// Memory entries per swarm.
 pub const MAX_MEMORY_ENTRIES: usize = 1_000_000;
+/// Entries in one page of a listing (`agents_page`); 100 when not given.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Results returned by one memory search.
 pub const MAX_SEARCH_RESULTS: usize = 1_000;
 /// Longest timeout or lease accepted (one day, ms).

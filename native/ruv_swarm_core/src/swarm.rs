@@ -23,6 +23,7 @@ use crate::join_order::JoinOrder;
 use crate::limits;
 use crate::memory::{self, Entry, Memory, Query};
 use crate::model::*;
+use crate::paging::{self, Page};
 use crate::quota::{self as quotas, Ledger, Quota};
 use crate::scheduler::{self, ReadyQueues, Timer, TimerKind, Timers, Verdict};
 use crate::seeded::SeededRng;
@@ -394,6 +395,20 @@ impl Swarm {
     /// Agents in join order.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
         self.order.iter().map(|s| &self.agents[&s])
+    }
+
+    /// One page of agents in join order: at most `limit` (1 to
+    /// `MAX_PAGE_SIZE`) from the cursor on, and the next page's cursor when
+    /// more follow. Costs the page, not the swarm: no full list is built.
+    pub fn agents_page(&self, cursor: Option<&str>, limit: usize) -> Result<Page<&Agent>> {
+        let limit = paging::size(limit)?;
+        // Positions in cursors are slots + 1, so that 0 is the first page.
+        let from = paging::decode(cursor)?.saturating_sub(1) as usize;
+        let entries = self
+            .order
+            .from_slot(from)
+            .map(|(slot, seq)| (slot as u64 + 1, &self.agents[&seq]));
+        Ok(paging::take(entries, limit))
     }
 
     /// An agent's position in join order (0-based), in O(log agents).

@@ -892,3 +892,44 @@ fn every_ended_attempt_is_recorded_with_its_agent_and_reason() {
     );
     assert!(s.agent(&b).unwrap().last_error.is_none());
 }
+
+#[test]
+fn agents_page_walks_join_order_and_survives_removals() {
+    let cfg = SwarmConfig {
+        max_agents: 1000,
+        ..Default::default()
+    };
+    let mut s = Swarm::new(ids::new_swarm_id(), cfg, 0).unwrap();
+    let ids: Vec<String> = (0..25).map(|_| pull_agent(&mut s)).collect();
+
+    let first = s.agents_page(None, 10).unwrap();
+    let got: Vec<&str> = first.items.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(
+        got,
+        ids[..10].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let cursor = first.next.expect("more agents follow");
+
+    // Agents that leave before the next page neither shift nor repeat it.
+    s.remove_agent(&ids[3], 0).unwrap();
+    s.remove_agent(&ids[10], 0).unwrap();
+    let second = s.agents_page(Some(&cursor), 10).unwrap();
+    let got: Vec<&str> = second.items.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(
+        got,
+        ids[11..21].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    let third = s.agents_page(second.next.as_deref(), 10).unwrap();
+    assert_eq!(third.items.len(), 4);
+    assert_eq!(third.next, None);
+
+    // Exactly a page left: no cursor to an empty page.
+    let all = s.agents_page(None, 23).unwrap();
+    assert_eq!((all.items.len(), all.next), (23, None));
+
+    let err = s.agents_page(Some("not-a-cursor"), 10).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(s.agents_page(None, 0).is_err());
+    assert!(s.agents_page(None, limits::MAX_PAGE_SIZE + 1).is_err());
+}

@@ -169,6 +169,29 @@ fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
     })
 }
 
+/// One page of a swarm's agents in join order: `{:ok, {agents, next}}`,
+/// `next` the cursor of the following page or nil. At most
+/// `MAX_PAGE_SIZE` agents are encoded, so it runs on a normal scheduler.
+#[rustler::nif]
+fn agent_page<'a>(env: Env<'a>, swarm_id: Term<'a>, cursor: Term<'a>, limit: Term<'a>) -> Term<'a> {
+    let cell = registry::swarm_of(swarm_id);
+    with_swarm(env, cell, |st, _| {
+        let cursor = codec::opt_string(cursor, "cursor")?;
+        let limit = codec::uint(limit, "limit", 1, limits::MAX_PAGE_SIZE as u64)? as usize;
+        let page = st.swarm.agents_page(cursor.as_deref(), limit)?;
+        let list: Vec<Term> = page
+            .items
+            .iter()
+            .map(|a| codec::agent(env, &st.swarm.id, a))
+            .collect();
+        let next = match &page.next {
+            Some(c) => codec::bin(env, c),
+            None => atoms::nil().encode(env),
+        };
+        ok(env, (list, next))
+    })
+}
+
 /// Push agents of a swarm with their process (if attached) and executor:
 /// `[{agent_id, pid | nil, executor}]`, so their processes can be rebuilt.
 #[rustler::nif(schedule = "DirtyCpu")]
