@@ -98,7 +98,6 @@ defmodule InterfaceService do
     :persistent_term.put({__MODULE__, config.name}, config)
 
     children = [
-      InterfaceService.Tools.Recent,
       {Session.Sweeper, config},
       {Listener, config},
       {Drainer, config}

@@ -442,7 +442,9 @@ defmodule InterfaceService.Tools do
         max_agents: args["max_agents"],
         name: args["name"],
         agent_type: args["agent_type"],
-        capabilities: args["capabilities"]
+        capabilities: args["capabilities"],
+        # The swarm counts against this client's cap.
+        owner: Map.get(ctx, :client)
       })
 
     with {:ok, id} <- api.spawn_swarm(opts) do

@@ -36,6 +36,9 @@ defmodule SwarmService.Application do
       # Takes over swarms of lost members: starts swarms and hosted agents.
       SwarmService.Cluster.Failover,
       SwarmService.HealthEndpoint,
+      # One per node, shared by every gateway (tests run several): which
+      # swarm each MCP session or REST caller created last.
+      InterfaceService.Tools.Recent,
       InterfaceService
     ]
 

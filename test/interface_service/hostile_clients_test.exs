@@ -198,4 +198,28 @@ defmodule InterfaceService.HostileClientsTest do
     assert answer =~ ~s("success":true)
     assert {:error, :econnrefused} = :gen_tcp.connect({127, 0, 0, 1}, gw.port, [:binary])
   end
+
+  test "a client creating swarms without end hits its cap with a 429 and a sentence" do
+    old = Application.get_env(:swarm_service, SwarmService.SwarmCaps, [])
+    Application.put_env(:swarm_service, SwarmService.SwarmCaps, max_swarms_per_client: 3)
+    on_exit(fn -> Application.put_env(:swarm_service, SwarmService.SwarmCaps, old) end)
+    # A token of its own: other tests' swarms from this address do not count.
+    token = "swarm-cap-client-#{System.unique_integer([:positive])}"
+    gw = start_gateway(tokens: [token])
+    me = auth(token)
+
+    ids =
+      for _ <- 1..3 do
+        {200, _, body} = post(gw.url, "swarm_init", %{}, me)
+        json(body)["swarm_id"]
+      end
+
+    {429, _, body} = post(gw.url, "swarm_init", %{}, me)
+    assert %{"success" => false, "error" => error} = json(body)
+    assert error =~ "already has 3 swarms"
+
+    {200, _, _} = post(gw.url, "swarm_destroy", %{swarm_id: hd(ids)}, me)
+    {200, _, body} = post(gw.url, "swarm_init", %{}, me)
+    Enum.each([json(body)["swarm_id"] | tl(ids)], &SwarmService.RuvSwarm.destroy_swarm/1)
+  end
 end

@@ -13,10 +13,10 @@ defmodule InterfaceService.Tools.Recent do
   longest ago evicted first. A destroyed swarm is forgotten in every scope
   (`forget/1`).
 
-  Only one table exists per node. When more than one gateway runs in a node
-  (tests), the first one's process keeps it and the others start nothing;
-  while no table exists, `swarm/1` and `task/1` answer `nil` and writes are
-  dropped, so a call that names its swarm never depends on it.
+  Only one table exists per node: the application starts its owner once,
+  before the gateway, and every gateway in the node (tests run several)
+  shares it. While no table exists, `swarm/1` and `task/1` answer `nil` and
+  writes are dropped, so a call that names its swarm never depends on it.
   """
   use GenServer
 
