@@ -139,7 +139,7 @@ defmodule InterfaceService.EventSocket do
              %{state | swarms: MapSet.put(state.swarms, id)}}
 
           {:error, reason} ->
-            {[error(SwarmService.Errors.message(reason))], state}
+            {[error(SwarmService.Errors.for_client(reason).message)], state}
         end
     end
   end

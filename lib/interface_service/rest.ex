@@ -61,10 +61,12 @@ defmodule InterfaceService.Rest do
           Conn.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
 
         {:error, reason} ->
-          Conn.send_json(conn, Errors.http_status(reason), %{
+          error = Errors.for_client(reason)
+
+          Conn.send_json(conn, error.http_status, %{
             success: false,
-            error: Errors.message(reason),
-            code: Errors.code(reason)
+            error: error.message,
+            code: error.code
           })
 
         {:crashed, _} ->

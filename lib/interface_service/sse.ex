@@ -95,9 +95,8 @@ defmodule InterfaceService.Sse do
         resp
 
       {:error, reason} ->
-        Conn.send_json(conn, Errors.http_status(reason), %{
-          error: Errors.message(reason)
-        })
+        error = Errors.for_client(reason)
+        Conn.send_json(conn, error.http_status, %{error: error.message, code: error.code})
     end
   end
 

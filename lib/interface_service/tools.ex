@@ -718,7 +718,7 @@ defmodule InterfaceService.Tools do
        logical_processors: :erlang.system_info(:logical_processors_available),
        node: node(),
        distributed: Node.alive?(),
-       connected_nodes: length(Node.list()),
+       cluster_members: length(SwarmService.Cluster.members()),
        mcp_protocol_versions: InterfaceService.Mcp.Protocol.supported_versions(),
        tools: length(definitions()),
        command_agents: Map.get(ctx, :allowlist, []) != []
@@ -768,12 +768,17 @@ defmodule InterfaceService.Tools do
   defp executor(%{"command" => [argv0 | _] = argv} = args, ctx) do
     allowlist = Map.get(ctx, :allowlist, [])
 
-    # The allow-list governs the arguments too, not just the executable.
-    if SwarmService.Executor.Command.allowed?(argv, allowlist) do
-      opts = if t = args["timeout_ms"], do: [timeout_ms: t], else: []
-      {:ok, {:command, argv, [limits: @client_command_limits] ++ opts}}
-    else
-      {:error, {:command_not_allowed, argv0}}
+    cond do
+      Enum.any?(argv, &String.contains?(&1, <<0>>)) ->
+        {:error, {:invalid_arguments, "command cannot contain NUL bytes"}}
+
+      # The allow-list governs the arguments too, not just the executable.
+      SwarmService.Executor.Command.allowed?(argv, allowlist) ->
+        opts = if t = args["timeout_ms"], do: [timeout_ms: t], else: []
+        {:ok, {:command, argv, [limits: @client_command_limits] ++ opts}}
+
+      true ->
+        {:error, {:command_not_allowed, argv0}}
     end
   end
 
@@ -825,7 +830,7 @@ defmodule InterfaceService.Tools do
          Map.merge(Map.new(results), %{
            task_id: task_id,
            swarm_id: swarm_id,
-           wait_error: SwarmService.Errors.message(reason)
+           wait_error: SwarmService.Errors.for_client(reason).message
          })}
     end
   end

@@ -21,6 +21,8 @@ defmodule SwarmService.Errors do
       }
   """
 
+  require Logger
+
   @type entry :: %{
           message: String.t(),
           code: String.t(),
@@ -45,6 +47,31 @@ defmodule SwarmService.Errors do
       end
 
     %{message: message, code: code(reason), rpc_code: rpc, http_status: http}
+  end
+
+  @doc """
+  What a client of the gateway is told about `reason`: the catalogue's
+  entry, or, for a reason it lacks (a defect, not the client's doing), a
+  500 naming only the reason's tag. The term itself, which may hold
+  internal state or a stack trace, goes to the node's log instead.
+  """
+  @spec for_client(term) :: entry
+  def for_client(reason) do
+    case entry(reason) do
+      {http, rpc, message} ->
+        %{message: message, code: code(reason), rpc_code: rpc, http_status: http}
+
+      nil ->
+        Logger.error("gateway: uncatalogued error reason #{inspect(reason, limit: 30)}")
+        code = code(reason)
+
+        %{
+          message: "internal error (#{code}): the node logged the details",
+          code: code,
+          rpc_code: @internal,
+          http_status: 500
+        }
+    end
   end
 
   @doc "Whether the catalogue has an entry of its own for `reason`."

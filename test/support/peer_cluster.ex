@@ -426,8 +426,15 @@ defmodule SwarmService.Test.PeerCluster do
 
     Enum.all?(nodes, fn n ->
       seen = rpc(n, :erlang, :nodes, [])
-      Enum.all?(nodes -- [n], &(&1 in seen))
+      Enum.all?(nodes -- [n], &(&1 in seen)) and members?(n, nodes)
     end)
+  end
+
+  # With the OTP adapter a connected node is a member once the two adapters
+  # have greeted each other.
+  defp members?(n, nodes) do
+    rpc(n, SwarmService.Cluster, :adapter, []) != SwarmService.Cluster.OTP or
+      Enum.all?(nodes, &(&1 in rpc(n, SwarmService.Cluster, :members, [])))
   end
 
   defp separated?(side, other) do

@@ -296,12 +296,12 @@ defmodule InterfaceService.Mcp.Protocol do
         {:error, Errors.rpc_code(:unknown_tool), "Unknown tool: #{String.slice(name, 0, 100)}"}
 
       {:error, reason} ->
-        message = Errors.message(reason)
+        %{message: message, code: code} = Errors.for_client(reason)
 
         {:ok,
          %{
            content: [%{type: "text", text: message}],
-           structuredContent: %{error: message, code: Errors.code(reason)},
+           structuredContent: %{error: message, code: code},
            isError: true
          }}
     end

@@ -2,11 +2,15 @@ defmodule SwarmService.Cluster.OTP do
   @moduledoc """
   The cluster adapter on plain OTP distribution.
 
-    * **Membership** is the set of connected (visible) nodes:
-      `members/0` is `[node() | Node.list()]`, sorted, and events come from
-      `:net_kernel.monitor_nodes/1`. Hidden nodes (remote shells, the test
-      node of `SwarmService.Test.PeerCluster`) are never members. Any
-      visible node counts, whether or not it runs this application.
+    * **Membership** is the set of connected nodes that run this adapter:
+      when a node connects (`:net_kernel.monitor_nodes/1`) the two adapters
+      greet each other, and only then is the other node a member
+      (`:member_up`); it stops being one when its connection goes
+      (`:member_down`). `members/0` is this node and those, sorted. A node
+      that connects without running it — `iex --remsh`, an observer, a
+      hidden node such as the test node of `SwarmService.Test.PeerCluster`
+      — is never a member: no swarm is placed there, no broadcast is sent
+      there.
     * **Messages**: `send/2` is `send/2` to `{name, node}` with
       `:noconnect` (a node that is not connected is not implicitly
       connected; the message is dropped), `broadcast/2` sends to every
@@ -50,9 +54,20 @@ defmodule SwarmService.Cluster.OTP do
   @spec start_link(SwarmService.Cluster.config()) :: GenServer.on_start()
   def start_link(config), do: GenServer.start_link(__MODULE__, config, name: __MODULE__)
 
+  # The members other than this node, written by the adapter process only.
+  @members :swarm_cluster_otp_members
+
   @impl SwarmService.Cluster
   @spec members() :: [node()]
-  def members, do: Enum.sort([node() | Node.list()])
+  def members do
+    Enum.sort([node() | :ets.select(@members, [{{:"$1"}, [], [:"$1"]}])])
+  rescue
+    # The adapter is not running (yet): no other member is known.
+    ArgumentError -> [node()]
+  end
+
+  # How long join/1 waits for the joined node's adapter to greet this one.
+  @greeting_ms 5_000
 
   @impl SwarmService.Cluster
   @spec join(node()) :: :ok | {:error, term()}
@@ -61,14 +76,36 @@ defmodule SwarmService.Cluster.OTP do
   def join(node) when is_atom(node) and node not in [nil, true, false] do
     :ok = GenServer.call(__MODULE__, :rejoin)
 
-    case :net_kernel.connect_node(node) do
-      true -> GenServer.call(__MODULE__, {:joined, node})
-      _ -> {:error, {:nodedown, node}}
+    with true <- :net_kernel.connect_node(node),
+         :ok <- GenServer.call(__MODULE__, {:joined, node}),
+         true <- greeted?(node, System.monotonic_time(:millisecond) + @greeting_ms) do
+      :ok
+    else
+      :not_member ->
+        {:error,
+         {:invalid_argument, "#{node} is reachable but does not run ruv_swarm's cluster adapter"}}
+
+      _ ->
+        {:error, {:nodedown, node}}
     end
   end
 
   def join(other),
     do: {:error, {:invalid_argument, "join needs a node name, got #{inspect(other, limit: 5)}"}}
+
+  defp greeted?(node, deadline) do
+    cond do
+      :ets.member(@members, node) -> true
+      node not in Node.list() -> false
+      System.monotonic_time(:millisecond) >= deadline -> :not_member
+      true -> retry_greeted?(node, deadline)
+    end
+  end
+
+  defp retry_greeted?(node, deadline) do
+    Process.sleep(10)
+    greeted?(node, deadline)
+  end
 
   @impl SwarmService.Cluster
   @spec leave() :: :ok
@@ -109,6 +146,9 @@ defmodule SwarmService.Cluster.OTP do
       if config.cookie, do: Node.set_cookie(config.cookie)
       if config.net_ticktime, do: :net_kernel.set_net_ticktime(config.net_ticktime, 0)
       :ok = :net_kernel.monitor_nodes(true)
+      :ets.new(@members, [:named_table, :protected, :set, read_concurrency: true])
+      # Nodes connected before this adapter started learn of it here.
+      Enum.each(Node.list(), &greet/1)
 
       state = %{
         config: config,
@@ -162,11 +202,21 @@ defmodule SwarmService.Cluster.OTP do
   @impl GenServer
   def handle_info({:nodeup, node}, state) do
     state = cancel_retry(%{state | departed: MapSet.delete(state.departed, node)}, node)
-    Subscribers.notify(state.subs, :member_up, node)
 
-    if state.left? do
-      :erlang.disconnect_node(node)
-    else
+    if state.left?,
+      do: :erlang.disconnect_node(node),
+      else: greet(node)
+
+    {:noreply, state}
+  end
+
+  # The other node's adapter: it is a member from now on. It greets back
+  # the first time, so each side learns of the other whoever connected.
+  def handle_info({:member_hello, node}, state) when is_atom(node) do
+    if not state.left? and node in Node.list() and not :ets.member(@members, node) do
+      :ets.insert(@members, {node})
+      greet(node)
+      Subscribers.notify(state.subs, :member_up, node)
       Logger.info("cluster: #{node} up")
     end
 
@@ -174,8 +224,12 @@ defmodule SwarmService.Cluster.OTP do
   end
 
   def handle_info({:nodedown, node}, state) do
-    Subscribers.notify(state.subs, :member_down, node)
-    unless state.left?, do: Logger.info("cluster: #{node} down")
+    if :ets.member(@members, node) do
+      :ets.delete(@members, node)
+      Subscribers.notify(state.subs, :member_down, node)
+      unless state.left?, do: Logger.info("cluster: #{node} down")
+    end
+
     {:noreply, maybe_retry(cancel_retry(state, node), node)}
   end
 
@@ -216,6 +270,8 @@ defmodule SwarmService.Cluster.OTP do
   def handle_info(_other, state), do: {:noreply, state}
 
   # ---- reconnection ----------------------------------------------------------------
+
+  defp greet(node), do: :erlang.send({__MODULE__, node}, {:member_hello, node()}, [:noconnect])
 
   defp connect(node) do
     :net_kernel.connect_node(node) == true

@@ -65,7 +65,7 @@ defmodule SwarmService.Cluster.Replication do
   # connected there is no backup to reach (a node that joins later gets the
   # whole swarm as a snapshot), so nothing is looked up.
   defp backed_up(swarm_id) do
-    with [_ | _] <- Node.list(),
+    with [_, _ | _] <- SwarmService.Cluster.members(),
          %{home: home, backup: backup} = entry when home == node() and backup != nil <-
            Directory.lookup(swarm_id) do
       entry

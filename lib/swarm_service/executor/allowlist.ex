@@ -110,13 +110,18 @@ defmodule SwarmService.Executor.Allowlist do
   end
 
   defp resolve(name) do
-    if String.contains?(name, "/") do
-      Path.expand(name)
-    else
-      case System.find_executable(name) do
-        nil -> nil
-        path -> Path.expand(path)
-      end
+    cond do
+      # No file has a NUL in its name (and the PATH lookup refuses one).
+      String.contains?(name, <<0>>) -> nil
+      String.contains?(name, "/") -> Path.expand(name)
+      true -> find_in_path(name)
+    end
+  end
+
+  defp find_in_path(name) do
+    case System.find_executable(name) do
+      nil -> nil
+      path -> Path.expand(path)
     end
   end
 end

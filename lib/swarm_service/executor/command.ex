@@ -44,9 +44,12 @@ defmodule SwarmService.Executor.Command do
   end
 
   defp check_argv([exe | args]) when is_binary(exe) and exe != "" do
-    if Enum.all?(args, &is_binary/1),
-      do: :ok,
-      else: invalid("command arguments must all be strings")
+    cond do
+      not Enum.all?(args, &is_binary/1) -> invalid("command arguments must all be strings")
+      # The OS ends a C string at NUL: "a\0b" would silently run as "a".
+      Enum.any?([exe | args], &nul?/1) -> invalid("command argv cannot contain NUL bytes")
+      true -> :ok
+    end
   end
 
   defp check_argv(_), do: invalid("command argv must be a non-empty list of strings")
@@ -55,12 +58,26 @@ defmodule SwarmService.Executor.Command do
     Enum.reduce_while(opts, :ok, fn
       {:timeout_ms, t}, :ok when is_integer(t) and t > 0 -> {:cont, :ok}
       {:max_output_bytes, n}, :ok when is_integer(n) and n > 0 -> {:cont, :ok}
-      {:cd, dir}, :ok when is_binary(dir) -> {:cont, :ok}
-      {:env, env}, :ok when is_map(env) or is_list(env) -> {:cont, :ok}
+      {:cd, dir}, :ok when is_binary(dir) -> {:cont, no_nul(:cd, [dir])}
+      {:env, env}, :ok when is_map(env) or is_list(env) -> {:cont, check_env(env)}
       {:limits, limits}, :ok when is_list(limits) -> {:cont, check_limits(limits)}
       other, :ok -> {:halt, invalid("unknown or invalid command option #{inspect(other)}")}
     end)
   end
+
+  defp check_env(env) do
+    if Enum.all?(env, &match?({k, v} when is_binary(k) and k != "" and is_binary(v), &1)),
+      do: no_nul(:env, Enum.flat_map(env, fn {k, v} -> [k, v] end)),
+      else: invalid("command :env takes string names and values")
+  end
+
+  defp no_nul(option, strings) do
+    if Enum.any?(strings, &nul?/1),
+      do: invalid("command :#{option} cannot contain NUL bytes"),
+      else: :ok
+  end
+
+  defp nul?(string), do: String.contains?(string, <<0>>)
 
   @limit_keys [:cpu_seconds, :address_space_bytes, :open_files, :processes]
 

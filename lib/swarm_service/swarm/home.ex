@@ -35,10 +35,10 @@ defmodule SwarmService.Swarm.Home do
 
   @doc "Runs `Commands.fun(args...)` at the home of `id`."
   def run(id, fun, args) do
-    # Alone (no node connected), a swarm the engine here knows is homed
+    # Alone (no other member), a swarm the engine here knows is homed
     # here: the directory is consulted only when the engine does not know it
     # (a swarm of a member that is out of reach).
-    if Node.list() == [] do
+    if SwarmService.Cluster.members() == [node()] do
       case apply(Commands, fun, args) do
         {:error, e} = error when e in [:swarm_not_found, :agent_not_found, :task_not_found] ->
           if Directory.home(id) == :here, do: error, else: routed(id, fun, args)
