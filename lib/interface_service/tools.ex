@@ -259,8 +259,8 @@ defmodule InterfaceService.Tools do
        }), :read, nil},
       {"coordinate", "Send a message to a swarm's agents through its topology.",
        object(%{swarm_id: swarm, message: d(any, "Any JSON value")}, ["message"]), :write, nil},
-      {"features_detect", "Runtime features: engine, OTP, cores, protocols.", object(%{}), :read,
-       nil},
+      {"features_detect", "Runtime features: engine, OTP, cores, protocols, allowed commands.",
+       object(%{}), :read, nil},
       {"cluster_status", "Cluster members, quorum, leader, each swarm's home and backup.",
        object(%{}), :read, nil},
       {"benchmark_run", "Time native engine calls on a scratch swarm (progress per phase).",
@@ -721,7 +721,10 @@ defmodule InterfaceService.Tools do
        cluster_members: length(SwarmService.Cluster.members()),
        mcp_protocol_versions: InterfaceService.Mcp.Protocol.supported_versions(),
        tools: length(definitions()),
-       command_agents: Map.get(ctx, :allowlist, []) != []
+       # What this client may enable: command agents exactly for these
+       # allow-list entries (--allow-command, RUV_SWARM_COMMAND_ALLOWLIST).
+       command_agents: Map.get(ctx, :allowlist, []) != [],
+       allowed_commands: Map.get(ctx, :allowlist, [])
      }}
   end
 

@@ -247,6 +247,41 @@ defmodule SwarmService.CLI.CommandsTest do
       end)
     end
 
+    test "restart from another shell keeps the flags and RUV_SWARM_* settings of start" do
+      with_home(fn home ->
+        [port, health] = [free_port(), free_port()]
+        pid_file = Path.join(home, "mcp-server.pid")
+        token = "token-#{System.unique_integer([:positive])}-secret"
+        System.put_env("RUV_SWARM_TOKENS", token)
+
+        try do
+          assert {0, _, _} =
+                   cli(
+                     ~w(start --detached --port #{port} --health-port #{health}) ++
+                       ["--allow-command", "echo *"]
+                   )
+
+          assert Bitwise.band(File.stat!(Path.join(home, "settings.json")).mode, 0o777) == 0o600
+          assert features(port, token)["allowed_commands"] == ["echo *"]
+
+          # Another shell: neither the token nor the flags.
+          System.delete_env("RUV_SWARM_TOKENS")
+          assert {0, _, _} = cli(~w(restart --timeout 5000))
+          assert {:ok, %{"port" => ^port}} = PidFile.read(pid_file)
+          assert {401, _} = features(port, nil)
+          assert features(port, token)["allowed_commands"] == ["echo *"]
+
+          # A flag given to restart replaces the stored one.
+          assert {0, _, _} = cli(["restart", "--allow-command", "wc", "--timeout", "5000"])
+          assert features(port, token)["allowed_commands"] == ["wc"]
+          assert {0, _, ""} = cli(["stop"])
+        after
+          System.delete_env("RUV_SWARM_TOKENS")
+          for {:ok, %{"pid" => p}} <- [PidFile.read(pid_file)], do: kill(p)
+        end
+      end)
+    end
+
     test "a node that fails while booting: its output is shown and nothing is left" do
       with_home(fn home ->
         # Occupy the node name in epmd so the new node cannot take it.
@@ -320,6 +355,9 @@ defmodule SwarmService.CLI.CommandsTest do
 
         try do
           eventually(fn -> match?({:ok, 200, _}, HealthClient.get(health)) end, 30_000)
+          # The gateway listens on --port, not the configured default.
+          assert {:ok, {{_, 200, _}, _, _}} = :httpc.request(~c"http://127.0.0.1:#{port}/health")
+
           assert {0, out, ""} = cli(["status"])
           assert out =~ "mode:    foreground"
           assert out =~ "logs:    terminal"
@@ -335,6 +373,19 @@ defmodule SwarmService.CLI.CommandsTest do
           kill(mix_pid)
         end
       end)
+    end
+  end
+
+  # features_detect over REST; the result, or {status, body} when refused.
+  defp features(port, token) do
+    headers = if token, do: [{~c"authorization", ~c"Bearer #{token}"}], else: []
+    url = ~c"http://127.0.0.1:#{port}/api/mcp/features_detect"
+
+    case :httpc.request(:post, {url, headers, ~c"application/json", "{}"}, [],
+           body_format: :binary
+         ) do
+      {:ok, {{_, 200, _}, _, body}} -> :jiffy.decode(body, [:return_maps])
+      {:ok, {{_, status, _}, _, body}} -> {status, body}
     end
   end
 

@@ -28,4 +28,26 @@ defmodule SwarmService.CLI.ParseTest do
 
     assert {:error, "--name must look like" <> _} = CLI.parse(~w(start --name bad/name))
   end
+
+  test "--allow-command is repeatable and each entry is checked" do
+    assert {:ok, "start", opts} =
+             CLI.parse(["start", "--allow-command", "echo *", "--allow-command", "tr a-z A-Z"])
+
+    assert opts[:allow_commands] == ["echo *", "tr a-z A-Z"]
+
+    assert {:ok, "restart", [allow_commands: ["wc"]]} =
+             CLI.parse(["restart", "--allow-command", "wc"])
+
+    assert {:error, "--allow-command \"\": an allow-list entry cannot be empty"} =
+             CLI.parse(["start", "--allow-command", ""])
+
+    assert {:error, "--allow-command \"* x\": " <> _} =
+             CLI.parse(["start", "--allow-command", "* x"])
+
+    assert {:error, "--allow-command \"tr a,b\": an entry cannot contain a comma"} =
+             CLI.parse(["start", "--allow-command", "tr a,b"])
+
+    assert {:error, "--allow-command is not an option of stop"} =
+             CLI.parse(["stop", "--allow-command", "wc"])
+  end
 end

@@ -18,19 +18,27 @@ defmodule SwarmService.CLI do
   ## Commands
 
       start [--detached] [--port P] [--health-port H] [--name NODE] [--cookie C]
+            [--allow-command ENTRY]...
       stop [--timeout MS]
       status
-      restart [--port P] [--health-port H] [--name NODE] [--cookie C] [--timeout MS]
+      restart [--port P] [--health-port H] [--name NODE] [--cookie C]
+              [--allow-command ENTRY]... [--timeout MS]
       tools
 
   State lives in `$RUV_SWARM_HOME` (default `~/.ruv-swarm`): the PID file,
-  the cookie and the logs. See `SwarmService.CLI.Paths`.
+  the cookie, the logs and the settings of the last `start`, which
+  `restart` reuses (`SwarmService.CLI.Settings`). See `SwarmService.CLI.Paths`.
+
+  `--allow-command ENTRY` (repeatable) adds an entry to the commands gateway
+  clients may start as agents, in the format of
+  `SwarmService.Executor.Allowlist`, to those of `RUV_SWARM_COMMAND_ALLOWLIST`.
 
   `RUV_SWARM_DIST_TLS=<options file>` runs distribution over TLS; `start`
   checks the file before launching anything. See `SwarmService.CLI.DistTLS`.
   """
 
-  alias SwarmService.CLI.{Daemon, DistTLS, HealthClient, OSProcess, Paths, PidFile}
+  alias SwarmService.CLI.{Daemon, DistTLS, HealthClient, OSProcess, Paths, PidFile, Settings}
+  alias SwarmService.Executor.Allowlist
 
   @default_port 4102
   @default_health_port 9898
@@ -44,13 +52,14 @@ defmodule SwarmService.CLI do
     name: :string,
     cookie: :string,
     timeout: :integer,
+    allow_command: :keep,
     help: :boolean
   ]
   @allowed %{
-    "start" => [:detached, :port, :health_port, :name, :cookie],
+    "start" => [:detached, :port, :health_port, :name, :cookie, :allow_command],
     "stop" => [:timeout],
     "status" => [],
-    "restart" => [:port, :health_port, :name, :cookie, :timeout],
+    "restart" => [:port, :health_port, :name, :cookie, :allow_command, :timeout],
     "tools" => []
   }
 
@@ -62,7 +71,9 @@ defmodule SwarmService.CLI do
     start     start a node (in the foreground unless --detached)
     stop      stop the running node: SIGTERM, then SIGKILL after --timeout
     status    show the running node; exit 0 when running, 3 when not
-    restart   stop the running node, then start it detached with the same settings
+    restart   stop the running node, then start it detached with the settings
+              (flags and RUV_SWARM_* environment) it was started with; flags
+              given to restart replace the stored ones
     tools     list the MCP tools with one-line descriptions
 
   options:
@@ -71,6 +82,8 @@ defmodule SwarmService.CLI do
     --health-port P      health endpoint port (default 9898)
     --name NODE          distributed node name (default ruv_swarm@127.0.0.1)
     --cookie C           distribution cookie (default: generated, kept in $RUV_SWARM_HOME/cookie)
+    --allow-command E    let gateway clients start command E as an agent (repeatable;
+                         "tr", "tr a-z A-Z" or "grep -F *", see the README)
     --timeout MS         stop/restart: grace period before SIGKILL (default 10000)
 
   environment:
@@ -140,7 +153,7 @@ defmodule SwarmService.CLI do
              :ok <- no_extra(command, extra),
              :ok <- only(command, opts, allowed),
              :ok <- validate(opts) do
-          {:ok, command, opts}
+          {:ok, command, collect_allow_commands(opts)}
         end
     end
   end
@@ -188,7 +201,27 @@ defmodule SwarmService.CLI do
         {:error, "--cookie must not be empty"}
 
       true ->
-        :ok
+        opts |> Keyword.get_values(:allow_command) |> Enum.find_value(:ok, &bad_entry/1)
+    end
+  end
+
+  # The node gets the entries comma-separated (RUV_SWARM_COMMAND_ALLOWLIST).
+  defp bad_entry(entry) do
+    case Allowlist.parse(entry) do
+      {:ok, _} ->
+        if String.contains?(entry, ","),
+          do: {:error, "--allow-command #{inspect(entry)}: an entry cannot contain a comma"},
+          else: nil
+
+      {:error, why} ->
+        {:error, "--allow-command #{inspect(entry)}: #{why}"}
+    end
+  end
+
+  defp collect_allow_commands(opts) do
+    case Keyword.get_values(opts, :allow_command) do
+      [] -> opts
+      entries -> opts |> Keyword.delete(:allow_command) |> Keyword.put(:allow_commands, entries)
     end
   end
 
@@ -221,7 +254,8 @@ defmodule SwarmService.CLI do
     with :ok <- check_tls(settings.dist_tls, opts[:detached]),
          :ok <- check_not_running(pid_file),
          :ok <- check_port(settings.port, "gateway", "--port"),
-         :ok <- check_port(settings.health_port, "health endpoint", "--health-port") do
+         :ok <- check_port(settings.health_port, "health endpoint", "--health-port"),
+         :ok <- save_settings(home, settings) do
       if opts[:detached],
         do: start_detached(home, settings),
         else: start_foreground(home, settings)
@@ -230,12 +264,22 @@ defmodule SwarmService.CLI do
     end
   end
 
+  # A detached node is this CLI started again in the foreground by `start`,
+  # which has saved the settings as given: the node's own environment
+  # carries them merged (the allow-list), so it keeps the file as it is.
+  defp save_settings(home, settings) do
+    if System.get_env("RUV_SWARM_DAEMON") == "1", do: :ok, else: Settings.save(home, settings)
+  end
+
   defp settings(opts) do
     %{
       port: opts[:port] || @default_port,
       health_port: opts[:health_port] || @default_health_port,
       name: opts[:name] || @default_name,
       cookie: opts[:cookie],
+      allow_commands: Keyword.get(opts, :allow_commands, []),
+      # restart passes the environment the node was first started with.
+      env: Keyword.get_lazy(opts, :env, &Settings.environment/0),
       dist_tls: DistTLS.configured()
     }
   end
@@ -247,16 +291,28 @@ defmodule SwarmService.CLI do
   defp check_tls(path, _), do: DistTLS.check_vm(path)
 
   defp node_env(home, settings) do
-    [
-      {"RUV_SWARM_HOME", home},
-      {"RUV_SWARM_MANAGED", "1"},
-      # A node started from the command line always serves the gateway
-      # (test config turns it off for ExUnit's own node).
-      {"RUV_SWARM_GATEWAY", "on"},
-      {"RUV_SWARM_PORT", Integer.to_string(settings.port)},
-      {"RUV_SWARM_HEALTH_PORT", Integer.to_string(settings.health_port)},
-      {"RUV_SWARM_NODE", settings.name}
-    ] ++
+    allowlist =
+      case settings.allow_commands do
+        [] ->
+          []
+
+        entries ->
+          given = Map.get(settings.env, "RUV_SWARM_COMMAND_ALLOWLIST", "")
+          [{"RUV_SWARM_COMMAND_ALLOWLIST", Enum.join([given | entries], ",")}]
+      end
+
+    Map.to_list(settings.env) ++
+      allowlist ++
+      [
+        {"RUV_SWARM_HOME", home},
+        {"RUV_SWARM_MANAGED", "1"},
+        # A node started from the command line always serves the gateway
+        # (test config turns it off for ExUnit's own node).
+        {"RUV_SWARM_GATEWAY", "on"},
+        {"RUV_SWARM_PORT", Integer.to_string(settings.port)},
+        {"RUV_SWARM_HEALTH_PORT", Integer.to_string(settings.health_port)},
+        {"RUV_SWARM_NODE", settings.name}
+      ] ++
       if(settings.cookie, do: [{"RUV_SWARM_COOKIE", settings.cookie}], else: []) ++
       if(settings.dist_tls, do: [{"RUV_SWARM_DIST_TLS", settings.dist_tls}], else: [])
   end
@@ -299,10 +355,18 @@ defmodule SwarmService.CLI do
   defp start_foreground(home, settings) do
     Enum.each(node_env(home, settings), fn {k, v} -> System.put_env(k, v) end)
     # config/runtime.exs has already read the environment in this VM, so the
-    # gateway settings also go straight into the application environment.
+    # gateway settings also go straight into the application environment,
+    # persistent: in a release's `eval` the application is not loaded yet,
+    # and loading it would put back the port of the configuration.
+    _ = Application.load(:swarm_service)
     gateway = Application.get_env(:swarm_service, InterfaceService, [])
     gateway = Keyword.merge(gateway, enabled: true, port: settings.port)
-    Application.put_env(:swarm_service, InterfaceService, gateway)
+    Application.put_env(:swarm_service, InterfaceService, gateway, persistent: true)
+    allowlist = Application.get_env(:swarm_service, :command_allowlist, [])
+
+    Application.put_env(:swarm_service, :command_allowlist, allowlist ++ settings.allow_commands,
+      persistent: true
+    )
 
     case Application.ensure_all_started(:swarm_service, :permanent) do
       {:ok, _} ->
@@ -442,27 +506,37 @@ defmodule SwarmService.CLI do
   end
 
   defp restart(home, opts) do
-    pid_file = Paths.pid_file(home)
+    case stored_settings(home) do
+      {:ok, stored} ->
+        {start_opts, env} = Settings.for_restart(stored, opts, Settings.environment())
 
-    previous =
-      case PidFile.read(pid_file) do
-        {:ok, info} -> info
-        _ -> %{}
-      end
+        case stop(home, Keyword.take(opts, [:timeout])) do
+          0 -> start(home, [detached: true, env: env] ++ start_opts)
+          code -> code
+        end
 
-    start_opts =
-      [
-        port: opts[:port] || previous["port"],
-        health_port: opts[:health_port] || previous["health_port"],
-        name: opts[:name] || previous["node"],
-        cookie: opts[:cookie],
-        detached: true
-      ]
-      |> Enum.reject(fn {_k, v} -> is_nil(v) or v == "nonode@nohost" end)
+      {:error, message} ->
+        fail(message)
+    end
+  end
 
-    case stop(home, Keyword.take(opts, [:timeout])) do
-      0 -> start(home, start_opts)
-      code -> code
+  # The settings of the last start; for a node started before settings were
+  # kept, the ports and name its PID file records.
+  defp stored_settings(home) do
+    case Settings.load(home) do
+      :none ->
+        case PidFile.read(Paths.pid_file(home)) do
+          {:ok, info} ->
+            {:ok,
+             %{port: info["port"], health_port: info["health_port"], name: info["node"]}
+             |> Map.reject(fn {_k, v} -> v in [nil, "nonode@nohost"] end)}
+
+          _ ->
+            {:ok, %{}}
+        end
+
+      other ->
+        other
     end
   end
 
