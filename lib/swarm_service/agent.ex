@@ -178,6 +178,7 @@ defmodule SwarmService.Agent do
       case executor do
         {:module, mod, arg} -> run_module(mod, arg, work, agent_id, swarm_id)
         {:command, argv, opts} -> run_command(argv, opts, work)
+        {:claude, opts} -> run_claude(opts, work, agent_id)
       end
 
     report(outcome, work.work_id, agent_id)
@@ -214,6 +215,27 @@ defmodule SwarmService.Agent do
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
     Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work)
+  end
+
+  # The worker remembers its last Claude session, for `resume: true`.
+  defp run_claude(opts, work, agent_id) do
+    Process.flag(:trap_exit, true)
+    context = %{work_id: work.work_id, agent_id: agent_id}
+
+    progress = fn fraction, _message ->
+      if fraction, do: Executor.progress(context, fraction)
+    end
+
+    outcome = Executor.Claude.run(opts, work, Process.get(:claude_session), progress)
+
+    with {_, _, %{usage: %{session_id: id}}} when is_binary(id) <- outcome,
+         do: Process.put(:claude_session, id)
+
+    case outcome do
+      {:ok, result, _meta} -> {:ok, result}
+      {:error, reason, _meta} -> {:error, reason}
+      other -> other
+    end
   end
 
   defp report({:ok, result}, work_id, agent_id) do

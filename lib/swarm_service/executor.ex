@@ -9,6 +9,9 @@ defmodule SwarmService.Executor do
       exception or crash fails only that attempt (which is then retried);
     * `{:command, argv, opts}` — an OS command given as an argv list (never a
       shell string); see `SwarmService.Executor.Command`;
+    * `{:claude, opts}` — Claude Code in print mode, its stream of events
+      read as progress and its result as the unit's; see
+      `SwarmService.Executor.Claude`;
     * `:external` — no process: something outside claims work with
       `SwarmService.RuvSwarm.claim_task/2` and reports it with
       `complete_task/3` or `fail_task/3`.
@@ -48,6 +51,7 @@ defmodule SwarmService.Executor do
           {:module, module}
           | {:module, module, term}
           | {:command, [String.t()], keyword}
+          | {:claude, keyword}
           | :external
 
   @callback run(task, context) :: {:ok, term} | {:error, term}
@@ -78,10 +82,12 @@ defmodule SwarmService.Executor do
     SwarmService.Executor.Command.validate(argv, opts)
   end
 
+  def validate({:claude, opts}), do: SwarmService.Executor.Claude.validate(opts)
+
   def validate(other) do
     invalid(
       "executor must be :external, {:module, mod}, {:module, mod, arg} or " <>
-        "{:command, argv, opts}, got: #{inspect(other, limit: 5, printable_limit: 100)}"
+        "{:command, argv, opts} or {:claude, opts}, got: #{inspect(other, limit: 5, printable_limit: 100)}"
     )
   end
 

@@ -189,9 +189,11 @@ defmodule SwarmService.Executor.Command do
     end
   end
 
-  defp kill_group(nil), do: :ok
+  @doc false
+  # Ends what is left of a command's process group after its launcher died.
+  def kill_group(nil), do: :ok
 
-  defp kill_group(pgid) when is_integer(pgid) and pgid > 1 do
+  def kill_group(pgid) when is_integer(pgid) and pgid > 1 do
     _ = System.cmd("kill", ["-KILL", "--", "-#{pgid}"], stderr_to_stdout: true)
     :ok
   end

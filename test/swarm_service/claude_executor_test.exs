@@ -1,0 +1,199 @@
+defmodule SwarmService.ClaudeExecutorTest do
+  # The {:claude, opts} executor against a stand-in CLI that speaks
+  # stream-json (test/support/fake_claude_stream): what a user sees of the
+  # result, the CLI's command line and environment, and each failure mode
+  # users of `claude -p` as a child process report.
+  use ExUnit.Case, async: true
+
+  import SwarmService.Test.Eventually
+  alias SwarmService.Executor.Claude
+  alias SwarmService.RuvSwarm
+
+  @fake Path.expand("../support/fake_claude_stream", __DIR__)
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "claude-test-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp swarm!(opts) do
+    {:ok, id} = RuvSwarm.spawn_swarm(Keyword.merge([storage: :memory], opts))
+    on_exit(fn -> RuvSwarm.destroy_swarm(id) end)
+    id
+  end
+
+  defp claude(mode, extra \\ []) do
+    env = Map.merge(%{"FAKE_CLAUDE_MODE" => mode}, Map.new(Keyword.get(extra, :env, [])))
+    {:claude, Keyword.merge([binary: @fake, retries_base_ms: 50], Keyword.put(extra, :env, env))}
+  end
+
+  defp run(swarm, input, opts \\ %{}) do
+    {:ok, t} = RuvSwarm.orchestrate(swarm, Map.merge(%{input: input, retries: 1}, opts))
+    {t, RuvSwarm.await_task(t, 15_000)}
+  end
+
+  test "the result event's text is the unit's result; dependencies reach the prompt" do
+    s = swarm!(agents: 1, executor: claude("ok"))
+    {_, {:ok, text}} = run(s, "review the parser")
+    assert text =~ ~r/^answer to review the parser in session sess-[0-9a-f]{8}$/
+
+    {:ok, t} =
+      RuvSwarm.orchestrate(s,
+        subtasks: [%{name: "a", input: "first"}, %{name: "b", input: "second", depends_on: ["a"]}]
+      )
+
+    assert {:ok, %{"a" => "answer to first" <> _, "b" => "answer to second" <> _}} =
+             RuvSwarm.await_task(t, 15_000)
+  end
+
+  test "output: :json decodes the result text" do
+    s = swarm!(agents: 1, executor: claude("json", output: :json))
+    assert {_, {:ok, %{"answer" => "hi", "sections" => 0}}} = run(s, "hi")
+  end
+
+  test "the command line carries the options; stdin is the prompt; no nested-session variables",
+       %{dir: dir} do
+    log = Path.join(dir, "argv.log")
+    System.put_env("CLAUDECODE", "1")
+    on_exit(fn -> System.delete_env("CLAUDECODE") end)
+
+    opts = [
+      model: "claude-sonnet-4-5",
+      max_turns: 3,
+      allowed_tools: ["Read", "Bash(git log:*)"],
+      permission_mode: "plan",
+      append_system_prompt: "Be brief.",
+      extra_args: ["--fallback-model", "haiku"],
+      env: %{"FAKE_CLAUDE_LOG" => log}
+    ]
+
+    s = swarm!(agents: 1, executor: claude("ok", opts))
+    # With CLAUDECODE inherited the stand-in (like the CLI) refuses to run.
+    assert {_, {:ok, "answer to x" <> _}} = run(s, "x")
+
+    [%{"argv" => argv, "env" => env}] =
+      log
+      |> File.read!()
+      |> String.split("\n", trim: true)
+      |> Enum.map(&:jiffy.decode(&1, [:return_maps]))
+
+    assert argv ==
+             ~w(-p --output-format stream-json --verbose --model claude-sonnet-4-5 --max-turns 3) ++
+               ["--allowedTools", "Read,Bash(git log:*)", "--permission-mode", "plan"] ++
+               ["--append-system-prompt", "Be brief.", "--fallback-model", "haiku"]
+
+    refute "CLAUDECODE" in env
+    refute Enum.any?(env, &String.starts_with?(&1, "RUV_SWARM_"))
+  end
+
+  test "resume: true continues the agent's previous session", %{dir: dir} do
+    log = Path.join(dir, "argv.log")
+    s = swarm!(agents: 1, executor: claude("ok", resume: true, env: %{"FAKE_CLAUDE_LOG" => log}))
+    {_, {:ok, first}} = run(s, "one")
+    [_, session] = Regex.run(~r/session (\S+)$/, first)
+    {_, {:ok, second}} = run(s, "two")
+    assert second == "answer to two in session #{session}"
+
+    argvs = log |> File.read!() |> String.split("\n", trim: true)
+    refute Enum.at(argvs, 0) =~ "--resume"
+    assert Enum.at(argvs, 1) =~ ~s("--resume", "#{session}")
+  end
+
+  test "an error result fails the unit with the CLI's message" do
+    s = swarm!(agents: 1, executor: claude("error"))
+
+    assert {_,
+            {:error,
+             {:failed, "unit main failed after 1 attempt(s): claude: Credit balance is too low"}}} =
+             run(s, "x")
+  end
+
+  test "a rate-limited result is retried with backoff", %{dir: dir} do
+    marker = Path.join(dir, "limited")
+
+    s =
+      swarm!(
+        agents: 1,
+        executor: claude("rate_limit_once", env: %{"FAKE_CLAUDE_MARKER" => marker})
+      )
+
+    assert {_, {:ok, "answer to x" <> _}} = run(s, "x")
+    assert File.exists?(marker)
+  end
+
+  test "a CLI that exits without a result fails with its stderr; garbage lines are skipped" do
+    s = swarm!(agents: 1, executor: claude("no_result"))
+
+    assert {_, {:error, {:failed, "unit main failed after 1 attempt(s): " <> reason}}} =
+             run(s, "x")
+
+    assert reason == "claude exited without a result (exit status 3): something broke"
+
+    g = swarm!(agents: 1, executor: claude("garbage"))
+    assert {_, {:ok, "answer to x" <> _}} = run(g, "x")
+  end
+
+  test "a CLI that never exits after its result: the unit ends, it and its child are stopped",
+       %{dir: dir} do
+    pids_file = Path.join(dir, "pids")
+    exec = claude("linger", grace_ms: 200, env: %{"FAKE_CLAUDE_PIDS" => pids_file})
+    s = swarm!(agents: 1, executor: exec)
+    started = System.monotonic_time(:millisecond)
+    assert {_, {:ok, "answer to x" <> _}} = run(s, "x")
+    assert System.monotonic_time(:millisecond) - started < 5_000
+
+    [cli, child] = pids_file |> File.read!() |> String.split() |> Enum.map(&String.to_integer/1)
+    eventually(fn -> not alive?(cli) and not alive?(child) end, 2_000)
+  end
+
+  test "a timeout kills the CLI and its child; so does a cancel", %{dir: dir} do
+    pids_file = Path.join(dir, "pids")
+
+    exec = claude("hang", timeout_ms: 300, env: %{"FAKE_CLAUDE_PIDS" => pids_file})
+    s = swarm!(agents: 1, executor: exec)
+    assert {_, {:error, {:timed_out, reason}}} = run(s, "x")
+    assert reason =~ "claude timed out after 300 ms and was killed"
+    [cli, child] = pids_file |> File.read!() |> String.split() |> Enum.map(&String.to_integer/1)
+    eventually(fn -> not alive?(cli) and not alive?(child) end, 2_000)
+
+    File.rm!(pids_file)
+    c = swarm!(agents: 1, executor: claude("hang", env: %{"FAKE_CLAUDE_PIDS" => pids_file}))
+    {:ok, t} = RuvSwarm.orchestrate(c, %{input: "x", retries: 1})
+    eventually(fn -> File.exists?(pids_file) and File.read!(pids_file) =~ "\n" end)
+    [cli, child] = pids_file |> File.read!() |> String.split() |> Enum.map(&String.to_integer/1)
+    assert :ok = RuvSwarm.cancel_task(t)
+    eventually(fn -> not alive?(cli) and not alive?(child) end, 2_000)
+  end
+
+  test "options are checked where the executor enters" do
+    {:ok, s} = RuvSwarm.spawn_swarm(storage: :memory)
+    on_exit(fn -> RuvSwarm.destroy_swarm(s) end)
+
+    for {opts, message} <- [
+          {[binary: "/nonexistent/claude"], "was not found"},
+          {[binary: @fake, max_turns: 0], ":max_turns must be a positive integer"},
+          {[binary: @fake, permission_mode: "yolo"], ":permission_mode must be one of"},
+          {[binary: @fake, allowed_tools: "Read"], ":allowed_tools must be a list of strings"},
+          {[binary: @fake, bogus: 1], "unknown or invalid claude option :bogus"},
+          {[binary: @fake, model: "a\0b"], "without NUL bytes"}
+        ] do
+      assert {:error, {:invalid_argument, msg}} =
+               RuvSwarm.spawn_agent(s, executor: {:claude, opts})
+
+      assert msg =~ message, msg
+    end
+
+    assert {:error, {:invalid_argument, _}} = Claude.validate(:nope)
+  end
+
+  defp alive?(pid), do: File.exists?("/proc/#{pid}") and not zombie?(pid)
+
+  defp zombie?(pid) do
+    case File.read("/proc/#{pid}/stat") do
+      {:ok, stat} -> match?([_, " Z" <> _], String.split(stat, ")", parts: 2))
+      _ -> true
+    end
+  end
+end
