@@ -78,7 +78,8 @@ gateway =
       {"RUV_SWARM_MAX_SESSIONS_PER_CLIENT", :max_sessions_per_client, parse_int},
       {"RUV_SWARM_REQUEST_TIMEOUT_MS", :request_timeout_ms, parse_int},
       {"RUV_SWARM_SESSION_TTL_MS", :session_ttl_ms, parse_int},
-      {"RUV_SWARM_PUBLIC_URL", :public_url, parse_string}
+      {"RUV_SWARM_PUBLIC_URL", :public_url, parse_string},
+      {"RUV_SWARM_ALLOW_CLAUDE", :allow_claude, parse_bool}
     ])
 
 config :swarm_service, InterfaceService, gateway
@@ -133,6 +134,11 @@ config :swarm_service,
          {"RUV_SWARM_REPLICATION", :replication,
           parse_choice.([{"sync", :sync}, {"async", :async}])}
        ])
+
+# The Claude Code CLI run by {:claude, opts} agents (default: claude on PATH).
+if claude = System.get_env("RUV_SWARM_CLAUDE") do
+  config :swarm_service, :claude_binary, claude
+end
 
 # Swarm caps (see SwarmService.SwarmCaps): per node and per client.
 swarm_caps =

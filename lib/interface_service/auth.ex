@@ -6,13 +6,26 @@ defmodule InterfaceService.Auth do
 
   alias InterfaceService.Config
 
-  @doc "Checks the Authorization header against the configured tokens."
+  @doc """
+  Checks the Authorization header: a Claude agent's swarm-scoped token
+  (`SwarmService.Executor.ClaudeAccess`) is the client `"agent:<id>"`,
+  whether or not tokens are configured; else the configured tokens.
+  """
   @spec check_token(Config.t(), String.t() | nil) ::
           {:ok, String.t()} | {:error, :missing | :invalid}
-  def check_token(%Config{tokens: []}, _header), do: {:ok, "anonymous"}
+  def check_token(config, header) do
+    given = bearer(header)
 
-  def check_token(%Config{tokens: digests}, header) do
-    case bearer(header) do
+    case given && SwarmService.Executor.ClaudeAccess.agent(given) do
+      nil -> check_configured(config, given)
+      agent_id -> {:ok, "agent:" <> agent_id}
+    end
+  end
+
+  defp check_configured(%Config{tokens: []}, _given), do: {:ok, "anonymous"}
+
+  defp check_configured(%Config{tokens: digests}, given) do
+    case given do
       nil ->
         {:error, :missing}
 

@@ -36,6 +36,7 @@ defmodule InterfaceService.Config do
   | `:public_url` | derived | base URL used in links handed to clients |
   | `:api` | `SwarmService.RuvSwarm` | module implementing the public API |
   | `:command_allowlist` | app env | commands (and arguments) clients may start as agents, see `SwarmService.Executor.Allowlist` |
+  | `:allow_claude` | `false` | whether clients may spawn Claude Code agents (`agent_spawn` with `executor: "claude"`) |
   """
 
   require Logger
@@ -69,6 +70,7 @@ defmodule InterfaceService.Config do
     public_url: nil,
     api: SwarmService.RuvSwarm,
     command_allowlist: nil,
+    allow_claude: false,
     name: InterfaceService
   ]
 
@@ -144,6 +146,7 @@ defmodule InterfaceService.Config do
         allowlist!(
           opts[:command_allowlist] || Application.get_env(:swarm_service, :command_allowlist, [])
         ),
+      allow_claude: bool!(:allow_claude, opts[:allow_claude]),
       name: opts[:name]
     }
   end

@@ -105,7 +105,9 @@ defmodule InterfaceService.Endpoint do
 
     case Auth.check_token(config, token_header(conn)) do
       {:ok, identity} ->
-        client = if config.tokens == [], do: Conn.peer(conn), else: identity
+        client =
+          if config.tokens == [] and not agent?(identity), do: Conn.peer(conn), else: identity
+
         conn = %{conn | client: client}
 
         case RateLimiter.take(config.tabs.rate, client, config.rate_limit, config.rate_burst) do
@@ -117,6 +119,9 @@ defmodule InterfaceService.Endpoint do
         failed_auth(conn, kind)
     end
   end
+
+  defp agent?("agent:" <> _), do: true
+  defp agent?(_identity), do: false
 
   # Browsers cannot set headers on a WebSocket: the token may come as the
   # subprotocol "bearer.<token>".

@@ -43,6 +43,7 @@ defmodule InterfaceService.Rest do
       ctx = %{
         api: config.api,
         allowlist: config.command_allowlist,
+        allow_claude: config.allow_claude,
         base_url: Conn.base_url(conn),
         progress: nil,
         client: conn.client,

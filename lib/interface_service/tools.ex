@@ -82,7 +82,7 @@ defmodule InterfaceService.Tools do
     }
 
     any = %{}
-    swarm = d(id, "Default: this session's last swarm_init")
+    swarm = d(id, "Default: last swarm_init here")
     task = d(id, "Task id from task_orchestrate")
     agent = d(id, "Agent id from agent_spawn")
     cursor = d(%{type: "string", maxLength: 200}, "nextCursor of the previous page")
@@ -116,8 +116,8 @@ defmodule InterfaceService.Tools do
          max_events: d(integer(1, 1000), "Stop after this many (default 100)")
        }), :read, nil},
       {"agent_spawn",
-       "Add an agent. With command it runs each task as that allow-listed program; " <>
-         "without, it is external: a client takes its work with task_claim.",
+       "Add an agent: command runs tasks as that allow-listed program, executor claude " <>
+         "as Claude Code; else it is external (task_claim).",
        object(%{
          swarm_id: swarm,
          type: d(name, "Role, e.g. researcher, coder"),
@@ -132,7 +132,11 @@ defmodule InterfaceService.Tools do
            description: "argv run per task; task input on stdin, stdout is the result"
          },
          timeout_ms: d(integer(1, 3_600_000), "Time limit per command run"),
-         node: d(name, "Cluster node to run on")
+         node: d(name, "Cluster node to run on"),
+         executor: %{type: "string", enum: ["claude"], description: "If enabled"},
+         model: d(name, "Claude model"),
+         max_turns: d(integer(1, 1000), "Claude turns"),
+         allowed_tools: d(strings, "Claude tools")
        }), :open,
        out(%{agent_id: :string, swarm_id: :string, executor: :string}, [
          "agent_id",
@@ -153,7 +157,7 @@ defmodule InterfaceService.Tools do
       {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
        object(%{agent_id: agent}, ["agent_id"]), :read, nil},
       {"task_orchestrate",
-       "Submit a task (optionally a DAG of subtasks) to a swarm's agents; wait_ms awaits the result.",
+       "Submit a task (or a DAG of subtasks) to a swarm; wait_ms awaits its result.",
        object(
          %{
            swarm_id: swarm,
@@ -376,6 +380,7 @@ defmodule InterfaceService.Tools do
          {:ok, tool} <- fetch_tool(name),
          :ok <- valid_object(args),
          :ok <- invalid_arguments(Schema.validate(args, tool.inputSchema)),
+         {:ok, args} <- confine(name, args, Map.get(ctx, :client)),
          {:ok, args} <- defaults(name, args, Map.get(ctx, :scope, :node)) do
       run(name, args, ctx)
     end
@@ -387,6 +392,35 @@ defmodule InterfaceService.Tools do
       message -> {:error, {:invalid_argument, message}}
     end
   end
+
+  # What a Claude agent's swarm-scoped token may do (see
+  # SwarmService.Executor.ClaudeAccess): read its own swarm and share into it.
+  @agent_tools ~w(swarm_status agent_list agent_metrics task_status task_results memory_store
+                  memory_get memory_search share_discovery subscribe_discoveries features_detect)
+
+  defp confine(name, args, "agent:" <> agent_id) do
+    swarm = SwarmService.Ids.swarm_of(agent_id)
+    ids = for key <- ~w(task_id agent_id work_id), is_binary(args[key]), do: args[key]
+
+    cond do
+      name not in @agent_tools ->
+        {:error,
+         {:not_permitted,
+          "#{name} is not open to a swarm's agents; they may use #{Enum.join(@agent_tools, ", ")}"}}
+
+      Map.get(args, "swarm_id", swarm) != swarm or
+          Enum.any?(ids, &(SwarmService.Ids.swarm_of(&1) != swarm)) ->
+        {:error, {:not_permitted, "an agent's token opens its own swarm #{swarm} only"}}
+
+      name in @swarm_tools ->
+        {:ok, Map.put_new(args, "swarm_id", swarm)}
+
+      true ->
+        {:ok, args}
+    end
+  end
+
+  defp confine(_name, args, _client), do: {:ok, args}
 
   # A missing swarm_id (task_id) is the scope's most recent one.
   defp defaults(name, args, scope) do
@@ -724,6 +758,7 @@ defmodule InterfaceService.Tools do
        # What this client may enable: command agents exactly for these
        # allow-list entries (--allow-command, RUV_SWARM_COMMAND_ALLOWLIST).
        command_agents: Map.get(ctx, :allowlist, []) != [],
+       claude_agents: Map.get(ctx, :allow_claude, false),
        allowed_commands: Map.get(ctx, :allowlist, [])
      }}
   end
@@ -785,8 +820,28 @@ defmodule InterfaceService.Tools do
     end
   end
 
+  defp executor(%{"executor" => "claude"} = args, ctx) do
+    if Map.get(ctx, :allow_claude, false) do
+      opts =
+        [
+          model: args["model"],
+          max_turns: args["max_turns"],
+          allowed_tools: args["allowed_tools"],
+          timeout_ms: args["timeout_ms"]
+        ]
+        |> Enum.reject(fn {_k, v} -> v == nil end)
+
+      {:ok, {:claude, opts}}
+    else
+      {:error,
+       {:not_permitted,
+        "this gateway does not let clients spawn Claude agents (start the node with --allow-claude)"}}
+    end
+  end
+
   defp executor(_args, _ctx), do: {:ok, :external}
 
+  defp executor_kind({:claude, _}), do: :claude
   defp executor_kind({:command, _, _}), do: :command
   defp executor_kind(:external), do: :external
 

@@ -58,7 +58,7 @@ defmodule SwarmService.Agent do
          %{
            swarm_id: swarm_id,
            agent_id: agent_id,
-           executor: executor,
+           executor: with_swarm_access(executor, swarm_id, agent_id),
            # A hosted agent's engine is on another node: no direct sends.
            direct: not Map.has_key?(args, :epoch),
            # slot => worker pid, and back
@@ -74,6 +74,27 @@ defmodule SwarmService.Agent do
         :ignore
     end
   end
+
+  # A claude agent gets its swarm's MCP tools through this node's gateway,
+  # with a token scoped to the swarm that dies with this process.
+  defp with_swarm_access({:claude, opts} = executor, swarm_id, agent_id) do
+    url = Executor.ClaudeAccess.gateway_url()
+
+    if Keyword.get(opts, :mcp, true) and not Keyword.has_key?(opts, :mcp_config) and url do
+      case Executor.ClaudeAccess.grant(swarm_id, agent_id, self(), url) do
+        {:ok, path} ->
+          {:claude, Keyword.put(opts, :mcp_config, path)}
+
+        {:error, reason} ->
+          Logger.warning("agent #{agent_id}: no swarm tools for Claude: #{reason}")
+          executor
+      end
+    else
+      executor
+    end
+  end
+
+  defp with_swarm_access(executor, _swarm_id, _agent_id), do: executor
 
   @impl true
   def handle_call(:inbox, _from, state), do: {:reply, :queue.to_list(state.inbox), state}
@@ -95,6 +116,10 @@ defmodule SwarmService.Agent do
     case {state.workers, state.executor} do
       {%{^slot => pid}, {:command, _, _}} ->
         # The command worker kills its process tree and waits for more.
+        send(pid, {:cancel, work_id, reason})
+        {:noreply, state}
+
+      {%{^slot => pid}, {:claude, _}} ->
         send(pid, {:cancel, work_id, reason})
         {:noreply, state}
 

@@ -20,6 +20,8 @@ defmodule SwarmService.Application do
       SwarmService.Cluster.Knowledge,
       SwarmService.Coordination,
       {Registry, keys: :unique, name: SwarmService.SwarmRegistry},
+      # Gateway tokens of Claude agents, scoped to their swarms.
+      SwarmService.Executor.ClaudeAccess,
       # Durable swarms: the Ra system, and every swarm's engine rebuilt from
       # its log before anything else can reach it.
       SwarmService.Raft,

@@ -208,5 +208,7 @@ defmodule SwarmService.Errors do
       {403, @invalid_params,
        "command #{inspect(argv0)} with these arguments is not in the gateway's command allow-list"}
 
+  defp entry({:not_permitted, msg}) when is_binary(msg), do: {403, @invalid_params, msg}
+
   defp entry(_), do: nil
 end

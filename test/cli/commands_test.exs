@@ -257,7 +257,7 @@ defmodule SwarmService.CLI.CommandsTest do
         try do
           assert {0, _, _} =
                    cli(
-                     ~w(start --detached --port #{port} --health-port #{health}) ++
+                     ~w(start --detached --port #{port} --health-port #{health} --allow-claude) ++
                        ["--allow-command", "echo *"]
                    )
 
@@ -269,7 +269,9 @@ defmodule SwarmService.CLI.CommandsTest do
           assert {0, _, _} = cli(~w(restart --timeout 5000))
           assert {:ok, %{"port" => ^port}} = PidFile.read(pid_file)
           assert {401, _} = features(port, nil)
-          assert features(port, token)["allowed_commands"] == ["echo *"]
+
+          assert %{"allowed_commands" => ["echo *"], "claude_agents" => true} =
+                   features(port, token)
 
           # A flag given to restart replaces the stored one.
           assert {0, _, _} = cli(["restart", "--allow-command", "wc", "--timeout", "5000"])

@@ -47,6 +47,8 @@ defmodule SwarmService.CLI.ParseTest do
     assert {:error, "--allow-command \"tr a,b\": an entry cannot contain a comma"} =
              CLI.parse(["start", "--allow-command", "tr a,b"])
 
+    assert {:ok, "start", [allow_claude: true]} = CLI.parse(~w(start --allow-claude))
+
     assert {:error, "--allow-command is not an option of stop"} =
              CLI.parse(["stop", "--allow-command", "wc"])
   end

@@ -325,6 +325,7 @@ defmodule InterfaceService.Mcp.Http do
         ctx = %{
           api: conn.config.api,
           allowlist: conn.config.command_allowlist,
+          allow_claude: conn.config.allow_claude,
           base_url: Conn.base_url(conn),
           request_timeout_ms: conn.config.request_timeout_ms,
           client: conn.client,

@@ -18,7 +18,7 @@ defmodule SwarmService.CLI do
   ## Commands
 
       start [--detached] [--port P] [--health-port H] [--name NODE] [--cookie C]
-            [--allow-command ENTRY]...
+            [--allow-command ENTRY]... [--allow-claude]
       stop [--timeout MS]
       status
       restart [--port P] [--health-port H] [--name NODE] [--cookie C]
@@ -53,13 +53,14 @@ defmodule SwarmService.CLI do
     cookie: :string,
     timeout: :integer,
     allow_command: :keep,
+    allow_claude: :boolean,
     help: :boolean
   ]
   @allowed %{
-    "start" => [:detached, :port, :health_port, :name, :cookie, :allow_command],
+    "start" => [:detached, :port, :health_port, :name, :cookie, :allow_command, :allow_claude],
     "stop" => [:timeout],
     "status" => [],
-    "restart" => [:port, :health_port, :name, :cookie, :allow_command, :timeout],
+    "restart" => [:port, :health_port, :name, :cookie, :allow_command, :allow_claude, :timeout],
     "tools" => []
   }
 
@@ -84,6 +85,7 @@ defmodule SwarmService.CLI do
     --cookie C           distribution cookie (default: generated, kept in $RUV_SWARM_HOME/cookie)
     --allow-command E    let gateway clients start command E as an agent (repeatable;
                          "tr", "tr a-z A-Z" or "grep -F *", see the README)
+    --allow-claude       let gateway clients spawn Claude Code agents (agent_spawn executor claude)
     --timeout MS         stop/restart: grace period before SIGKILL (default 10000)
 
   environment:
@@ -278,6 +280,7 @@ defmodule SwarmService.CLI do
       name: opts[:name] || @default_name,
       cookie: opts[:cookie],
       allow_commands: Keyword.get(opts, :allow_commands, []),
+      allow_claude: Keyword.get(opts, :allow_claude, false),
       # restart passes the environment the node was first started with.
       env: Keyword.get_lazy(opts, :env, &Settings.environment/0),
       dist_tls: DistTLS.configured()
@@ -303,6 +306,7 @@ defmodule SwarmService.CLI do
 
     Map.to_list(settings.env) ++
       allowlist ++
+      if(settings.allow_claude, do: [{"RUV_SWARM_ALLOW_CLAUDE", "on"}], else: []) ++
       [
         {"RUV_SWARM_HOME", home},
         {"RUV_SWARM_MANAGED", "1"},
@@ -361,6 +365,10 @@ defmodule SwarmService.CLI do
     _ = Application.load(:swarm_service)
     gateway = Application.get_env(:swarm_service, InterfaceService, [])
     gateway = Keyword.merge(gateway, enabled: true, port: settings.port)
+
+    gateway =
+      if settings.allow_claude, do: Keyword.put(gateway, :allow_claude, true), else: gateway
+
     Application.put_env(:swarm_service, InterfaceService, gateway, persistent: true)
     allowlist = Application.get_env(:swarm_service, :command_allowlist, [])
 

@@ -2,7 +2,7 @@ defmodule SwarmService.CLI.Settings do
   @moduledoc """
   What a node was started with, kept so `restart` starts it the same way
   from any shell: the command-line settings (port, health port, name,
-  cookie, `--allow-command` entries) and every `RUV_SWARM_*` variable of
+  cookie, `--allow-command` entries, `--allow-claude`) and every `RUV_SWARM_*` variable of
   the environment `start` ran in (tokens, allow-list, limits...).
 
   `start` writes them to `$RUV_SWARM_HOME/settings.json` (mode 0600: it may
@@ -21,6 +21,7 @@ defmodule SwarmService.CLI.Settings do
           name: String.t(),
           cookie: String.t() | nil,
           allow_commands: [String.t()],
+          allow_claude: boolean(),
           env: %{String.t() => String.t()}
         }
 
@@ -29,7 +30,7 @@ defmodule SwarmService.CLI.Settings do
   @not_carried ~w(RUV_SWARM_HOME RUV_SWARM_MANAGED RUV_SWARM_DAEMON RUV_SWARM_ARGV
                   RUV_SWARM_BOOT_LOG RUV_SWARM_PORT RUV_SWARM_HEALTH_PORT RUV_SWARM_NODE)
 
-  @flags [:port, :health_port, :name, :cookie, :allow_commands]
+  @flags [:port, :health_port, :name, :cookie, :allow_commands, :allow_claude]
 
   @doc "The `RUV_SWARM_*` variables of this process's environment that a node takes."
   @spec environment() :: %{String.t() => String.t()}
@@ -104,6 +105,7 @@ defmodule SwarmService.CLI.Settings do
           name: string(json["name"]),
           cookie: string(json["cookie"]),
           allow_commands: strings(json["allow_commands"]),
+          allow_claude: if(is_boolean(json["allow_claude"]), do: json["allow_claude"]),
           env: env(json["env"])
         ],
         value != nil,
