@@ -153,6 +153,9 @@ defmodule SwarmService.Errors do
       {503, @unavailable,
        "this node already holds #{cap} swarms, its maximum: destroy some or use another node"}
 
+  defp entry(:persona_not_found),
+    do: {404, @not_found, "no persona with that name (persona_list lists them)"}
+
   defp entry(:no_task), do: {404, @not_found, "no task is waiting for this agent"}
 
   defp entry(:timeout),

@@ -239,11 +239,13 @@ defmodule SwarmService.RuvSwarm do
                storage
              )
            end) do
-      agent_opts = %{
-        type: Map.get(o, :agent_type, "researcher"),
-        capabilities: Map.get(o, :capabilities, []),
-        executor: executor
-      }
+      # (An agent's type is given only when asked for: a claude agent
+      # whose type is given takes that persona.)
+      agent_opts =
+        Map.merge(
+          %{capabilities: Map.get(o, :capabilities, []), executor: executor},
+          Map.take(o, [:agent_type]) |> Map.new(fn {:agent_type, t} -> {:type, t} end)
+        )
 
       nodes =
         if placement == :spread,
@@ -377,9 +379,43 @@ defmodule SwarmService.RuvSwarm do
     end
   end
 
-  # nil: the swarm's default, which its home knows.
-  defp given_executor(%{executor: e}), do: Executor.validate(e)
+  # nil: the swarm's default, which its home knows. A claude agent whose
+  # type names a persona gets that persona unless it names its own.
+  defp given_executor(%{executor: e} = o) do
+    with {:ok, executor} <- Executor.validate(e), do: {:ok, typed_persona(executor, o[:type])}
+  end
+
   defp given_executor(_), do: {:ok, nil}
+
+  defp typed_persona({:claude, opts} = executor, type) when not is_nil(type) do
+    name = to_string(type)
+
+    if not Keyword.has_key?(opts, :persona) and match?({:ok, _}, SwarmService.Personas.get(name)),
+      do: {:claude, Keyword.put(opts, :persona, name)},
+      else: executor
+  end
+
+  defp typed_persona(executor, _type), do: executor
+
+  @doc """
+  Stores a persona for Claude agents: `system_prompt`, `tone`, `model`,
+  `allowed_tools` (see `SwarmService.Personas`). Every node sees it; agents
+  with it use it from their next task on.
+  """
+  @spec persona_put(String.t(), map | keyword) :: {:ok, map} | {:error, reason}
+  defdelegate persona_put(name, attrs), to: SwarmService.Personas, as: :put
+
+  @doc "The persona `name` (stored, else built-in)."
+  @spec persona_get(String.t()) :: {:ok, map} | {:error, reason}
+  defdelegate persona_get(name), to: SwarmService.Personas, as: :get
+
+  @doc "Every persona, the built-in ones included."
+  @spec persona_list() :: {:ok, [map]}
+  defdelegate persona_list(), to: SwarmService.Personas, as: :list
+
+  @doc "Removes a stored persona (a built-in of that name is used again)."
+  @spec persona_delete(String.t()) :: :ok | {:error, reason}
+  defdelegate persona_delete(name), to: SwarmService.Personas, as: :delete
 
   @doc "Removes an agent. Work it held is retried on other agents."
   @spec remove_agent(id) :: :ok | {:error, reason}

@@ -167,6 +167,77 @@ defmodule SwarmService.ClaudeExecutorTest do
     eventually(fn -> not alive?(cli) and not alive?(child) end, 2_000)
   end
 
+  defp argvs(log) do
+    log
+    |> File.read!()
+    |> String.split("\n", trim: true)
+    |> Enum.map(&(:jiffy.decode(&1, [:return_maps]) |> Map.fetch!("argv")))
+  end
+
+  defp flag(argv, name), do: Enum.at(argv, Enum.find_index(argv, &(&1 == name)) + 1)
+
+  test "a persona gives its prompt, tone and tools; edits reach the next task", %{dir: dir} do
+    log = Path.join(dir, "argv.log")
+    name = "critic-#{System.unique_integer([:positive])}"
+    on_exit(fn -> RuvSwarm.persona_delete(name) end)
+
+    {:ok, %{builtin: false}} =
+      RuvSwarm.persona_put(name, %{
+        "system_prompt" => "You judge harshly.",
+        "tone" => "terse",
+        "allowed_tools" => ["Read"]
+      })
+
+    s = swarm!([])
+
+    {:ok, _} =
+      RuvSwarm.spawn_agent(s,
+        type: name,
+        executor:
+          claude("ok", append_system_prompt: "Cite lines.", env: %{"FAKE_CLAUDE_LOG" => log})
+      )
+
+    {_, {:ok, _}} = run(s, "one")
+    {:ok, _} = RuvSwarm.persona_put(name, %{system_prompt: "You judge kindly."})
+    {_, {:ok, _}} = run(s, "two")
+
+    [first, second] = argvs(log)
+
+    assert flag(first, "--append-system-prompt") ==
+             "You judge harshly.\n\nTone: terse.\n\nCite lines."
+
+    assert flag(first, "--allowedTools") == "Read"
+    assert flag(second, "--append-system-prompt") == "You judge kindly.\n\nCite lines."
+    refute "--allowedTools" in second
+  end
+
+  test "each agent type has a built-in persona; personas are checked" do
+    {:ok, personas} = RuvSwarm.persona_list()
+    names = Enum.map(personas, & &1.name)
+
+    for type <- ~w(researcher coder analyst optimizer coordinator tester reviewer) do
+      assert type in names
+
+      assert {:ok, %{builtin: true, system_prompt: "You are the swarm's " <> _}} =
+               RuvSwarm.persona_get(type)
+    end
+
+    assert {:error, :persona_not_found} = RuvSwarm.persona_get("nobody")
+
+    assert {:error, {:invalid_argument, _}} =
+             RuvSwarm.persona_put("bad name!", %{system_prompt: "x"})
+
+    assert {:error, {:invalid_argument, _}} = RuvSwarm.persona_put("empty", %{tone: "x"})
+
+    assert {:error, {:invalid_argument, _}} =
+             RuvSwarm.persona_put("odd", %{"system_prompt" => "x", "color" => "red"})
+
+    s = swarm!([])
+
+    assert {:error, {:invalid_argument, "no persona named \"nobody\"" <> _}} =
+             RuvSwarm.spawn_agent(s, executor: {:claude, binary: @fake, persona: "nobody"})
+  end
+
   test "options are checked where the executor enters" do
     {:ok, s} = RuvSwarm.spawn_swarm(storage: :memory)
     on_exit(fn -> RuvSwarm.destroy_swarm(s) end)

@@ -38,6 +38,8 @@ defmodule SwarmService.Executor.Claude do
       of tool patterns), `:permission_mode` (`"default"`, `"acceptEdits"`,
       `"bypassPermissions"`, `"plan"`), `:append_system_prompt` — the CLI's
       flags of the same names;
+    * `:persona` — a persona's system prompt, tone, model and tools
+      (`SwarmService.Personas`), read again for every task;
     * `:cd` — working directory; `:env` — extra variables;
     * `:extra_args` — more CLI arguments, as given;
     * `:output` — `:text` (default) or `:json` (the result text decoded);
@@ -140,6 +142,20 @@ defmodule SwarmService.Executor.Claude do
         invalid("claude :permission_mode must be one of #{Enum.join(@permission_modes, ", ")}")
   end
 
+  defp check(:persona, v) when is_binary(v) do
+    case SwarmService.Personas.get(v) do
+      {:ok, _} ->
+        :ok
+
+      {:error, :persona_not_found} ->
+        invalid("no persona named #{inspect(v)} (persona_list lists them)")
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp check(:persona, _), do: invalid("claude :persona must be a persona name")
   defp check(:output, v) when v in [:text, :json], do: :ok
   defp check(:output, _), do: invalid("claude :output must be :text or :json")
   defp check(key, v) when key in [:resume, :mcp] and is_boolean(v), do: :ok
@@ -223,6 +239,8 @@ defmodule SwarmService.Executor.Claude do
           | {:error, String.t()}
           | {:timeout, String.t()}
   def run(opts, work, session_id, progress) do
+    # The persona as it is now: edits reach the next task.
+    opts = SwarmService.Personas.apply_to(opts)
     timeout = Keyword.get(opts, :timeout_ms, work[:timeout_ms])
     deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
     prompt = Command.stdin_of(work)
