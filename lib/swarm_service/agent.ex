@@ -251,7 +251,8 @@ defmodule SwarmService.Agent do
       if fraction, do: Executor.progress(context, fraction)
     end
 
-    outcome = Executor.Claude.run(opts, work, Process.get(:claude_session), progress)
+    agent = %{agent_id: agent_id, session_id: Process.get(:claude_session)}
+    outcome = Executor.Claude.run(opts, work, agent, progress)
 
     with {_, _, %{usage: %{session_id: id}}} when is_binary(id) <- outcome,
          do: Process.put(:claude_session, id)

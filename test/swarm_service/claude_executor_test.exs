@@ -238,6 +238,37 @@ defmodule SwarmService.ClaudeExecutorTest do
              RuvSwarm.spawn_agent(s, executor: {:claude, binary: @fake, persona: "nobody"})
   end
 
+  test "every answer is kept in swarm memory; recall puts the best matches in the prompt",
+       %{dir: dir} do
+    log = Path.join(dir, "argv.log")
+    exec = claude("ok", recall: 1, persona: "tester", env: %{"FAKE_CLAUDE_LOG" => log})
+    s = swarm!(agents: 1, executor: exec)
+    {t1, {:ok, a1}} = run(s, "the tokenizer drops unicode quotes")
+    {_, {:ok, _}} = run(s, "the scheduler starves low priority tasks")
+
+    {:ok, [entry]} = RuvSwarm.memory_search(s, %{namespace: "claude_qa", tags: ["task:" <> t1]})
+    assert entry.key == t1 <> "/main"
+    assert entry.value == "Q: the tokenizer drops unicode quotes\n\nA: " <> a1
+    assert "persona:tester" in entry.tags
+
+    # A question about the tokenizer recalls the tokenizer answer only.
+    {_, {:ok, _}} = run(s, "does the tokenizer handle unicode now?")
+    [first, second, third] = prompts(log)
+    assert first == "the tokenizer drops unicode quotes"
+    assert second == "the scheduler starves low priority tasks", "nothing in common: no recall"
+
+    assert third ==
+             "## Earlier answers in this swarm\n\n### #{t1}/main\n#{entry.value}\n\n" <>
+               "## Task\n\ndoes the tokenizer handle unicode now?"
+  end
+
+  defp prompts(log) do
+    log
+    |> File.read!()
+    |> String.split("\n", trim: true)
+    |> Enum.map(&(:jiffy.decode(&1, [:return_maps]) |> Map.fetch!("prompt")))
+  end
+
   test "options are checked where the executor enters" do
     {:ok, s} = RuvSwarm.spawn_swarm(storage: :memory)
     on_exit(fn -> RuvSwarm.destroy_swarm(s) end)

@@ -43,6 +43,9 @@ defmodule SwarmService.Executor.Claude do
     * `:cd` — working directory; `:env` — extra variables;
     * `:extra_args` — more CLI arguments, as given;
     * `:output` — `:text` (default) or `:json` (the result text decoded);
+    * `:recall` — how many earlier answers of the swarm to put before the
+      prompt (default 0); every finished unit's prompt and answer are kept
+      in the swarm's memory either way (`SwarmService.Executor.ClaudeMemory`);
     * `:resume` — `true` continues the agent's previous session
       (`context.session_id`) when there is one;
     * `:timeout_ms` — the attempt's time, retries included (default: the
@@ -60,7 +63,7 @@ defmodule SwarmService.Executor.Claude do
   """
 
   require Logger
-  alias SwarmService.Executor.{Command, Launcher}
+  alias SwarmService.Executor.{ClaudeMemory, Command, Launcher}
 
   @permission_modes ~w(default acceptEdits bypassPermissions plan)
   @passed_env ~w(ANTHROPIC_API_KEY ANTHROPIC_AUTH_TOKEN ANTHROPIC_BASE_URL ANTHROPIC_MODEL
@@ -123,7 +126,7 @@ defmodule SwarmService.Executor.Claude do
       else: invalid("claude :#{key} must be a positive integer")
   end
 
-  defp check(key, v) when key in [:grace_ms, :retries] do
+  defp check(key, v) when key in [:grace_ms, :retries, :recall] do
     if is_integer(v) and v >= 0,
       do: :ok,
       else: invalid("claude :#{key} must be a non-negative integer")
@@ -229,27 +232,37 @@ defmodule SwarmService.Executor.Claude do
 
   @doc false
   # Runs one attempt in the calling (worker) process. `work` is the engine's
-  # work map (input, context, work_id, timeout_ms); `session_id` the agent's
-  # last session (for :resume); `progress` gets (fraction | nil, message).
+  # work map (input, context, work_id, task_id, unit, timeout_ms); `agent`
+  # has the agent's id and last session (for :resume); `progress` gets
+  # (fraction | nil, message).
   # Returns {:ok, result, %{usage: usage}}, {:error, reason, %{usage: usage}},
   # {:error, reason} or {:timeout, reason}.
-  @spec run(keyword(), map(), String.t() | nil, (number() | nil, String.t() -> any())) ::
+  @spec run(keyword(), map(), map(), (number() | nil, String.t() -> any())) ::
           {:ok, term(), map()}
           | {:error, String.t(), map()}
           | {:error, String.t()}
           | {:timeout, String.t()}
-  def run(opts, work, session_id, progress) do
+  def run(opts, work, agent, progress) do
     # The persona as it is now: edits reach the next task.
     opts = SwarmService.Personas.apply_to(opts)
     timeout = Keyword.get(opts, :timeout_ms, work[:timeout_ms])
     deadline = if timeout, do: System.monotonic_time(:millisecond) + timeout
     prompt = Command.stdin_of(work)
+    swarm_id = SwarmService.Ids.swarm_of(work.work_id)
+    full_prompt = ClaudeMemory.recall(swarm_id, prompt, Keyword.get(opts, :recall, 0))
+    limit = {deadline, timeout}
 
-    try do
-      attempt(opts, prompt, work.work_id, session_id, progress, {deadline, timeout}, 0)
-    catch
-      {:cancelled, reason} -> {:error, "cancelled: #{reason}"}
-    end
+    outcome =
+      try do
+        attempt(opts, full_prompt, work.work_id, agent[:session_id], progress, limit, 0)
+      catch
+        {:cancelled, reason} -> {:error, "cancelled: #{reason}"}
+      end
+
+    with {:ok, answer, _meta} <- outcome,
+         do: ClaudeMemory.record(work, agent.agent_id, opts[:persona], prompt, answer)
+
+    outcome
   end
 
   defp attempt(opts, prompt, work_id, session_id, progress, limit, tries) do
