@@ -148,7 +148,7 @@ defmodule SwarmService.Cluster.OTP do
       :ok = :net_kernel.monitor_nodes(true)
       :ets.new(@members, [:named_table, :protected, :set, read_concurrency: true])
       # Nodes connected before this adapter started learn of it here.
-      Enum.each(Node.list(), &greet/1)
+      Enum.each(Node.list(), &greet(&1, true))
 
       state = %{
         config: config,
@@ -205,19 +205,24 @@ defmodule SwarmService.Cluster.OTP do
 
     if state.left?,
       do: :erlang.disconnect_node(node),
-      else: greet(node)
+      else: greet(node, true)
 
     {:noreply, state}
   end
 
-  # The other node's adapter: it is a member from now on. It greets back
-  # the first time, so each side learns of the other whoever connected.
-  def handle_info({:member_hello, node}, state) when is_atom(node) do
-    if not state.left? and node in Node.list() and not :ets.member(@members, node) do
-      :ets.insert(@members, {node})
-      greet(node)
-      Subscribers.notify(state.subs, :member_up, node)
-      Logger.info("cluster: #{node} up")
+  # The other node's adapter: it is a member from now on. A greeting sent
+  # on nodeup asks for an answer, so each side learns of the other
+  # whoever connected, also when a greeting of an earlier connection
+  # arrived before that connection's nodedown.
+  def handle_info({:member_hello, node, answer?}, state) when is_atom(node) do
+    if not state.left? and node in Node.list() do
+      if answer?, do: greet(node, false)
+
+      unless :ets.member(@members, node) do
+        :ets.insert(@members, {node})
+        Subscribers.notify(state.subs, :member_up, node)
+        Logger.info("cluster: #{node} up")
+      end
     end
 
     {:noreply, state}
@@ -271,7 +276,8 @@ defmodule SwarmService.Cluster.OTP do
 
   # ---- reconnection ----------------------------------------------------------------
 
-  defp greet(node), do: :erlang.send({__MODULE__, node}, {:member_hello, node()}, [:noconnect])
+  defp greet(node, answer?),
+    do: :erlang.send({__MODULE__, node}, {:member_hello, node(), answer?}, [:noconnect])
 
   defp connect(node) do
     :net_kernel.connect_node(node) == true
