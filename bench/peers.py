@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Peer benchmark: ruv_swarm through its stdio bridge vs ruv-swarm's own stdio server.
+
+Run by bench/peers.sh (`make bench-peers`), which installs ruv-swarm from npm
+into _build/peers, starts a ruv_swarm node and sets the environment below.
+Both servers are driven by the same client: this file's StdioClient, plain
+newline-delimited JSON-RPC over the child's stdin/stdout, `initialize` and
+`notifications/initialized` first, one request in flight at a time.
+
+For each tool (swarm_status, agent_spawn, task_orchestrate) each server gets
+WARMUP untimed calls, then N timed calls in ROUNDS alternating blocks (ours,
+theirs, ours, ...) so machine noise lands on both alike; a measurement stops
+early after MAX_S seconds. Every call is a real tools/call: results are
+checked and an error fails the run. Each server is called with its own
+argument names (ours snake_case, ruv-swarm camelCase).
+
+Prints one JSON line per measurement, then a table of p50/p99 and the
+ours/theirs ratio (below 1.0: ours is faster).
+
+Environment:
+  PEERS_OURS     command line of our bridge (JSON list)
+  PEERS_OURS_ENV extra environment for it (JSON object)
+  PEERS_THEIRS   command line of ruv-swarm's stdio server (JSON list)
+  PEERS_THEIRS_CWD  working directory for it
+  PEERS_N (1000), PEERS_WARMUP (100), PEERS_ROUNDS (10), PEERS_MAX_S (60)
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+N = int(os.environ.get("PEERS_N", "1000"))
+WARMUP = int(os.environ.get("PEERS_WARMUP", "100"))
+ROUNDS = max(1, int(os.environ.get("PEERS_ROUNDS", "10")))
+MAX_S = float(os.environ.get("PEERS_MAX_S", "60"))
+CALL_TIMEOUT_S = 30.0
+AGENTS_PER_SWARM = 100  # ruv-swarm caps maxAgents at 100; ours is given the same cap
+SPAWN_WARMUP = 10
+
+
+class CallError(Exception):
+    pass
+
+
+class StdioClient:
+    """One MCP server child process spoken to over stdio, one request at a time."""
+
+    def __init__(self, name, argv, env, cwd=None):
+        self.name = name
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+        )
+        self.next_id = 0
+        self.skipped_lines = 0
+
+    def request(self, method, params):
+        """Sends one request; returns (message, elapsed ns until its answer's line was read)."""
+        self.next_id += 1
+        rid = self.next_id
+        line = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}).encode() + b"\n"
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        start = time.perf_counter_ns()
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+        while True:
+            raw = self.proc.stdout.readline()
+            got = time.perf_counter_ns()
+            if not raw:
+                raise CallError(f"{self.name}: server closed stdout during {method}")
+            message = self._parse(raw)
+            if message is not None and message.get("id") == rid and ("result" in message or "error" in message):
+                return message, got - start
+            if time.monotonic() > deadline:
+                raise CallError(f"{self.name}: no answer to {method} in {CALL_TIMEOUT_S}s")
+
+    def notify(self, method, params=None):
+        message = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def _parse(self, raw):
+        # ruv-swarm also prints banners and log lines on stdout: skip non-JSON.
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            self.skipped_lines += 1
+            return None
+        return message if isinstance(message, dict) else None
+
+    def initialize(self):
+        message, _ = self.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "ruv_swarm-peers-bench", "version": "1"},
+            },
+        )
+        if "error" in message:
+            raise CallError(f"{self.name}: initialize failed: {message['error']}")
+        self.notify("notifications/initialized")
+        return message["result"]
+
+    def call(self, tool, arguments):
+        """tools/call; returns (structured result, elapsed ns). Raises on any error."""
+        message, elapsed = self.request("tools/call", {"name": tool, "arguments": arguments})
+        if "error" in message:
+            raise CallError(f"{self.name}: {tool} failed: {message['error']}")
+        result = message["result"]
+        if result.get("isError"):
+            raise CallError(f"{self.name}: {tool} returned an error: {result}")
+        return result, elapsed
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def payload(result):
+    """The JSON a tool returned: structuredContent, else the first text block."""
+    if isinstance(result.get("structuredContent"), dict):
+        return result["structuredContent"]
+    for block in result.get("content", []):
+        if block.get("type") == "text":
+            try:
+                return json.loads(block["text"])
+            except ValueError:
+                return {}
+    return {}
+
+
+class Ours:
+    """ruv_swarm's tool names and snake_case arguments."""
+
+    label = "ruv_swarm (bridge)"
+
+    def __init__(self, client):
+        self.client = client
+        self.swarm = None
+
+    def swarm_init(self):
+        result, _ = self.client.call("swarm_init", {"topology": "mesh", "max_agents": AGENTS_PER_SWARM})
+        self.swarm = payload(result)["swarm_id"]
+
+    def swarm_status(self, i):
+        return self.client.call("swarm_status", {"swarm_id": self.swarm})
+
+    def agent_spawn(self, i):
+        return self.client.call("agent_spawn", {"swarm_id": self.swarm, "type": "researcher"})
+
+    def task_orchestrate(self, i):
+        return self.client.call("task_orchestrate", {"swarm_id": self.swarm, "description": f"peer bench task {i}"})
+
+
+class Theirs:
+    """ruv-swarm's tool names and camelCase arguments.
+
+    ruv-swarm 1.0.20 rejects its own swarm ids ("swarm-<digits>") against its
+    swarmId pattern (^[a-fA-F0-9-]+$), so calls go without swarmId: agent_spawn
+    and task_orchestrate then use the first swarm and swarm_status reports all
+    swarms, which is that one swarm here."""
+
+    label = "ruv-swarm (npm)"
+
+    def __init__(self, client):
+        self.client = client
+
+    def swarm_init(self):
+        self.client.call("swarm_init", {"topology": "mesh", "maxAgents": AGENTS_PER_SWARM})
+
+    def swarm_status(self, i):
+        return self.client.call("swarm_status", {})
+
+    def agent_spawn(self, i):
+        return self.client.call("agent_spawn", {"type": "researcher"})
+
+    def task_orchestrate(self, i):
+        return self.client.call("task_orchestrate", {"task": f"peer bench task {i}"})
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-len(sorted_values) * p // 100))
+    return sorted_values[int(rank) - 1]
+
+
+def measure(calls, n, warmup, samples):
+    """calls: {label: fn(i)}. Warm-up, then alternating timed blocks; appends ns to samples[label]."""
+    for fn in calls.values():
+        for i in range(warmup):
+            fn(-1 - i)
+    block = max(1, n // ROUNDS)
+    started = time.monotonic()
+    i = 0
+    while i < n and time.monotonic() - started < MAX_S:
+        size = min(block, n - i)
+        for label, fn in calls.items():
+            for k in range(size):
+                _, elapsed = fn(i + k)
+                samples[label].append(elapsed)
+        i += size
+    return samples
+
+
+def start_theirs():
+    """A fresh ruv-swarm stdio server on an empty database, with one swarm."""
+    data = os.environ.get("PEERS_THEIRS_DATA")
+    if data:
+        shutil.rmtree(data, ignore_errors=True)
+    client = StdioClient("theirs", json.loads(os.environ["PEERS_THEIRS"]), dict(os.environ), os.environ.get("PEERS_THEIRS_CWD"))
+    client.initialize()
+    theirs = Theirs(client)
+    theirs.swarm_init()
+    return theirs
+
+
+def summary(tool, samples):
+    stats = {}
+    for label, values in samples.items():
+        values.sort()
+        stats[label] = {
+            "n": len(values),
+            "p50_us": round(percentile(values, 50) / 1000, 1),
+            "p99_us": round(percentile(values, 99) / 1000, 1),
+            "mean_us": round(sum(values) / len(values) / 1000, 1),
+        }
+        print(json.dumps({"bench": "peers", "tool": tool, "server": label, **stats[label]}), flush=True)
+    return stats
+
+
+def main():
+    ours_env = {**os.environ, **json.loads(os.environ.get("PEERS_OURS_ENV", "{}"))}
+    ours = Ours(StdioClient("ours", json.loads(os.environ["PEERS_OURS"]), ours_env))
+    theirs = None
+    rows = []
+    try:
+        print(f"# {Ours.label}: {ours.client.initialize().get('serverInfo')}", file=sys.stderr)
+
+        # agent_spawn: ruv-swarm holds at most 100 agents in the one swarm it
+        # can address, so it runs in batches, each on a fresh ruv-swarm
+        # process (empty database) and a fresh swarm of ours: SPAWN_WARMUP
+        # untimed and then the rest of the swarm's 100 agents timed.
+        spawn = {Ours.label: [], Theirs.label: []}
+        timed_per_batch = AGENTS_PER_SWARM - SPAWN_WARMUP
+        batches = max(1, -(-N // timed_per_batch))
+        for batch in range(batches):
+            if theirs is not None:
+                theirs.client.close()
+            theirs = start_theirs()
+            ours.swarm_init()
+            calls = {Ours.label: ours.agent_spawn, Theirs.label: theirs.agent_spawn}
+            measure(calls, min(timed_per_batch, N - batch * timed_per_batch), SPAWN_WARMUP, spawn)
+        spawn_stats = summary("agent_spawn", spawn)
+
+        # swarm_status and task_orchestrate on the last batch's swarms: one
+        # swarm of 100 agents on each side.
+        for tool in ("swarm_status", "task_orchestrate"):
+            calls = {Ours.label: getattr(ours, tool), Theirs.label: getattr(theirs, tool)}
+            samples = measure(calls, N, WARMUP, {Ours.label: [], Theirs.label: []})
+            rows.append((tool, summary(tool, samples)))
+        rows.insert(1, ("agent_spawn", spawn_stats))
+    finally:
+        ours.client.close()
+        if theirs is not None:
+            theirs.client.close()
+
+    print()
+    print(f"{'tool':<18}{'server':<22}{'n':>6}{'p50 µs':>10}{'p99 µs':>10}{'p50 ratio':>11}{'p99 ratio':>11}")
+    wins = True
+    for tool, stats in rows:
+        o, t = stats[Ours.label], stats[Theirs.label]
+        r50, r99 = o["p50_us"] / t["p50_us"], o["p99_us"] / t["p99_us"]
+        wins = wins and r50 < 1 and r99 < 1
+        print(f"{tool:<18}{Ours.label:<22}{o['n']:>6}{o['p50_us']:>10.1f}{o['p99_us']:>10.1f}{r50:>11.2f}{r99:>11.2f}")
+        print(f"{'':<18}{Theirs.label:<22}{t['n']:>6}{t['p50_us']:>10.1f}{t['p99_us']:>10.1f}")
+    for tool, stats in rows:
+        o, t = stats[Ours.label], stats[Theirs.label]
+        print(json.dumps({"bench": "peers", "tool": tool, "ratio_p50": round(o["p50_us"] / t["p50_us"], 3), "ratio_p99": round(o["p99_us"] / t["p99_us"], 3)}))
+    print()
+    print("ratio = ours / theirs (below 1.00: ours is faster); " + ("ours wins every row" if wins else "ours does NOT win every row"))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except CallError as e:
+        print(f"peers: {e}", file=sys.stderr)
+        sys.exit(1)
