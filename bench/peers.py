@@ -54,7 +54,7 @@ class StdioClient:
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=open(os.environ.get("PEERS_STDERR", os.devnull), "ab"),
             env=env,
             cwd=cwd,
         )
