@@ -11,11 +11,16 @@ For each tool (swarm_status, agent_spawn, task_orchestrate) each server gets
 WARMUP untimed calls, then N timed calls in ROUNDS alternating blocks (ours,
 theirs, ours, ...) so machine noise lands on both alike; a measurement stops
 early after MAX_S seconds. Every call is a real tools/call: results are
-checked and an error fails the run. Each server is called with its own
-argument names (ours snake_case, ruv-swarm camelCase).
+checked (the swarm, agent or task it names) and an error or an unexpected
+result fails the run. Each server is called with its own argument names
+(ours snake_case, ruv-swarm camelCase); task_orchestrate asks both for one
+agent. agent_spawn and task_orchestrate calls start in distinct wall-clock
+milliseconds on both sides (ruv-swarm's ids are Date.now(); see measure).
 
 Prints one JSON line per measurement, then a table of p50/p99 and the
-ours/theirs ratio (below 1.0: ours is faster).
+ours/theirs ratio (below 1.0: ours is faster), then one PASS/FAIL line per
+tool for the goal (ours below theirs at p50 and at p99) and an overall
+verdict; exits 1 when the goal is not met.
 
 Environment:
   PEERS_OURS     command line of our bridge (JSON list)
@@ -164,13 +169,21 @@ class Ours:
         self.swarm = payload(result)["swarm_id"]
 
     def swarm_status(self, i):
-        return self.client.call("swarm_status", {"swarm_id": self.swarm})
+        result, elapsed = self.client.call("swarm_status", {"swarm_id": self.swarm})
+        expect(self.label, "swarm_status", result, lambda p: self.swarm in json.dumps(p))
+        return result, elapsed
 
     def agent_spawn(self, i):
-        return self.client.call("agent_spawn", {"swarm_id": self.swarm, "type": "researcher"})
+        result, elapsed = self.client.call("agent_spawn", {"swarm_id": self.swarm, "type": "researcher"})
+        expect(self.label, "agent_spawn", result, lambda p: p.get("agent_id") and p.get("swarm_id") == self.swarm)
+        return result, elapsed
 
     def task_orchestrate(self, i):
-        return self.client.call("task_orchestrate", {"swarm_id": self.swarm, "description": f"peer bench task {i}"})
+        result, elapsed = self.client.call(
+            "task_orchestrate", {"swarm_id": self.swarm, "description": f"peer bench task {i}", "max_agents": 1}
+        )
+        expect(self.label, "task_orchestrate", result, lambda p: p.get("task_id") and p.get("swarm_id") == self.swarm)
+        return result, elapsed
 
 
 class Theirs:
@@ -185,18 +198,41 @@ class Theirs:
 
     def __init__(self, client):
         self.client = client
+        self.swarm = None
 
     def swarm_init(self):
-        self.client.call("swarm_init", {"topology": "mesh", "maxAgents": AGENTS_PER_SWARM})
+        result, _ = self.client.call("swarm_init", {"topology": "mesh", "maxAgents": AGENTS_PER_SWARM})
+        self.swarm = payload(result).get("id")
+        if not self.swarm:
+            raise CallError(f"{self.label}: swarm_init returned no id: {result}")
 
     def swarm_status(self, i):
-        return self.client.call("swarm_status", {})
+        result, elapsed = self.client.call("swarm_status", {})
+        expect(self.label, "swarm_status", result, lambda p: p.get("swarms", [{}])[0].get("id") == self.swarm)
+        return result, elapsed
 
     def agent_spawn(self, i):
-        return self.client.call("agent_spawn", {"type": "researcher"})
+        result, elapsed = self.client.call("agent_spawn", {"type": "researcher"})
+        expect(self.label, "agent_spawn", result, lambda p: p.get("agent", {}).get("id") and p.get("swarm_info", {}).get("id") == self.swarm)
+        return result, elapsed
 
     def task_orchestrate(self, i):
-        return self.client.call("task_orchestrate", {"task": f"peer bench task {i}"})
+        result, elapsed = self.client.call("task_orchestrate", {"task": f"peer bench task {i}", "maxAgents": 1})
+        expect(self.label, "task_orchestrate", result, lambda p: p.get("taskId") and len(p.get("assigned_agents", [])) == 1)
+        return result, elapsed
+
+
+def expect(label, tool, result, check):
+    """Raises unless check(payload) holds: a call only counts if it did its job."""
+    data = payload(result)
+    if not check(data):
+        raise CallError(f"{label}: {tool} returned an unexpected result: {json.dumps(data)[:500]}")
+
+
+def next_millisecond(after_ms):
+    """Spins until the wall clock is past after_ms (see measure's distinct_ms)."""
+    while time.time_ns() // 1_000_000 <= after_ms:
+        pass
 
 
 def percentile(sorted_values, p):
@@ -207,11 +243,26 @@ def percentile(sorted_values, p):
     return sorted_values[int(rank) - 1]
 
 
-def measure(calls, n, warmup, samples):
-    """calls: {label: fn(i)}. Warm-up, then alternating timed blocks; appends ns to samples[label]."""
+def measure(calls, n, warmup, samples, distinct_ms=False):
+    """calls: {label: fn(i)}. Warm-up, then alternating timed blocks; appends ns to samples[label].
+
+    distinct_ms: start each call in a later wall-clock millisecond than the
+    previous call ended in. ruv-swarm 1.0.20 names agents and tasks
+    `agent-${Date.now()}` / `task-${Date.now()}`; two in one millisecond
+    collide on its SQLite primary key (agent_spawn then dies with an unhandled
+    rejection). Both servers get the same pacing; the wait is not timed."""
+    last_ms = [0]
+
+    def call(fn, i):
+        if distinct_ms:
+            next_millisecond(last_ms[0])
+        result = fn(i)
+        last_ms[0] = time.time_ns() // 1_000_000
+        return result
+
     for fn in calls.values():
         for i in range(warmup):
-            fn(-1 - i)
+            call(fn, -1 - i)
     block = max(1, n // ROUNDS)
     started = time.monotonic()
     i = 0
@@ -219,7 +270,7 @@ def measure(calls, n, warmup, samples):
         size = min(block, n - i)
         for label, fn in calls.items():
             for k in range(size):
-                _, elapsed = fn(i + k)
+                _, elapsed = call(fn, i + k)
                 samples[label].append(elapsed)
         i += size
     return samples
@@ -272,14 +323,14 @@ def main():
             theirs = start_theirs()
             ours.swarm_init()
             calls = {Ours.label: ours.agent_spawn, Theirs.label: theirs.agent_spawn}
-            measure(calls, min(timed_per_batch, N - batch * timed_per_batch), SPAWN_WARMUP, spawn)
+            measure(calls, min(timed_per_batch, N - batch * timed_per_batch), SPAWN_WARMUP, spawn, distinct_ms=True)
         spawn_stats = summary("agent_spawn", spawn)
 
         # swarm_status and task_orchestrate on the last batch's swarms: one
         # swarm of 100 agents on each side.
         for tool in ("swarm_status", "task_orchestrate"):
             calls = {Ours.label: getattr(ours, tool), Theirs.label: getattr(theirs, tool)}
-            samples = measure(calls, N, WARMUP, {Ours.label: [], Theirs.label: []})
+            samples = measure(calls, N, WARMUP, {Ours.label: [], Theirs.label: []}, distinct_ms=tool == "task_orchestrate")
             rows.append((tool, summary(tool, samples)))
         rows.insert(1, ("agent_spawn", spawn_stats))
     finally:
@@ -300,12 +351,21 @@ def main():
         o, t = stats[Ours.label], stats[Theirs.label]
         print(json.dumps({"bench": "peers", "tool": tool, "ratio_p50": round(o["p50_us"] / t["p50_us"], 3), "ratio_p99": round(o["p99_us"] / t["p99_us"], 3)}))
     print()
-    print("ratio = ours / theirs (below 1.00: ours is faster); " + ("ours wins every row" if wins else "ours does NOT win every row"))
+    print("ratio = ours / theirs (below 1.00: ours is faster)")
+    for tool, stats in rows:
+        o, t = stats[Ours.label], stats[Theirs.label]
+        ok = o["p50_us"] < t["p50_us"] and o["p99_us"] < t["p99_us"]
+        print(
+            f"{'PASS' if ok else 'FAIL'} {tool}: p50 {o['p50_us']:.1f} vs {t['p50_us']:.1f} µs, "
+            f"p99 {o['p99_us']:.1f} vs {t['p99_us']:.1f} µs (ours vs theirs)"
+        )
+    print("goal (ours faster at p50 and p99 on every tool): " + ("PASS" if wins else "FAIL"))
+    return wins
 
 
 if __name__ == "__main__":
     try:
-        main()
+        sys.exit(0 if main() else 1)
     except CallError as e:
         print(f"peers: {e}", file=sys.stderr)
         sys.exit(1)

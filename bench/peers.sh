@@ -41,7 +41,9 @@ cleanup() {
 trap cleanup EXIT
 
 mix compile >/dev/null
-RUV_SWARM_TOKENS="$TOKEN" mix swarm.mcp start --detached --port "$PORT" --health-port "$HEALTH" \
+# ruv-swarm has no rate limiter; ours (500 requests/s per client by default)
+# would refuse a bench that calls back to back, so it is off for this node.
+RUV_SWARM_RATE_LIMIT=0 RUV_SWARM_TOKENS="$TOKEN" mix swarm.mcp start --detached --port "$PORT" --health-port "$HEALTH" \
   --name "peers_$$@127.0.0.1" >/dev/null
 
 echo "# ruv_swarm node ($MIX_ENV) on 127.0.0.1:$PORT via $BRIDGE; ruv-swarm@$VERSION on node $(node --version)"
