@@ -13,6 +13,9 @@
 
 pub mod bridge;
 pub mod config;
+pub mod http;
+pub mod stdio;
 
 pub use bridge::{run, BridgeError};
 pub use config::{Config, ConfigError};
+pub use http::http_client;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{stdio, StreamableHttpClientTransport};
+use rmcp::transport::StreamableHttpClientTransport;
 use ruv_swarm_mcp::config::{Command, USAGE};
+use ruv_swarm_mcp::stdio::Stdio;
 use tracing::level_filters::LevelFilter;
 
 fn main() -> ExitCode {
@@ -57,8 +58,15 @@ fn main() -> ExitCode {
         if let Some(token) = config.token {
             http = http.auth_header(token);
         }
-        let gateway = StreamableHttpClientTransport::from_config(http);
-        let (stdin, stdout) = stdio();
+        let client = match ruv_swarm_mcp::http_client() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("cannot build the HTTP client: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let gateway = StreamableHttpClientTransport::with_client(client, http);
+        let (_restore_flags, stdin, stdout) = Stdio::open();
         let client = AsyncRwTransport::new_server(stdin, stdout);
         match ruv_swarm_mcp::run(client, gateway, &config.url, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
