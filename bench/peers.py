@@ -24,7 +24,8 @@ verdict; exits 1 when the goal is not met.
 
 Environment:
   PEERS_OURS     command line of our bridge (JSON list)
-  PEERS_OURS_ENV extra environment for it (JSON object)
+  PEERS_OURS_ENV extra environment for it (JSON object; RUV_SWARM_URL and
+                 RUV_SWARM_TOKEN also drive the HTTP row)
   PEERS_THEIRS   command line of ruv-swarm's stdio server (JSON list)
   PEERS_THEIRS_CWD  working directory for it
   PEERS_N (1000), PEERS_WARMUP (100), PEERS_ROUNDS (10), PEERS_MAX_S (60)
@@ -33,6 +34,7 @@ Environment:
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +46,7 @@ MAX_S = float(os.environ.get("PEERS_MAX_S", "60"))
 CALL_TIMEOUT_S = 30.0
 AGENTS_PER_SWARM = 100  # ruv-swarm caps maxAgents at 100; ours is given the same cap
 SPAWN_WARMUP = 10
+DIRECT = "ruv_swarm (HTTP, no bridge)"
 
 
 class CallError(Exception):
@@ -142,6 +145,68 @@ class StdioClient:
                 self.proc.wait()
 
 
+class HttpClient(StdioClient):
+    """Our gateway's /mcp over one kept-alive HTTP/1.1 connection, without the bridge.
+
+    Not a contestant: it measures the gateway alone in the same run, so the
+    bridge's own cost (bridge minus this) is quoted next to the result. A
+    plain socket with a hand-written request and a Content-Length read, so
+    the client costs about what the stdio client does."""
+
+    def __init__(self, name, url, token):
+        self.name = name
+        hostport = url.split("//", 1)[1].split("/", 1)[0]
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.head = (
+            f"POST /mcp HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        ).encode()
+        self.session = b""
+        self.next_id = 0
+        self.buffer = b""
+
+    def _exchange(self, body):
+        self.sock.sendall(self.head + self.session + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if not head.startswith(b"HTTP/1.1 2") or b"content-length" not in headers:
+            raise CallError(f"{self.name}: unexpected HTTP answer: {head[:200]!r}")
+        length = int(headers[b"content-length"])
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        if b"mcp-session-id" in headers and not self.session:
+            self.session = b"Mcp-Session-Id: " + headers[b"mcp-session-id"] + b"\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+        return body
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise CallError(f"{self.name}: gateway closed the connection")
+        self.buffer += chunk
+
+    def request(self, method, params):
+        self.next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}).encode()
+        start = time.perf_counter_ns()
+        raw = self._exchange(body)
+        elapsed = time.perf_counter_ns() - start
+        return json.loads(raw), elapsed
+
+    def notify(self, method, params=None):
+        self._exchange(json.dumps({"jsonrpc": "2.0", "method": method}).encode())
+
+    def close(self):
+        self.sock.close()
+
+
 def payload(result):
     """The JSON a tool returned: structuredContent, else the first text block."""
     if isinstance(result.get("structuredContent"), dict):
@@ -160,8 +225,9 @@ class Ours:
 
     label = "ruv_swarm (bridge)"
 
-    def __init__(self, client):
+    def __init__(self, client, label=None):
         self.client = client
+        self.label = label or Ours.label
         self.swarm = None
 
     def swarm_init(self):
@@ -305,16 +371,18 @@ def summary(tool, samples):
 def main():
     ours_env = {**os.environ, **json.loads(os.environ.get("PEERS_OURS_ENV", "{}"))}
     ours = Ours(StdioClient("ours", json.loads(os.environ["PEERS_OURS"]), ours_env))
+    direct = Ours(HttpClient("direct", ours_env["RUV_SWARM_URL"], ours_env["RUV_SWARM_TOKEN"]), DIRECT)
     theirs = None
     rows = []
     try:
         print(f"# {Ours.label}: {ours.client.initialize().get('serverInfo')}", file=sys.stderr)
+        direct.client.initialize()
 
         # agent_spawn: ruv-swarm holds at most 100 agents in the one swarm it
         # can address, so it runs in batches, each on a fresh ruv-swarm
         # process (empty database) and a fresh swarm of ours: SPAWN_WARMUP
         # untimed and then the rest of the swarm's 100 agents timed.
-        spawn = {Ours.label: [], Theirs.label: []}
+        spawn = {Ours.label: [], Theirs.label: [], DIRECT: []}
         timed_per_batch = AGENTS_PER_SWARM - SPAWN_WARMUP
         batches = max(1, -(-N // timed_per_batch))
         for batch in range(batches):
@@ -322,36 +390,42 @@ def main():
                 theirs.client.close()
             theirs = start_theirs()
             ours.swarm_init()
-            calls = {Ours.label: ours.agent_spawn, Theirs.label: theirs.agent_spawn}
+            direct.swarm_init()
+            calls = {Ours.label: ours.agent_spawn, Theirs.label: theirs.agent_spawn, DIRECT: direct.agent_spawn}
             measure(calls, min(timed_per_batch, N - batch * timed_per_batch), SPAWN_WARMUP, spawn, distinct_ms=True)
         spawn_stats = summary("agent_spawn", spawn)
 
         # swarm_status and task_orchestrate on the last batch's swarms: one
         # swarm of 100 agents on each side.
         for tool in ("swarm_status", "task_orchestrate"):
-            calls = {Ours.label: getattr(ours, tool), Theirs.label: getattr(theirs, tool)}
-            samples = measure(calls, N, WARMUP, {Ours.label: [], Theirs.label: []}, distinct_ms=tool == "task_orchestrate")
+            calls = {Ours.label: getattr(ours, tool), Theirs.label: getattr(theirs, tool), DIRECT: getattr(direct, tool)}
+            samples = measure(calls, N, WARMUP, {label: [] for label in calls}, distinct_ms=tool == "task_orchestrate")
             rows.append((tool, summary(tool, samples)))
         rows.insert(1, ("agent_spawn", spawn_stats))
     finally:
         ours.client.close()
+        direct.client.close()
         if theirs is not None:
             theirs.client.close()
 
     print()
-    print(f"{'tool':<18}{'server':<22}{'n':>6}{'p50 µs':>10}{'p99 µs':>10}{'p50 ratio':>11}{'p99 ratio':>11}")
+    print(f"{'tool':<18}{'server':<28}{'n':>6}{'p50 µs':>10}{'p99 µs':>10}{'p50 ratio':>11}{'p99 ratio':>11}")
     wins = True
     for tool, stats in rows:
         o, t = stats[Ours.label], stats[Theirs.label]
         r50, r99 = o["p50_us"] / t["p50_us"], o["p99_us"] / t["p99_us"]
         wins = wins and r50 < 1 and r99 < 1
-        print(f"{tool:<18}{Ours.label:<22}{o['n']:>6}{o['p50_us']:>10.1f}{o['p99_us']:>10.1f}{r50:>11.2f}{r99:>11.2f}")
-        print(f"{'':<18}{Theirs.label:<22}{t['n']:>6}{t['p50_us']:>10.1f}{t['p99_us']:>10.1f}")
+        d = stats[DIRECT]
+        print(f"{tool:<18}{Ours.label:<28}{o['n']:>6}{o['p50_us']:>10.1f}{o['p99_us']:>10.1f}{r50:>11.2f}{r99:>11.2f}")
+        print(f"{'':<18}{Theirs.label:<28}{t['n']:>6}{t['p50_us']:>10.1f}{t['p99_us']:>10.1f}")
+        print(f"{'':<18}{DIRECT:<28}{d['n']:>6}{d['p50_us']:>10.1f}{d['p99_us']:>10.1f}")
     for tool, stats in rows:
         o, t = stats[Ours.label], stats[Theirs.label]
-        print(json.dumps({"bench": "peers", "tool": tool, "ratio_p50": round(o["p50_us"] / t["p50_us"], 3), "ratio_p99": round(o["p99_us"] / t["p99_us"], 3)}))
+        hop = round(o["p50_us"] - stats[DIRECT]["p50_us"], 1)
+        print(json.dumps({"bench": "peers", "tool": tool, "ratio_p50": round(o["p50_us"] / t["p50_us"], 3), "ratio_p99": round(o["p99_us"] / t["p99_us"], 3), "bridge_hop_p50_us": hop}))
     print()
-    print("ratio = ours / theirs (below 1.00: ours is faster)")
+    print("ratio = ours / theirs (below 1.00: ours is faster); the HTTP row is our gateway")
+    print("without the bridge (not a contestant): bridge minus HTTP is the bridge's own cost")
     for tool, stats in rows:
         o, t = stats[Ours.label], stats[Theirs.label]
         ok = o["p50_us"] < t["p50_us"] and o["p99_us"] < t["p99_us"]
