@@ -458,17 +458,19 @@ fn head(shared: &Shared, method: &str, extra: Option<&str>) -> Vec<u8> {
 }
 
 /// Sends a request on a kept-alive connection (or a new one) and reads the
-/// response head. A kept-alive connection that fails before any answer is
-/// retried once on a new one: the gateway closed it while it sat idle.
+/// response head. Only a request that could not be written is sent again on
+/// a new connection (the gateway closed the idle one): once it is written
+/// the gateway may have run it, and running a write twice is worse than
+/// answering that the connection was lost.
 async fn exchange(shared: &Shared, head: &[u8], body: &[u8]) -> Result<Response, String> {
     let idle = shared.pool.lock().unwrap().take();
     if let Some(mut conn) = idle {
         if conn.send(head, body).await.is_ok() {
-            if let Ok(response) = conn.response().await {
-                return Ok(response);
-            }
+            return conn.response().await.map_err(|reason| {
+                format!("{reason} (the call may or may not have run: check before retrying)")
+            });
         }
-        tracing::debug!("kept-alive connection failed; retrying on a new one");
+        tracing::debug!("kept-alive connection closed; sending on a new one");
     }
     let mut conn = Conn::connect(&shared.endpoint).await?;
     conn.send(head, body).await?;
