@@ -23,7 +23,7 @@ RABBITMQ_APPS := ra aten gen_batch_server seshat cowboy cowlib ranch
 DEBIAN_LIBS := $(CURDIR)/_build/debian
 ERL_LIBS_DIR := $(CURDIR)/_build/erl_libs
 
-.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test bench clean
+.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test bench bench-peers clean
 
 run: deps
 	mix compile
@@ -85,6 +85,11 @@ bench: deps
 	RUV_SWARM_GATEWAY=off mix run bench/throughput.exs
 	MIX_ENV=test mix run bench/cluster.exs
 	mix run --no-start bench/knowledge.exs
+
+# ruv_swarm through its stdio bridge against ruv-swarm's own stdio server
+# (from npm, into _build/peers), same client, same run; PASS/FAIL per tool.
+bench-peers: deps
+	bench/peers.sh
 
 clean:
 	rm -rf _build target priv/native

@@ -1,13 +1,11 @@
 //! `ruv_swarm_mcp`: a stdio MCP server that forwards to a ruv_swarm gateway.
 //! See the library docs for the design; this file wires config, logging,
-//! signals and the two rmcp transports together.
+//! signals and stdio together; the forwarding is in `bridge` and `http`.
 
 use std::process::ExitCode;
 
-use rmcp::transport::async_rw::AsyncRwTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{stdio, StreamableHttpClientTransport};
 use ruv_swarm_mcp::config::{Command, USAGE};
+use ruv_swarm_mcp::stdio::Stdio;
 use tracing::level_filters::LevelFilter;
 
 fn main() -> ExitCode {
@@ -51,16 +49,8 @@ fn main() -> ExitCode {
 
     runtime.block_on(async move {
         tracing::info!(url = %config.url, token = config.token.is_some(), "bridging stdio to gateway");
-        let mut http = StreamableHttpClientTransportConfig::with_uri(config.url.clone());
-        // A gateway speaking the stateless revision returns no session id.
-        http.allow_stateless = true;
-        if let Some(token) = config.token {
-            http = http.auth_header(token);
-        }
-        let gateway = StreamableHttpClientTransport::from_config(http);
-        let (stdin, stdout) = stdio();
-        let client = AsyncRwTransport::new_server(stdin, stdout);
-        match ruv_swarm_mcp::run(client, gateway, &config.url, shutdown_signal()).await {
+        let (_restore_flags, stdin, stdout) = Stdio::open();
+        match ruv_swarm_mcp::run(stdin, stdout, &config, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");

@@ -394,3 +394,26 @@ fn answers_owed_when_stdin_closes_are_still_delivered() {
         .collect();
     assert_eq!(ids, [json!(1), json!(2)], "{rest}");
 }
+
+#[test]
+fn answers_streamed_over_sse_after_stdin_closes_are_delivered_promptly() {
+    let gateway = start_gateway(None);
+    let mut bridge = Bridge::start(&gateway.url, None);
+    bridge.send(initialize(1));
+    bridge.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "swarm_init", "arguments": {}}}));
+    let started = Instant::now();
+    let (code, rest) = bridge.finish();
+    assert_eq!(code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the drain deadline"
+    );
+    let messages: Vec<Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 3, "{rest}");
+    assert_eq!(messages[1]["method"], "notifications/progress");
+    assert_eq!(messages[2]["id"], 2);
+}
