@@ -102,7 +102,8 @@ defmodule InterfaceService.Tools do
        out(%{swarm_id: :string, name: :string, topology: :string, agents: :integer}, [
          "swarm_id"
        ])},
-      {"swarm_status", "Agent and task counts, memory and discoveries of a swarm.",
+      {"swarm_status",
+       "Agent and task counts, memory, discoveries, token and cost usage and cost budget of a swarm.",
        object(%{swarm_id: swarm}), :read, nil},
       {"swarm_list", "List the swarms, oldest first, a page at a time.",
        object(%{cursor: cursor, limit: page}), :read,
@@ -150,7 +151,8 @@ defmodule InterfaceService.Tools do
          "agents",
          "count"
        ])},
-      {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
+      {"agent_metrics",
+       "An agent's completed/failed counts, latency, success rate, token and cost usage and session id.",
        object(%{agent_id: agent}, ["agent_id"]), :read, nil},
       {"task_orchestrate",
        "Submit a task (optionally a DAG of subtasks) to a swarm's agents; wait_ms awaits the result.",
@@ -806,6 +808,9 @@ defmodule InterfaceService.Tools do
       end
     end
   end
+
+  defp event_type(%{type: :task_progress, message: m}) when is_binary(m),
+    do: "task_progress: " <> m
 
   defp event_type(%{type: type}), do: type
   defp event_type(_), do: "event"

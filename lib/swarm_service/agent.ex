@@ -192,7 +192,8 @@ defmodule SwarmService.Agent do
       work_id: work.work_id,
       dependencies: work.context,
       route: work.route,
-      arg: arg
+      arg: arg,
+      session_id: Map.get(work, :session_id)
     }
 
     try do
@@ -200,9 +201,13 @@ defmodule SwarmService.Agent do
         {tag, _} = outcome when tag in [:ok, :error] ->
           outcome
 
+        {tag, value, %{} = meta} when tag in [:ok, :error] ->
+          {tag, value, usage_of(meta, agent_id, work.work_id)}
+
         other ->
           {:error,
-           "executor returned #{inspect(other, limit: 5)}; expected {:ok, result} or {:error, reason}"}
+           "executor returned #{inspect(other, limit: 5)}; expected {:ok, result}, " <>
+             "{:ok, result, %{usage: usage}}, {:error, reason} or {:error, reason, %{usage: usage}}"}
       end
     rescue
       e -> {:error, "executor raised: " <> Exception.message(e)}
@@ -211,17 +216,35 @@ defmodule SwarmService.Agent do
     end
   end
 
+  # The engine's form of the usage an executor reported; one it cannot
+  # take is dropped (the result still counts) with a line in the log.
+  defp usage_of(meta, agent_id, work_id) do
+    case Executor.native_usage(Map.get(meta, :usage)) do
+      {:ok, usage} ->
+        usage
+
+      {:error, {:invalid_argument, msg}} ->
+        Logger.warning("agent #{agent_id}: work #{work_id}: usage dropped: #{msg}")
+        nil
+    end
+  end
+
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
     Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work)
   end
 
-  defp report({:ok, result}, work_id, agent_id) do
-    case Home.run(work_id, :complete, [work_id, agent_id, result]) do
+  defp report({:ok, result}, work_id, agent_id), do: report({:ok, result, nil}, work_id, agent_id)
+
+  # usage: the engine's form (Executor.native_usage/1), or nil.
+  defp report({:ok, result, usage}, work_id, agent_id) do
+    case Home.run(work_id, :complete, [work_id, agent_id, result, usage]) do
       {:error, reason} ->
         msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
         log_failure(agent_id, work_id, msg)
-        Home.run(work_id, :fail, [work_id, agent_id, msg, false])
+        # (A result the engine refused still had its usage booked, unless
+        # the usage itself was refused: then it goes with the failure.)
+        Home.run(work_id, :fail, [work_id, agent_id, msg, false, nil])
 
       _ ->
         :ok
@@ -233,10 +256,16 @@ defmodule SwarmService.Agent do
     Home.run(work_id, :fail, [work_id, agent_id, reason, true])
   end
 
-  defp report({:error, reason}, work_id, agent_id) do
+  defp report({:error, reason}, work_id, agent_id),
+    do: report({:error, reason, nil}, work_id, agent_id)
+
+  defp report({:error, reason, usage}, work_id, agent_id) do
     log_failure(agent_id, work_id, reason)
-    SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
+    Home.run(work_id, :fail, [work_id, agent_id, reason_text(reason), false, usage])
   end
+
+  defp reason_text(reason) when is_binary(reason), do: reason
+  defp reason_text(reason), do: inspect(reason, limit: 10, printable_limit: 500)
 
   # The engine stops running work for two reasons: its task ended ("task
   # completed", "task cancelled", ...: another unit or try decided it, not a
