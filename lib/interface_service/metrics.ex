@@ -164,12 +164,46 @@ defmodule InterfaceService.Metrics do
         "\n# HELP ruv_swarm_agents Agents by status.\n# TYPE ruv_swarm_agents gauge\n",
         gauge_lines("ruv_swarm_agents", @agent_states, totals.agents),
         "# HELP ruv_swarm_tasks Tasks by status.\n# TYPE ruv_swarm_tasks gauge\n",
-        gauge_lines("ruv_swarm_tasks", @task_states, totals.tasks)
+        gauge_lines("ruv_swarm_tasks", @task_states, totals.tasks),
+        usage_lines(Map.get(totals, :usage))
       ]
     else
       _ -> ["# engine unavailable: swarm, agent and task gauges omitted\n"]
     end
   end
+
+  @token_kinds [
+    input: :input_tokens,
+    output: :output_tokens,
+    cache_read: :cache_read_tokens,
+    cache_creation: :cache_creation_tokens
+  ]
+
+  # What the attempts of this node's swarms reported, summed over the
+  # swarms (node totals only: no per-swarm label, so the series stay few
+  # however many swarms come and go; per swarm, see swarm_status).
+  defp usage_lines(nil), do: []
+
+  defp usage_lines(usage) do
+    [
+      "# HELP ruv_swarm_tokens Tokens the agents of this node's swarms reported, by kind.\n",
+      "# TYPE ruv_swarm_tokens gauge\n",
+      for {kind, key} <- @token_kinds do
+        ["ruv_swarm_tokens{kind=\"", Atom.to_string(kind), "\"} ", int(usage[key]), "\n"]
+      end,
+      "# HELP ruv_swarm_cost_usd Cost in US dollars the agents of this node's swarms reported.\n",
+      "# TYPE ruv_swarm_cost_usd gauge\n",
+      "ruv_swarm_cost_usd ",
+      :erlang.float_to_binary((usage[:cost_usd] || 0) / 1, [:compact, decimals: 6]),
+      "\n# HELP ruv_swarm_turns Turns the agents of this node's swarms reported.\n",
+      "# TYPE ruv_swarm_turns gauge\n",
+      "ruv_swarm_turns ",
+      int(usage[:turns]),
+      "\n"
+    ]
+  end
+
+  defp int(n), do: Integer.to_string(n || 0)
 
   defp gauge_lines(name, states, counts) do
     for s <- states,

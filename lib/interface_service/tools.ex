@@ -102,7 +102,7 @@ defmodule InterfaceService.Tools do
        out(%{swarm_id: :string, name: :string, topology: :string, agents: :integer}, [
          "swarm_id"
        ])},
-      {"swarm_status", "Agent and task counts, memory and discoveries of a swarm.",
+      {"swarm_status", "Agent and task counts, memory, discoveries, usage and budget of a swarm.",
        object(%{swarm_id: swarm}), :read, nil},
       {"swarm_list", "List the swarms, oldest first, a page at a time.",
        object(%{cursor: cursor, limit: page}), :read,
@@ -154,7 +154,7 @@ defmodule InterfaceService.Tools do
          "agents",
          "count"
        ])},
-      {"agent_metrics", "An agent's completed/failed counts, latency and success rate.",
+      {"agent_metrics", "An agent's counts, latency, success rate and usage.",
        object(%{agent_id: agent}, ["agent_id"]), :read, nil},
       {"task_orchestrate",
        "Submit a task (or a DAG of subtasks) to a swarm; wait_ms awaits its result.",
@@ -861,6 +861,9 @@ defmodule InterfaceService.Tools do
       end
     end
   end
+
+  defp event_type(%{type: :task_progress, message: m}) when is_binary(m),
+    do: "task_progress: " <> m
 
   defp event_type(%{type: type}), do: type
   defp event_type(_), do: "event"

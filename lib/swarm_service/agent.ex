@@ -218,7 +218,8 @@ defmodule SwarmService.Agent do
       work_id: work.work_id,
       dependencies: work.context,
       route: work.route,
-      arg: arg
+      arg: arg,
+      session_id: Map.get(work, :session_id)
     }
 
     try do
@@ -226,9 +227,13 @@ defmodule SwarmService.Agent do
         {tag, _} = outcome when tag in [:ok, :error] ->
           outcome
 
+        {tag, value, %{} = meta} when tag in [:ok, :error] ->
+          {tag, value, usage_of(meta, agent_id, work.work_id)}
+
         other ->
           {:error,
-           "executor returned #{inspect(other, limit: 5)}; expected {:ok, result} or {:error, reason}"}
+           "executor returned #{inspect(other, limit: 5)}; expected {:ok, result}, " <>
+             "{:ok, result, %{usage: usage}}, {:error, reason} or {:error, reason, %{usage: usage}}"}
       end
     rescue
       e -> {:error, "executor raised: " <> Exception.message(e)}
@@ -237,39 +242,50 @@ defmodule SwarmService.Agent do
     end
   end
 
+  # The engine's form of the usage an executor reported; one it cannot
+  # take is dropped (the result still counts) with a line in the log.
+  defp usage_of(meta, agent_id, work_id) do
+    case Executor.native_usage(Map.get(meta, :usage)) do
+      {:ok, usage} ->
+        usage
+
+      {:error, {:invalid_argument, msg}} ->
+        Logger.warning("agent #{agent_id}: work #{work_id}: usage dropped: #{msg}")
+        nil
+    end
+  end
+
   defp run_command(argv, opts, work) do
     Process.flag(:trap_exit, true)
     Executor.Command.run(argv, opts, Executor.Command.stdin_of(work), work)
   end
 
-  # The worker remembers its last Claude session, for `resume: true`.
+  # A claude unit's progress (assistant text, tool calls) and its usage
+  # (tokens, cost, session) go to the engine like any executor's; the
+  # session id the engine kept is the one `resume: true` continues.
   defp run_claude(opts, work, agent_id) do
     Process.flag(:trap_exit, true)
     context = %{work_id: work.work_id, agent_id: agent_id}
+    progress = fn fraction, message -> Executor.progress(context, fraction, message) end
+    agent = %{agent_id: agent_id, session_id: Map.get(work, :session_id)}
 
-    progress = fn fraction, _message ->
-      if fraction, do: Executor.progress(context, fraction)
-    end
-
-    agent = %{agent_id: agent_id, session_id: Process.get(:claude_session)}
-    outcome = Executor.Claude.run(opts, work, agent, progress)
-
-    with {_, _, %{usage: %{session_id: id}}} when is_binary(id) <- outcome,
-         do: Process.put(:claude_session, id)
-
-    case outcome do
-      {:ok, result, _meta} -> {:ok, result}
-      {:error, reason, _meta} -> {:error, reason}
+    case Executor.Claude.run(opts, work, agent, progress) do
+      {tag, value, %{} = meta} -> {tag, value, usage_of(meta, agent_id, work.work_id)}
       other -> other
     end
   end
 
-  defp report({:ok, result}, work_id, agent_id) do
-    case Home.run(work_id, :complete, [work_id, agent_id, result]) do
+  defp report({:ok, result}, work_id, agent_id), do: report({:ok, result, nil}, work_id, agent_id)
+
+  # usage: the engine's form (Executor.native_usage/1), or nil.
+  defp report({:ok, result, usage}, work_id, agent_id) do
+    case Home.run(work_id, :complete, [work_id, agent_id, result, usage]) do
       {:error, reason} ->
         msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
         log_failure(agent_id, work_id, msg)
-        Home.run(work_id, :fail, [work_id, agent_id, msg, false])
+        # (A result the engine refused still had its usage booked, unless
+        # the usage itself was refused: then it goes with the failure.)
+        Home.run(work_id, :fail, [work_id, agent_id, msg, false, nil])
 
       _ ->
         :ok
@@ -281,10 +297,16 @@ defmodule SwarmService.Agent do
     Home.run(work_id, :fail, [work_id, agent_id, reason, true])
   end
 
-  defp report({:error, reason}, work_id, agent_id) do
+  defp report({:error, reason}, work_id, agent_id),
+    do: report({:error, reason, nil}, work_id, agent_id)
+
+  defp report({:error, reason, usage}, work_id, agent_id) do
     log_failure(agent_id, work_id, reason)
-    SwarmService.RuvSwarm.fail_task(work_id, agent_id, reason)
+    Home.run(work_id, :fail, [work_id, agent_id, reason_text(reason), false, usage])
   end
+
+  defp reason_text(reason) when is_binary(reason), do: reason
+  defp reason_text(reason), do: inspect(reason, limit: 10, printable_limit: 500)
 
   # The engine stops running work for two reasons: its task ended ("task
   # completed", "task cancelled", ...: another unit or try decided it, not a

@@ -45,7 +45,18 @@ defmodule SwarmService.Executor do
           work_id: String.t(),
           dependencies: %{String.t() => term},
           route: [String.t()],
-          arg: term
+          arg: term,
+          session_id: String.t() | nil
+        }
+  @type usage :: %{
+          optional(:input_tokens) => non_neg_integer,
+          optional(:output_tokens) => non_neg_integer,
+          optional(:cache_read_tokens) => non_neg_integer,
+          optional(:cache_creation_tokens) => non_neg_integer,
+          optional(:cost_usd) => number,
+          optional(:turns) => non_neg_integer,
+          optional(:duration_ms) => non_neg_integer,
+          optional(:session_id) => String.t()
         }
   @type spec ::
           {:module, module}
@@ -54,12 +65,98 @@ defmodule SwarmService.Executor do
           | {:claude, keyword}
           | :external
 
-  @callback run(task, context) :: {:ok, term} | {:error, term}
+  @callback run(task, context) ::
+              {:ok, term}
+              | {:ok, term, %{usage: usage}}
+              | {:error, term}
+              | {:error, term, %{usage: usage}}
 
   @doc "Reports progress (0.0..1.0) of the current attempt; emits a `:task_progress` event."
   @spec progress(context, number) :: :ok | :ignored | {:error, term}
   def progress(%{work_id: work_id, agent_id: agent_id}, fraction) when is_number(fraction) do
     SwarmService.Swarm.Home.run(work_id, :progress, [work_id, agent_id, fraction])
+  end
+
+  @doc """
+  Reports progress of the current attempt with a message saying what the
+  agent is doing (assistant text, a tool call's name): a `:task_progress`
+  event with `progress:` and `message:`. `fraction` may be `nil` when it
+  is unknown (the event then carries the attempt's last fraction, or nil);
+  `message` may be `nil`. A message is cut to the engine's
+  `max_progress_message_bytes` (1,000 bytes) at a character boundary.
+  Answers `:ignored` when the attempt is no longer running.
+  """
+  @spec progress(context, number | nil, String.t() | nil) :: :ok | :ignored | {:error, term}
+  def progress(%{work_id: work_id, agent_id: agent_id}, fraction, message)
+      when (is_number(fraction) or is_nil(fraction)) and (is_binary(message) or is_nil(message)) do
+    message = message && cut(message, SwarmService.Limits.get(:max_progress_message_bytes))
+    SwarmService.Swarm.Home.run(work_id, :progress, [work_id, agent_id, fraction, message])
+  end
+
+  def progress(_context, _fraction, _message),
+    do: invalid("progress takes a fraction (a number or nil) and a message (a string or nil)")
+
+  # At most `max` bytes, never half a character.
+  defp cut(text, max) when byte_size(text) <= max, do: text
+  defp cut(text, max), do: whole_chars(binary_part(text, 0, max))
+
+  defp whole_chars(text) do
+    if String.valid?(text) or byte_size(text) == 0,
+      do: text,
+      else: whole_chars(binary_part(text, 0, byte_size(text) - 1))
+  end
+
+  @usage_counts [
+    :input_tokens,
+    :output_tokens,
+    :cache_read_tokens,
+    :cache_creation_tokens,
+    :turns,
+    :duration_ms
+  ]
+
+  @doc false
+  # An executor's usage map as the engine takes it (cost in integer
+  # micro-dollars), or why it cannot be taken. nil stays nil.
+  @spec native_usage(term) :: {:ok, map | nil} | {:error, {:invalid_argument, String.t()}}
+  def native_usage(nil), do: {:ok, nil}
+
+  def native_usage(usage) when is_map(usage) do
+    max = SwarmService.Limits.get(:max_usage_value)
+
+    Enum.reduce_while(@usage_counts ++ [:cost_usd, :session_id], {:ok, %{}}, fn key, {:ok, acc} ->
+      case usage_field(key, Map.get(usage, key), max) do
+        {:ok, nil} -> {:cont, {:ok, acc}}
+        {:ok, {k, v}} -> {:cont, {:ok, Map.put(acc, k, v)}}
+        error -> {:halt, error}
+      end
+    end)
+  end
+
+  def native_usage(other),
+    do: invalid("usage must be a map, got: #{inspect(other, limit: 5, printable_limit: 100)}")
+
+  defp usage_field(_key, nil, _max), do: {:ok, nil}
+
+  defp usage_field(key, n, max) when key in @usage_counts do
+    if is_integer(n) and n >= 0 and n <= max,
+      do: {:ok, {key, n}},
+      else: invalid("usage #{key} must be an integer between 0 and #{max}")
+  end
+
+  defp usage_field(:cost_usd, usd, max) do
+    if is_number(usd) and usd >= 0 and usd * 1_000_000 <= max,
+      do: {:ok, {:cost_micros, round(usd * 1_000_000)}},
+      else:
+        invalid("usage cost_usd must be a number of dollars between 0 and #{div(max, 1_000_000)}")
+  end
+
+  defp usage_field(:session_id, id, _max) do
+    max = SwarmService.Limits.get(:max_session_id_bytes)
+
+    if is_binary(id) and byte_size(id) in 1..max and String.valid?(id),
+      do: {:ok, {:session_id, id}},
+      else: invalid("usage session_id must be a string of 1 to #{max} bytes")
   end
 
   @doc false

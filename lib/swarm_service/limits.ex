@@ -18,7 +18,10 @@ defmodule SwarmService.Limits do
   `max_attempts` (a task's `retries`), `task_history`, `discovery_log`,
   `max_memory_entries`, `max_search_results`, `max_timeout_ms` (timeouts,
   leases, backoff and memory TTLs), `max_capacity` (units an agent runs at
-  once).
+  once), `max_progress_message_bytes` (a progress report's message),
+  `max_session_id_bytes` (an executor's session id) and `max_usage_value`
+  (a token count, turn count or duration of one report, and a cost or
+  budget in micro-dollars).
 
       iex> SwarmService.Limits.get(:max_attempts)
       20
@@ -41,6 +44,9 @@ defmodule SwarmService.Limits do
           | :max_search_results
           | :max_timeout_ms
           | :max_capacity
+          | :max_progress_message_bytes
+          | :max_session_id_bytes
+          | :max_usage_value
 
   @key {__MODULE__, :limits}
 

@@ -33,6 +33,7 @@ defmodule SwarmService.Native do
   def swarm_set_owner(_id, _pid), do: nif()
   def swarm_report_outcomes(_id, _on), do: nif()
   def swarm_tick(_id), do: nif()
+  def swarm_set_budget(_id, _max_cost_micros), do: nif()
   def swarm_subscribe(_id, _pid), do: nif()
   def swarm_unsubscribe(_id, _pid), do: nif()
   def swarm_coordinate(_id, _origin), do: nif()
@@ -61,9 +62,14 @@ defmodule SwarmService.Native do
   def task_cancel(_task_id), do: nif()
   def task_watch(_task_id, _pid), do: nif()
   def task_unwatch(_task_id, _pid), do: nif()
+  # The shorter arities are those of logs written before usage existed;
+  # they still replay.
   def work_progress(_work_id, _agent_id, _progress), do: nif()
+  def work_progress(_work_id, _agent_id, _progress, _message), do: nif()
   def work_complete(_work_id, _agent_id, _result), do: nif()
+  def work_complete(_work_id, _agent_id, _result, _usage), do: nif()
   def work_fail(_work_id, _agent_id, _reason, _timed_out), do: nif()
+  def work_fail(_work_id, _agent_id, _reason, _timed_out, _usage), do: nif()
   def work_claim(_agent_id, _lease_ms), do: nif()
 
   def memory_store(_swarm_id, _key, _value, _opts), do: nif()

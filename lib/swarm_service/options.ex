@@ -56,6 +56,27 @@ defmodule SwarmService.Options do
   end
 
   @doc """
+  A cost in dollars (a non-negative number) as integer micro-dollars, the
+  engine's unit; `nil` when the option is absent or nil.
+  """
+  def cost(opts, key) do
+    max = SwarmService.Limits.get(:max_usage_value)
+
+    case Map.get(opts, key) do
+      nil ->
+        {:ok, nil}
+
+      usd when is_number(usd) and usd >= 0 and usd * 1_000_000 <= max ->
+        {:ok, round(usd * 1_000_000)}
+
+      _ ->
+        invalid(
+          "#{key} must be a number of US dollars between 0 and #{div(max, 1_000_000)}, or nil"
+        )
+    end
+  end
+
+  @doc """
   One of `choices` (atoms; the same words as strings are accepted too, as
   JSON sends them), or `default` when the option is absent.
   """

@@ -125,6 +125,21 @@ defmodule SwarmService.RuvSwarm do
   swarm's with `spawn_swarm/1`'s `:memory_quota`; `memory_usage/0` reports
   the bytes held and the quotas.
 
+  ## Usage and cost
+
+  Executors may report what each attempt cost with its result or failure
+  (tokens, turns, duration, `cost_usd`, a session id; see
+  `SwarmService.Executor`; external agents pass `usage:` to
+  `complete_task/4` and `fail_task/4`). The engine keeps the cost exactly,
+  in integer micro-dollars, and reports dollars: per attempt in
+  `task_results/1`, per agent in `agent_metrics/1`, per swarm in
+  `swarm_status/1`, per node in `totals/0` and `/metrics`. A report the
+  engine ignores (the attempt had already ended, timed out or been
+  cancelled) is not counted. A swarm's `max_cost_usd` budget
+  (`spawn_swarm/1`, `set_budget/2`) stops new dispatch once the cost
+  reaches it. Durable swarms keep all of it across restarts, and a
+  cluster's backup node gets it with each unit's result.
+
   ## Example
 
       iex> {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm(%{topology: :mesh, agents: 5, strategy: :adaptive})
@@ -156,7 +171,8 @@ defmodule SwarmService.RuvSwarm do
     :memory_quota,
     :storage,
     :placement,
-    :owner
+    :owner,
+    :max_cost_usd
   ]
   @agent_keys [:type, :name, :capabilities, :executor, :capacity, :node]
   @task_keys [
@@ -174,6 +190,14 @@ defmodule SwarmService.RuvSwarm do
   ]
   @subtask_keys [:name, :input, :depends_on, :capabilities]
   @task_statuses [:pending, :running, :completed, :failed, :cancelled, :timed_out]
+  @usage_keys [
+    :input_tokens,
+    :output_tokens,
+    :cache_read_tokens,
+    :cache_creation_tokens,
+    :cost_usd,
+    :turns
+  ]
   @memory_keys [:namespace, :tags, :ttl_ms, :if_version]
   @search_keys [:namespace, :prefix, :tags, :text, :limit]
   @discovery_keys [:agent_id, :type, :content, :confidence, :tags]
@@ -205,6 +229,9 @@ defmodule SwarmService.RuvSwarm do
       the node that creates the swarm) or `:spread` (round-robin over the
       cluster members that are up, in node-name order; on a lone node the
       same as `:local`)
+    * `:max_cost_usd` — the swarm's cost budget in US dollars (see "Usage
+      and cost" below; default none): once the cost its agents reported
+      reaches it, no new unit is dispatched; `set_budget/2` changes it
     * `:owner` — whom the swarm counts against (default `:local`; the
       gateway passes its client): over `SwarmService.SwarmCaps`'s caps the
       answer is `{:error, {:too_many_swarms, :client | :node, cap}}`
@@ -227,6 +254,7 @@ defmodule SwarmService.RuvSwarm do
          {:ok, quota} <- Options.quota(o, :memory_quota),
          {:ok, storage} <- Options.choice(o, :storage, [:disk, :memory], nil),
          {:ok, placement} <- Options.choice(o, :placement, [:local, :spread], :local),
+         {:ok, budget} <- Options.cost(o, :max_cost_usd),
          {:ok, id} <-
            SwarmService.SwarmCaps.reserve(Map.get(o, :owner, :local), fn ->
              Commands.create_swarm(
@@ -236,7 +264,8 @@ defmodule SwarmService.RuvSwarm do
                max,
                executor,
                quota,
-               storage
+               storage,
+               budget
              )
            end) do
       # (An agent's type is given only when asked for: a claude agent
@@ -316,18 +345,42 @@ defmodule SwarmService.RuvSwarm do
   Status of a swarm: topology, strategy, `agents` by status (total, idle,
   busy, offline), `tasks` by status (pending, running, completed,
   failed, cancelled, timed_out), queued units, memory and discovery counts,
-  and `counters` (tasks submitted, units dispatched/completed/failed,
-  retries, ...). Costs the same at 10 agents and at 100,000.
+  `counters` (tasks submitted, units dispatched/completed/failed,
+  retries, ...), `usage` (what every attempt the swarm ran reported:
+  `input_tokens`, `output_tokens`, `cache_read_tokens`,
+  `cache_creation_tokens`, `cost_usd`, `turns`) and `budget`
+  (`%{max_cost_usd: dollars | nil, spent_usd: dollars, exhausted: bool}`).
+  Costs the same at 10 agents and at 100,000.
   """
   @spec swarm_status(id) :: {:ok, map} | {:error, reason}
   def swarm_status(swarm_id), do: Home.run(swarm_id, :swarm_status, [swarm_id])
 
   @doc """
-  Totals over every swarm on this node: `swarms`, `agents` by status (total,
-  idle, busy, offline) and `tasks` by status, with the keys of
-  `swarm_status/1`.
+  Sets the swarm's cost budget to `max_cost_usd` dollars, or lifts it
+  with `nil`. While the swarm's total cost (`swarm_status/1`'s
+  `budget.spent_usd`) is at or above the budget no new unit is
+  dispatched: running units finish, queued ones wait and their task's
+  status says why (`waiting_reason`). Raising the budget above what was
+  spent starts dispatch again at once.
+
+      iex> {:ok, swarm} = SwarmService.RuvSwarm.spawn_swarm(max_cost_usd: 0.5, storage: :memory)
+      iex> :ok = SwarmService.RuvSwarm.set_budget(swarm, 2)
+      iex> {:ok, %{budget: budget}} = SwarmService.RuvSwarm.swarm_status(swarm)
+      iex> budget
+      %{max_cost_usd: 2.0, spent_usd: 0.0, exhausted: false}
   """
-  @spec totals() :: %{swarms: non_neg_integer, agents: map, tasks: map}
+  @spec set_budget(id, number | nil) :: :ok | {:error, reason}
+  def set_budget(swarm_id, max_cost_usd) do
+    with {:ok, micros} <- Options.cost(%{max_cost_usd: max_cost_usd}, :max_cost_usd),
+         do: Home.run(swarm_id, :set_budget, [swarm_id, micros])
+  end
+
+  @doc """
+  Totals over every swarm on this node: `swarms`, `agents` by status (total,
+  idle, busy, offline), `tasks` by status and `usage` (tokens, cost and
+  turns), with the keys of `swarm_status/1`.
+  """
+  @spec totals() :: %{swarms: non_neg_integer, agents: map, tasks: map, usage: map}
   def totals do
     statuses = local_statuses()
 
@@ -338,7 +391,8 @@ defmodule SwarmService.RuvSwarm do
     %{
       swarms: length(statuses),
       agents: add.(:agents, Map.new([:total, :idle, :busy, :offline], &{&1, 0})),
-      tasks: add.(:tasks, Map.new(@task_statuses, &{&1, 0}))
+      tasks: add.(:tasks, Map.new(@task_statuses, &{&1, 0})),
+      usage: add.(:usage, Map.put(Map.new(@usage_keys, &{&1, 0}), :cost_usd, 0.0))
     }
   end
 
@@ -461,7 +515,11 @@ defmodule SwarmService.RuvSwarm do
 
   @doc """
   One agent with its metrics: `completed`, `failed`, `latency_ms` (moving
-  average per attempt) and `success_rate` (moving average).
+  average per attempt) and `success_rate` (moving average); `usage`, the
+  totals of what its attempts reported (`input_tokens`, `output_tokens`,
+  `cache_read_tokens`, `cache_creation_tokens`, `cost_usd`, `turns`); and
+  `session_id`, the session id its latest unit reported (nil if none),
+  which its next unit's executor sees as `context.session_id`.
   """
   @spec agent_metrics(id) :: {:ok, map} | {:error, reason}
   def agent_metrics(agent_id), do: Home.run(agent_id, :agent_get, [agent_id])
@@ -561,15 +619,21 @@ defmodule SwarmService.RuvSwarm do
   @doc """
   A task's status: `status` (`:pending`, `:running` from the moment an
   agent is given a unit of it, `:completed`, `:failed`, `:cancelled`,
-  `:timed_out`), priority, strategy, timestamps, total attempts, `error`
-  and each unit's status, agent and attempts.
+  `:timed_out`), priority, strategy, timestamps, total attempts, `error`,
+  each unit's status, agent and attempts, and `waiting_reason`: why its
+  queued units are not dispatched (the swarm's cost budget is spent, see
+  `set_budget/2`), or nil.
   """
   @spec task_status(id) :: {:ok, map} | {:error, reason}
   def task_status(task_id), do: Home.run(task_id, :task_get, [task_id, false])
 
   @doc """
   Like `task_status/1`, plus `result` (the aggregate) and each unit's
-  `result`.
+  `result` and `history`: its ended attempts, each with `attempt`,
+  `agent_id`, `outcome`, `error`, `duration_ms` and `usage` (what the
+  attempt reported: `input_tokens`, `output_tokens`, `cache_read_tokens`,
+  `cache_creation_tokens`, `cost_usd`, `turns`, `duration_ms`,
+  `session_id`; nil if nothing).
   """
   @spec task_results(id) :: {:ok, map} | {:error, reason}
   def task_results(task_id), do: Home.run(task_id, :task_get, [task_id, true])
@@ -658,27 +722,39 @@ defmodule SwarmService.RuvSwarm do
   end
 
   @doc """
-  Reports the result of claimed work. Returns `:ok`, or `:ignored` when the
+  Reports the result of claimed work. Option `:usage`: what the work cost,
+  the map an executor's `run/2` may return (see "Usage and cost" in
+  `SwarmService.Executor`). Returns `:ok`, or `:ignored` when the
   claim is no longer current (its lease ran out, the task finished or was
   cancelled): completion is idempotent. A result the swarm's or node's
   memory quota has no room for answers `{:error, {:quota_exceeded, what,
   limit}}`, and the attempt has then failed with that reason (it is retried
   or fails the task, like any failed attempt).
   """
-  @spec complete_task(id, id, term) :: :ok | :ignored | {:error, reason}
-  def complete_task(work_id, agent_id, result) do
-    with :ok <- Options.check_payload(result, "result") do
-      Home.run(work_id, :complete, [work_id, agent_id, result])
+  @spec complete_task(id, id, term, keyword | map) :: :ok | :ignored | {:error, reason}
+  def complete_task(work_id, agent_id, result, opts \\ []) do
+    with :ok <- Options.check_payload(result, "result"),
+         {:ok, usage} <- usage_option(opts) do
+      Home.run(work_id, :complete, [work_id, agent_id, result, usage])
     end
   end
 
-  @doc "Reports that claimed work failed; it is retried (elsewhere if possible) or fails the task."
-  @spec fail_task(id, id, String.t() | term) :: :ok | :ignored | {:error, reason}
-  def fail_task(work_id, agent_id, reason) do
+  @doc """
+  Reports that claimed work failed; it is retried (elsewhere if possible)
+  or fails the task. Option `:usage`, as for `complete_task/4`.
+  """
+  @spec fail_task(id, id, String.t() | term, keyword | map) :: :ok | :ignored | {:error, reason}
+  def fail_task(work_id, agent_id, reason, opts \\ []) do
     text =
       if is_binary(reason), do: reason, else: inspect(reason, limit: 10, printable_limit: 500)
 
-    Home.run(work_id, :fail, [work_id, agent_id, text, false])
+    with {:ok, usage} <- usage_option(opts),
+         do: Home.run(work_id, :fail, [work_id, agent_id, text, false, usage])
+  end
+
+  defp usage_option(opts) do
+    with {:ok, o} <- Options.normalize(opts, [:usage]),
+         do: Executor.native_usage(Map.get(o, :usage))
   end
 
   # ---- coordination ----------------------------------------------------------

@@ -248,4 +248,22 @@ defmodule InterfaceService.RestSseTest do
     assert text =~ ~r/ruv_swarm_swarms \d+/
     assert text =~ ~s(ruv_swarm_tasks{status="completed"})
   end
+
+  test "/metrics sums the tokens and cost this node's swarms reported", %{url: url} do
+    {:ok, s} = SwarmService.RuvSwarm.spawn_swarm(storage: :memory)
+    on_exit(fn -> SwarmService.RuvSwarm.destroy_swarm(s) end)
+    {:ok, a} = SwarmService.RuvSwarm.spawn_agent(s, executor: :external)
+    {:ok, _} = SwarmService.RuvSwarm.orchestrate(s, "x")
+    {:ok, w} = SwarmService.RuvSwarm.claim_task(a)
+    usage = %{input_tokens: 1_234_567, cache_read_tokens: 7, cost_usd: 123.5, turns: 4}
+    :ok = SwarmService.RuvSwarm.complete_task(w.work_id, a, "r", usage: usage)
+    {200, _, text} = http(:get, url <> "/metrics")
+    tokens = fn kind -> Regex.run(~r/ruv_swarm_tokens{kind="#{kind}"} (\d+)/, text) end
+    assert [_, n] = tokens.("input")
+    assert String.to_integer(n) >= 1_234_567
+    assert tokens.("output") && tokens.("cache_read") && tokens.("cache_creation")
+    assert [_, usd] = Regex.run(~r/ruv_swarm_cost_usd ([\d.]+)/, text)
+    assert String.to_float(usd) >= 123.5
+    assert text =~ ~r/ruv_swarm_turns \d+/
+  end
 end

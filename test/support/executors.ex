@@ -49,6 +49,17 @@ defmodule SwarmService.Test.Executors do
     end
   end
 
+  defmodule Costly do
+    @moduledoc false
+    # Each unit reports that it cost $0.006 and opened a session named
+    # after its task.
+    @behaviour SwarmService.Executor
+    def run(task, _ctx) do
+      usage = %{input_tokens: 10, cost_usd: 0.006, turns: 1, session_id: "sess-" <> task.task_id}
+      {:ok, task.input, %{usage: usage}}
+    end
+  end
+
   defmodule Sleep do
     @moduledoc false
     @behaviour SwarmService.Executor

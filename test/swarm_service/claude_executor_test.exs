@@ -48,6 +48,35 @@ defmodule SwarmService.ClaudeExecutorTest do
              RuvSwarm.await_task(t, 15_000)
   end
 
+  test "the stream is progress; the result's tokens and cost are the unit's, agent's and swarm's" do
+    s = swarm!(agents: 1, executor: claude("ok"))
+    :ok = RuvSwarm.subscribe(s)
+    {t, {:ok, _}} = run(s, "count the parsers")
+
+    messages =
+      for {:swarm_event, ^s, %{type: :task_progress, task_id: ^t, message: m}} <- drain(), do: m
+
+    assert messages == ["Thinking about count the parsers", "tool: Read"]
+
+    {:ok, %{units: [%{history: [%{usage: usage}]}]}} = RuvSwarm.task_results(t)
+
+    assert %{input_tokens: 100, output_tokens: 20, cache_read_tokens: 5} = usage
+    assert_in_delta usage.cost_usd, 0.0123, 1.0e-9
+    assert usage.session_id =~ ~r/^sess-/
+
+    {:ok, %{usage: swarm_usage}} = RuvSwarm.swarm_status(s)
+    assert swarm_usage.input_tokens == 100 and swarm_usage.turns == 2
+    assert_in_delta swarm_usage.cost_usd, 0.0123, 1.0e-9
+  end
+
+  defp drain(acc \\ []) do
+    receive do
+      msg -> drain([msg | acc])
+    after
+      200 -> Enum.reverse(acc)
+    end
+  end
+
   test "output: :json decodes the result text" do
     s = swarm!(agents: 1, executor: claude("json", output: :json))
     assert {_, {:ok, %{"answer" => "hi", "sections" => 0}}} = run(s, "hi")

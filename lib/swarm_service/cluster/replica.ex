@@ -10,7 +10,9 @@ defmodule SwarmService.Cluster.Replica do
   # in a way that order cannot spoil: a finished task is never replaced by
   # an unfinished copy, a removed agent stays removed, memory keeps the
   # highest version (deletes are tombstones with the version they removed),
-  # discoveries and unit results are write-once per key. Facts carry the
+  # discoveries and unit results are write-once per key, and so is what an
+  # attempt cost (by work id), added to the swarm's and its agent's totals
+  # of the snapshot when one is assembled. Facts carry the
   # sender's epoch: one from an older epoch than we hold is refused, which
   # tells a home that was replaced while cut off that it must step down.
   #
@@ -137,8 +139,30 @@ defmodule SwarmService.Cluster.Replica do
     end
   end
 
+  # A result with what its attempt cost.
+  defp store(id, {:unit_result, task_id, unit, work_id, result, %{agent_id: agent, usage: usage}}) do
+    store(id, {:unit_usage, work_id, agent, usage})
+    store(id, {:unit_result, task_id, unit, work_id, result})
+  end
+
+  defp store(id, {:unit_usage, work_id, agent_id, usage}),
+    do: :ets.insert_new(@table, {{id, {:usage, work_id}}, {agent_id, usage}})
+
+  defp store(id, {:budget, max_cost_micros}) do
+    case :ets.lookup(@table, {id, :header}) do
+      [{key, header}] ->
+        :ets.insert(@table, {key, Map.put(header, :max_cost_micros, max_cost_micros)})
+
+      [] ->
+        true
+    end
+  end
+
   defp store(id, {:unit_ignored, task_id, unit, work_id}) do
-    # The engine refused this result (a newer attempt owns the unit).
+    # The engine refused this result (a newer attempt owns the unit), and
+    # booked nothing for it.
+    :ets.delete(@table, {id, {:usage, work_id}})
+
     case :ets.lookup(@table, {id, {:unit, task_id, unit}}) do
       [{key, {^work_id, _}}] -> :ets.delete(@table, key)
       _ -> true
@@ -169,7 +193,15 @@ defmodule SwarmService.Cluster.Replica do
   end
 
   defp assemble(header, rows) do
-    agents = for {{_, {:agent, _}}, a} <- rows, a != :removed, do: a
+    # What attempts cost since the snapshot, oldest work first.
+    costs =
+      Enum.sort_by(
+        for({{_, {:usage, work_id}}, {agent_id, usage}} <- rows, do: {work_id, agent_id, usage}),
+        fn {work_id, _, _} -> work_order(work_id) end
+      )
+
+    header = Map.put(header, :usage, add_usage(Map.get(header, :usage, %{}), costs))
+    agents = for {{_, {:agent, _}}, a} <- rows, a != :removed, do: charge(a, costs)
     agent_ids = for {{_, {:agent, aid}}, _} <- rows, do: aid
 
     units =
@@ -225,6 +257,45 @@ defmodule SwarmService.Cluster.Replica do
   end
 
   defp sort_by_seq(elements), do: Enum.sort_by(elements, &seq(&1.id))
+
+  @usage_fields [
+    :input_tokens,
+    :output_tokens,
+    :cache_read_tokens,
+    :cache_creation_tokens,
+    :cost_micros,
+    :turns,
+    :duration_ms
+  ]
+
+  defp add_usage(total, costs) do
+    Enum.reduce(costs, total, fn {_, _, usage}, acc ->
+      Map.new(@usage_fields, &{&1, Map.get(acc, &1, 0) + Map.get(usage, &1, 0)})
+    end)
+  end
+
+  # An agent's totals and latest session id, with its attempts' costs.
+  defp charge(agent, costs) do
+    mine = for {_, agent_id, _} = c <- costs, agent_id == agent.id, do: c
+
+    session =
+      Enum.reduce(mine, Map.get(agent, :session_id), fn {_, _, u}, s -> u[:session_id] || s end)
+
+    agent
+    |> Map.put(:usage, add_usage(Map.get(agent, :usage, %{}), mine))
+    |> Map.put(:session_id, session)
+  end
+
+  # "swarm-….task-4/0/2" -> {4, 0, 2}: the order work was handed out in.
+  defp work_order(work_id) do
+    case SwarmService.Ids.parse(work_id) do
+      {:ok, %{kind: :work, task_id: task_id, unit: unit, attempt: attempt}} ->
+        {seq(task_id), unit, attempt}
+
+      _ ->
+        {0, 0, 0}
+    end
+  end
 
   defp next_after(held, ids),
     do: max(held || 1, Enum.max(Enum.map(ids, &seq/1), fn -> 0 end) + 1)

@@ -23,7 +23,9 @@ defmodule SwarmService.Swarm.Commands do
   # ---- swarms ---------------------------------------------------------------
 
   # memory_quota: bytes, or nil for the node's default. storage: :disk,
-  # :memory, or nil for the default (see storage/1).
+  # :memory, or nil for the default (see storage/1). max_cost_micros: the
+  # cost budget, or nil for none; set by the swarm's first command after
+  # its creation (a logged one for a durable swarm).
   def create_swarm(
         name,
         topology,
@@ -31,12 +33,14 @@ defmodule SwarmService.Swarm.Commands do
         max_agents,
         executor,
         memory_quota \\ nil,
-        storage \\ nil
+        storage \\ nil,
+        max_cost_micros \\ nil
       ) do
     with :ok <- quorum(),
          {:ok, storage} <- storage(storage),
          {:ok, id} <-
-           new_engine(storage, name, topology, strategy, max_agents, memory_quota, executor) do
+           new_engine(storage, name, topology, strategy, max_agents, memory_quota, executor),
+         :ok <- initial_budget(id, max_cost_micros) do
       case Swarm.start(id, executor: executor) do
         {:ok, _} ->
           Replication.start(id, executor)
@@ -88,6 +92,27 @@ defmodule SwarmService.Swarm.Commands do
     }
 
     with :ok <- Raft.create(id, create, executor), do: {:ok, id}
+  end
+
+  defp initial_budget(_id, nil), do: :ok
+
+  defp initial_budget(id, micros) do
+    case engine(id, :swarm_set_budget, [id, micros]) do
+      :ok ->
+        :ok
+
+      error ->
+        drop_engine(id)
+        error
+    end
+  end
+
+  @doc "Sets (nil: lifts) a swarm's cost budget, in micro-dollars."
+  def set_budget(swarm_id, max_cost_micros) do
+    with :ok <- quorum(),
+         :ok <- engine(swarm_id, :swarm_set_budget, [swarm_id, max_cost_micros]) do
+      Replication.record(swarm_id, {:budget, max_cost_micros})
+    end
   end
 
   defp drop_engine(id) do
@@ -268,21 +293,37 @@ defmodule SwarmService.Swarm.Commands do
   def progress(work_id, agent_id, progress),
     do: engine(Ids.swarm_of(work_id), :work_progress, [work_id, agent_id, progress])
 
-  def complete(work_id, agent_id, result) do
+  def progress(work_id, agent_id, progress, message),
+    do: engine(Ids.swarm_of(work_id), :work_progress, [work_id, agent_id, progress, message])
+
+  def complete(work_id, agent_id, result), do: complete(work_id, agent_id, result, nil)
+
+  # usage: the engine's form (Executor.native_usage/1) or nil. The backup
+  # gets it with the unit's result: what the attempt cost, for its agent.
+  def complete(work_id, agent_id, result, usage) do
     swarm_id = Cluster.Directory.swarm_of(work_id)
+    extra = if usage, do: [result, %{agent_id: agent_id, usage: usage}], else: [result]
 
     with :ok <- quorum(),
-         :ok <- Replication.record(swarm_id, fn -> unit_fact(:unit_result, work_id, [result]) end) do
-      case engine(swarm_id, :work_complete, [work_id, agent_id, result]) do
+         :ok <- Replication.record(swarm_id, fn -> unit_fact(:unit_result, work_id, extra) end) do
+      case engine(swarm_id, :work_complete, with_usage([work_id, agent_id, result], usage)) do
         :ok ->
           :ok
 
         other ->
           Replication.record(swarm_id, fn -> unit_fact(:unit_ignored, work_id, []) end)
+          # A result refused for want of room still had its cost booked.
+          if usage && match?({:error, {:quota_exceeded, _, _}}, other),
+            do: Replication.record(swarm_id, {:unit_usage, work_id, agent_id, usage})
+
           other
       end
     end
   end
+
+  # Without usage the command is the one logs always held.
+  defp with_usage(args, nil), do: args
+  defp with_usage(args, usage), do: args ++ [usage]
 
   defp unit_fact(tag, work_id, extra) do
     case SwarmService.Ids.parse(work_id) do
@@ -294,9 +335,22 @@ defmodule SwarmService.Swarm.Commands do
     end
   end
 
-  def fail(work_id, agent_id, reason, timed_out) do
+  def fail(work_id, agent_id, reason, timed_out),
+    do: fail(work_id, agent_id, reason, timed_out, nil)
+
+  # A failed attempt's usage reaches the backup once the engine booked it.
+  def fail(work_id, agent_id, reason, timed_out, usage) do
+    args = with_usage([work_id, agent_id, reason, timed_out], usage)
+
     with :ok <- quorum(),
-         do: engine(Ids.swarm_of(work_id), :work_fail, [work_id, agent_id, reason, timed_out])
+         :ok <- engine(Ids.swarm_of(work_id), :work_fail, args) do
+      if usage do
+        swarm_id = Cluster.Directory.swarm_of(work_id)
+        Replication.record(swarm_id, {:unit_usage, work_id, agent_id, usage})
+      else
+        :ok
+      end
+    end
   end
 
   # ---- coordination -------------------------------------------------------------

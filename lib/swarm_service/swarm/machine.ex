@@ -28,7 +28,9 @@ defmodule SwarmService.Swarm.Machine do
   The log's vocabulary:
     * `:noop` — nothing (used to wait until the log is applied);
     * `{:native, fun, args}` — one engine mutation, `apply(Native, fun, args)`
-      for the engine mutations listed in `@logged`;
+      for the engine mutations listed in `@logged` (`work_progress`,
+      `work_complete` and `work_fail` in both arities: with a message or
+      usage, and without, as logs written before those existed hold them);
     * `{:attach, agent_id, pid}` — the agent's process (monitored);
     * `{:down, pid, reason}` — from Ra, for a monitored process.
   """
@@ -54,7 +56,8 @@ defmodule SwarmService.Swarm.Machine do
     :memory_delete,
     :discovery_share,
     :swarm_tick,
-    :swarm_coordinate
+    :swarm_coordinate,
+    :swarm_set_budget
   ]
 
   @impl :ra_machine

@@ -33,7 +33,12 @@ pub enum Event {
         task_id: String,
         unit: String,
         agent_id: String,
-        progress: f64,
+        /// The fraction done (0.0..=1.0): the one reported, else the last
+        /// one the attempt reported, else `None`.
+        progress: Option<f64>,
+        /// What the agent is doing (assistant text, a tool call's name),
+        /// cut to `limits::MAX_PROGRESS_MESSAGE_BYTES`.
+        message: Option<String>,
     },
     TaskRetried {
         task_id: String,

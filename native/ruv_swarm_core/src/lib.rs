@@ -22,6 +22,7 @@ pub mod seeded;
 pub mod swarm;
 pub mod task;
 pub mod topology;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use model::*;

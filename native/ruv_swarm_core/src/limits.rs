@@ -39,3 +39,11 @@ pub const DEFAULT_SWARM_MEMORY_BYTES: u64 = 1 << 30;
 pub const DEFAULT_NODE_MEMORY_BYTES: u64 = 8 << 30;
 /// Smallest memory quota accepted (bytes).
 pub const MIN_MEMORY_QUOTA_BYTES: u64 = 4096;
+/// A progress report's message (assistant text, a tool call's name),
+/// in bytes; longer ones are cut at a character boundary.
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 1_000;
+/// An executor's session id (bytes), kept with the attempt and the agent.
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+/// Largest token count, turn count or duration one report may carry, and
+/// largest cost (micro-dollars) or budget: sums of them never overflow.
+pub const MAX_USAGE_VALUE: u64 = 1 << 50;

@@ -32,12 +32,15 @@ use crate::topology;
 
 mod accounting;
 mod agents;
+mod budget;
 mod dispatch;
 mod knowledge;
 pub mod snapshot;
 mod state;
 mod tasks;
 mod timers;
+
+pub use budget::{AgentAccount, Budget};
 
 /// How many free agents the scheduler compares before picking one.
 const CANDIDATES: usize = 8;
@@ -139,6 +142,9 @@ pub struct WorkItem {
     pub priority: Priority,
     /// Agents the work passed through, ending with the one that runs it.
     pub route: Vec<String>,
+    /// The session id the agent's latest unit reported (see
+    /// [`crate::usage::UnitUsage`]), so this one may resume it.
+    pub session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +284,10 @@ pub struct Swarm {
     /// The swarm's memory quota and the bytes its tasks hold.
     quota: Quota,
     ledger: Ledger,
+    /// What work cost and the cost budget; saved after the rest of the
+    /// swarm (see `state`), so a swarm saved before it existed loads.
+    #[serde(skip)]
+    accounts: budget::Accounts,
     /// Effects of the command being applied; drained after each one.
     #[serde(skip)]
     pub outbox: Outbox,
@@ -329,6 +339,7 @@ impl Swarm {
             rng: SeededRng::new(rand::random()),
             quota: Quota::new(cfg.memory_quota),
             ledger: Ledger::default(),
+            accounts: budget::Accounts::default(),
             outbox: Outbox::default(),
         })
     }

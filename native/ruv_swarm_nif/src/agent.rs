@@ -151,7 +151,7 @@ fn agent_get<'a>(env: Env<'a>, agent_id: Term<'a>) -> Term<'a> {
     let cell = id.clone().and_then(|id| registry::owning(&id, Kind::Agent));
     with_swarm(env, cell, |st, _| {
         let a = st.swarm.agent(&id?)?;
-        ok(env, codec::agent(env, &st.swarm.id, a))
+        ok(env, codec::agent(env, &st.swarm, a))
     })
 }
 
@@ -163,7 +163,7 @@ fn agent_list<'a>(env: Env<'a>, swarm_id: Term<'a>) -> Term<'a> {
         let list: Vec<Term> = st
             .swarm
             .agents()
-            .map(|a| codec::agent(env, &st.swarm.id, a))
+            .map(|a| codec::agent(env, &st.swarm, a))
             .collect();
         ok(env, list)
     })
@@ -182,7 +182,7 @@ fn agent_page<'a>(env: Env<'a>, swarm_id: Term<'a>, cursor: Term<'a>, limit: Ter
         let list: Vec<Term> = page
             .items
             .iter()
-            .map(|a| codec::agent(env, &st.swarm.id, a))
+            .map(|a| codec::agent(env, &st.swarm, a))
             .collect();
         let next = match &page.next {
             Some(c) => codec::bin(env, c),

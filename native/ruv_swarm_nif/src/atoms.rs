@@ -50,6 +50,11 @@ rustler::atoms! {
     // byte accounting and quotas
     memory_quota, held_bytes, task_bytes, result_bytes, discovery_bytes,
     node_memory_quota, swarm_memory_quota,
+    // usage, cost and budget
+    message, usage, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+    cost_micros, cost_usd, turns, session_id, budget, max_cost_usd, max_cost_micros, spent_usd,
+    exhausted, waiting_reason, max_progress_message_bytes, max_session_id_bytes,
+    max_usage_value,
 }
 
 /// An engine enum whose names are atoms of the vocabulary.

@@ -4,9 +4,12 @@
 use rustler::{Atom, Binary, Encoder, Env, Term};
 use ruv_swarm_core::discovery::Discovery;
 use ruv_swarm_core::events::{Event, EventRecord};
+use ruv_swarm_core::limits;
 use ruv_swarm_core::memory::Entry;
+use ruv_swarm_core::swarm::Budget;
 use ruv_swarm_core::swarm::{Agent, WorkItem};
-use ruv_swarm_core::task::{AttemptOutcome, AttemptRecord, Task, TaskResult};
+use ruv_swarm_core::task::{AttemptOutcome, AttemptRecord, Task, TaskResult, UnitState};
+use ruv_swarm_core::usage::{UnitUsage, Usage};
 use ruv_swarm_core::{Error, Payload, Result, Swarm, TaskStatus};
 
 use crate::atoms;
@@ -144,6 +147,39 @@ pub fn payload(t: Term) -> Vec<u8> {
     t.to_binary().as_slice().to_vec()
 }
 
+/// What an attempt cost, as the host reports it: nil, or a map with any of
+/// `input_tokens`, `output_tokens`, `cache_read_tokens`,
+/// `cache_creation_tokens`, `cost_micros` (integer micro-dollars), `turns`,
+/// `duration_ms` (non-negative integers) and `session_id` (a string).
+pub fn unit_usage(t: Term) -> Result<Option<UnitUsage>> {
+    if is_nil(t) {
+        return Ok(None);
+    }
+    ensure_map(t, "usage")?;
+    let mut u = UnitUsage::default();
+    let max = limits::MAX_USAGE_VALUE;
+    let n = |key: Atom, name: &str| -> Result<u64> {
+        field(t, key).map_or(Ok(0), |v| uint(v, name, 0, max))
+    };
+    u.usage = Usage {
+        input_tokens: n(atoms::input_tokens(), "usage input_tokens")?,
+        output_tokens: n(atoms::output_tokens(), "usage output_tokens")?,
+        cache_read_tokens: n(atoms::cache_read_tokens(), "usage cache_read_tokens")?,
+        cache_creation_tokens: n(
+            atoms::cache_creation_tokens(),
+            "usage cache_creation_tokens",
+        )?,
+        cost_micros: n(atoms::cost_micros(), "usage cost_micros")?,
+        turns: n(atoms::turns(), "usage turns")?,
+        duration_ms: n(atoms::duration_ms(), "usage duration_ms")?,
+    };
+    u.session_id = field(t, atoms::session_id())
+        .map(|v| string(v, "usage session_id").map(String::into_boxed_str))
+        .transpose()?;
+    u.check()?;
+    Ok(Some(u))
+}
+
 pub fn term_of<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     if bytes.is_empty() {
         return atoms::nil().encode(env);
@@ -183,6 +219,56 @@ pub fn strs<'a>(env: Env<'a>, v: &[String]) -> Term<'a> {
         .map(|s| bin(env, s))
         .collect::<Vec<_>>()
         .encode(env)
+}
+
+/// Micro-dollars as dollars (a float).
+pub fn usd<'a>(env: Env<'a>, micros: u64) -> Term<'a> {
+    (micros as f64 / 1_000_000.0).encode(env)
+}
+
+/// Totals: `%{input_tokens, output_tokens, cache_read_tokens,
+/// cache_creation_tokens, cost_usd, turns}`.
+pub fn usage_totals<'a>(env: Env<'a>, u: &Usage) -> Term<'a> {
+    map(
+        env,
+        [
+            (atoms::input_tokens(), u.input_tokens.encode(env)),
+            (atoms::output_tokens(), u.output_tokens.encode(env)),
+            (atoms::cache_read_tokens(), u.cache_read_tokens.encode(env)),
+            (
+                atoms::cache_creation_tokens(),
+                u.cache_creation_tokens.encode(env),
+            ),
+            (atoms::cost_usd(), usd(env, u.cost_micros)),
+            (atoms::turns(), u.turns.encode(env)),
+        ],
+    )
+}
+
+/// One attempt's report: the totals' keys plus `duration_ms` and
+/// `session_id`.
+fn unit_usage_term<'a>(env: Env<'a>, u: &UnitUsage) -> Term<'a> {
+    usage_totals(env, &u.usage)
+        .map_put(atoms::duration_ms(), u.usage.duration_ms.encode(env))
+        .and_then(|m| m.map_put(atoms::session_id(), opt(env, u.session_id.as_deref())))
+        .expect("map")
+}
+
+/// `%{max_cost_usd (nil: none), spent_usd, exhausted}`.
+fn budget<'a>(env: Env<'a>, b: Budget) -> Term<'a> {
+    map(
+        env,
+        [
+            (
+                atoms::max_cost_usd(),
+                b.max_cost_micros
+                    .map(|m| usd(env, m))
+                    .unwrap_or_else(|| atoms::nil().encode(env)),
+            ),
+            (atoms::spent_usd(), usd(env, b.spent_micros)),
+            (atoms::exhausted(), b.exhausted.encode(env)),
+        ],
+    )
 }
 
 pub fn swarm_summary<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
@@ -261,11 +347,15 @@ pub fn swarm_status<'a>(env: Env<'a>, s: &Swarm) -> Term<'a> {
             (atoms::memory_bytes(), (st.memory_bytes as u64).encode(env)),
             (atoms::discoveries(), (st.discoveries as u64).encode(env)),
             (atoms::counters(), counters),
+            (atoms::usage(), usage_totals(env, &s.usage_total())),
+            (atoms::budget(), budget(env, s.budget())),
         ],
     )
 }
 
-pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
+pub fn agent<'a>(env: Env<'a>, swarm: &Swarm, a: &Agent) -> Term<'a> {
+    let swarm_id = &swarm.id;
+    let account = swarm.agent_account(a.seq);
     let m = a.metrics;
     let metrics = map(
         env,
@@ -293,6 +383,8 @@ pub fn agent<'a>(env: Env<'a>, swarm_id: &str, a: &Agent) -> Term<'a> {
             (atoms::node(), bin(env, &a.node)),
             (atoms::joined_at(), a.joined_at.encode(env)),
             (atoms::metrics(), metrics),
+            (atoms::usage(), usage_totals(env, &account.usage)),
+            (atoms::session_id(), opt(env, account.session_id.as_deref())),
         ],
     )
 }
@@ -331,9 +423,19 @@ pub fn outcome<'a>(env: Env<'a>, t: &Task) -> Term<'a> {
     }
 }
 
-/// One ended attempt: `%{attempt, agent_id, outcome, error, duration_ms}`,
-/// outcome `:completed | :failed | :timed_out | :cancelled`.
-fn attempt_record<'a>(env: Env<'a>, swarm: &Swarm, h: &AttemptRecord) -> Term<'a> {
+/// One ended attempt: `%{attempt, agent_id, outcome, error, duration_ms,
+/// usage}`, outcome `:completed | :failed | :timed_out | :cancelled`,
+/// usage what the attempt reported (nil if nothing).
+fn attempt_record<'a>(
+    env: Env<'a>,
+    swarm: &Swarm,
+    (task, unit): (u64, u32),
+    h: &AttemptRecord,
+) -> Term<'a> {
+    let usage = swarm
+        .attempt_usage(task, unit, h.attempt)
+        .map(|u| unit_usage_term(env, u))
+        .unwrap_or_else(|| atoms::nil().encode(env));
     let (outcome, error) = match &h.outcome {
         AttemptOutcome::Completed => (atoms::completed(), None),
         AttemptOutcome::Failed(e) => (atoms::failed(), Some(&**e)),
@@ -354,6 +456,7 @@ fn attempt_record<'a>(env: Env<'a>, swarm: &Swarm, h: &AttemptRecord) -> Term<'a
             (atoms::outcome(), outcome.encode(env)),
             (atoms::error_message(), opt(env, error)),
             (atoms::duration_ms(), h.duration_ms.encode(env)),
+            (atoms::usage(), usage),
         ],
     )
 }
@@ -386,7 +489,7 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
                 let history: Vec<Term> = u
                     .history()
                     .iter()
-                    .map(|h| attempt_record(env, swarm, h))
+                    .map(|h| attempt_record(env, swarm, (t.seq, i as u32), h))
                     .collect();
                 m.map_put(atoms::result(), r)
                     .and_then(|m| m.map_put(atoms::history(), history.encode(env)))
@@ -411,6 +514,7 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
             (atoms::attempts(), t.attempts().encode(env)),
             (atoms::error_message(), opt(env, t.error())),
             (atoms::units(), units.encode(env)),
+            (atoms::waiting_reason(), opt(env, waiting_reason(swarm, t))),
         ],
     );
     if results {
@@ -419,6 +523,15 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
     } else {
         m
     }
+}
+
+/// Why a task's queued units are not dispatched, when the swarm's budget
+/// is the reason.
+fn waiting_reason(swarm: &Swarm, t: &Task) -> Option<String> {
+    if t.status.is_terminal() || !t.units.iter().any(|u| u.state == UnitState::Ready) {
+        return None;
+    }
+    swarm.waiting_reason()
 }
 
 pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> Term<'a> {
@@ -444,6 +557,7 @@ pub fn work<'a>(env: Env<'a>, swarm_id: &str, agent_id: &str, w: &WorkItem) -> T
             (atoms::timeout_ms(), opt(env, w.timeout_ms)),
             (atoms::priority(), atom_of(env, w.priority)),
             (atoms::route(), strs(env, &w.route)),
+            (atoms::session_id(), opt(env, w.session_id.as_deref())),
         ],
     )
 }
@@ -532,11 +646,13 @@ pub fn event<'a>(env: Env<'a>, r: &EventRecord) -> Term<'a> {
             unit: u,
             agent_id,
             progress,
+            message,
         } => vec![
             task(task_id),
             unit(u),
             agent(agent_id),
-            (atoms::progress(), progress.encode(env)),
+            (atoms::progress(), opt(env, *progress)),
+            (atoms::message(), opt(env, message.as_deref())),
         ],
         Event::TaskRetried {
             task_id,

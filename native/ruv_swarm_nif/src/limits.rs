@@ -65,6 +65,18 @@ fn engine_limits(env: Env) -> Term {
             ),
             (atoms::max_timeout_ms(), limits::MAX_TIMEOUT_MS.encode(env)),
             (atoms::max_capacity(), MAX_CAPACITY.encode(env)),
+            (
+                atoms::max_progress_message_bytes(),
+                (limits::MAX_PROGRESS_MESSAGE_BYTES as u64).encode(env),
+            ),
+            (
+                atoms::max_session_id_bytes(),
+                (limits::MAX_SESSION_ID_BYTES as u64).encode(env),
+            ),
+            (
+                atoms::max_usage_value(),
+                limits::MAX_USAGE_VALUE.encode(env),
+            ),
         ],
     )
 }

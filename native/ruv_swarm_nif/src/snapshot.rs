@@ -11,10 +11,14 @@
 //! snapshot  %{id, name, topology, strategy, max_agents, created_at,
 //!             next_ids: %{agent, task, discovery, memory_version},
 //!             memory_quota (bytes; absent: the node's default),
-//!             agents: [agent], tasks: [task], memory: [memory],
+//!             max_cost_micros (the cost budget; nil or absent: none),
+//!             usage: usage, agents: [agent], tasks: [task], memory: [memory],
 //!             discoveries: [discovery]}
 //! agent     %{id, type, name, capabilities, capacity, dispatch (:push | :pull),
-//!             node, executor, joined_at}
+//!             node, executor, joined_at, usage: usage, session_id}
+//! usage     %{input_tokens, output_tokens, cache_read_tokens,
+//!             cache_creation_tokens, cost_micros, turns, duration_ms}
+//!             (totals; cost in integer micro-dollars; absent keys are 0)
 //! task      %{id, spec, status, created_at, started_at, finished_at, result,
 //!             error, units, unit_results: [{unit_index, result}]}
 //! spec      %{description, input, priority, capabilities, strategy, max_agents,
@@ -47,6 +51,7 @@ use ruv_swarm_core::snapshot::{
 };
 use ruv_swarm_core::swarm::MAX_CAPACITY;
 use ruv_swarm_core::task::TaskResult;
+use ruv_swarm_core::usage::Usage;
 use ruv_swarm_core::{
     Dispatch, Error, Payload, Result, Strategy, Swarm, TaskSpec, TaskStatus, Topology,
 };
@@ -84,8 +89,51 @@ fn header<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
             (atoms::created_at(), s.created_at.encode(env)),
             (atoms::next_ids(), next_ids),
             (atoms::memory_quota(), s.memory_quota.encode(env)),
+            (atoms::max_cost_micros(), codec::opt(env, s.max_cost_micros)),
+            (atoms::usage(), usage(env, &s.usage)),
         ],
     )
+}
+
+/// Totals with the cost in micro-dollars, exact.
+fn usage<'a>(env: Env<'a>, u: &Usage) -> Term<'a> {
+    codec::map(
+        env,
+        [
+            (atoms::input_tokens(), u.input_tokens.encode(env)),
+            (atoms::output_tokens(), u.output_tokens.encode(env)),
+            (atoms::cache_read_tokens(), u.cache_read_tokens.encode(env)),
+            (
+                atoms::cache_creation_tokens(),
+                u.cache_creation_tokens.encode(env),
+            ),
+            (atoms::cost_micros(), u.cost_micros.encode(env)),
+            (atoms::turns(), u.turns.encode(env)),
+            (atoms::duration_ms(), u.duration_ms.encode(env)),
+        ],
+    )
+}
+
+fn decode_usage(t: Option<Term>) -> Result<Usage> {
+    let Some(t) = t else {
+        return Ok(Usage::default());
+    };
+    codec::ensure_map(t, "usage")?;
+    let n = |key: Atom, name: &str| -> Result<u64> {
+        codec::field(t, key).map_or(Ok(0), |v| codec::uint(v, name, 0, MAX_SEQ))
+    };
+    Ok(Usage {
+        input_tokens: n(atoms::input_tokens(), "usage.input_tokens")?,
+        output_tokens: n(atoms::output_tokens(), "usage.output_tokens")?,
+        cache_read_tokens: n(atoms::cache_read_tokens(), "usage.cache_read_tokens")?,
+        cache_creation_tokens: n(
+            atoms::cache_creation_tokens(),
+            "usage.cache_creation_tokens",
+        )?,
+        cost_micros: n(atoms::cost_micros(), "usage.cost_micros")?,
+        turns: n(atoms::turns(), "usage.turns")?,
+        duration_ms: n(atoms::duration_ms(), "usage.duration_ms")?,
+    })
 }
 
 fn snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
@@ -120,6 +168,11 @@ fn agent<'a>(env: Env<'a>, a: &AgentRecord) -> Term<'a> {
             (atoms::node(), codec::bin(env, &a.node)),
             (atoms::executor(), codec::term_of(env, &a.meta)),
             (atoms::joined_at(), a.joined_at.encode(env)),
+            (atoms::usage(), usage(env, &a.usage)),
+            (
+                atoms::session_id(),
+                codec::opt(env, a.session_id.as_deref()),
+            ),
         ],
     )
 }
@@ -273,6 +326,10 @@ fn decode(t: Term) -> Result<Snapshot> {
             )?,
             None => registry::default_swarm_quota(),
         },
+        max_cost_micros: codec::field(t, atoms::max_cost_micros())
+            .map(|v| codec::uint(v, "max_cost_micros", 0, limits::MAX_USAGE_VALUE))
+            .transpose()?,
+        usage: decode_usage(codec::field(t, atoms::usage())).map_err(|e| e.within("usage"))?,
         agents: list(t, atoms::agents(), "agents", max_agents as usize, |a| {
             decode_agent(a, created_at)
         })?,
@@ -341,6 +398,10 @@ fn decode_agent(t: Term, swarm_created_at: u64) -> Result<AgentRecord> {
             .map(codec::payload)
             .unwrap_or_default(),
         joined_at: opt_time(t, atoms::joined_at(), "joined_at")?.unwrap_or(swarm_created_at),
+        usage: decode_usage(codec::field(t, atoms::usage())).map_err(|e| e.within("usage"))?,
+        session_id: codec::field(t, atoms::session_id())
+            .map(|v| codec::string(v, "session_id"))
+            .transpose()?,
     })
 }
 

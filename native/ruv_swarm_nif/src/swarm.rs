@@ -95,6 +95,28 @@ fn swarm_status<'a>(env: Env<'a>, id: Term<'a>) -> Term<'a> {
     })
 }
 
+/// Sets the swarm's cost budget in micro-dollars (nil: no budget). Once
+/// the swarm's total cost reaches it no new unit is dispatched; raising it
+/// resumes dispatch.
+#[rustler::nif]
+fn swarm_set_budget<'a>(env: Env<'a>, id: Term<'a>, max_cost_micros: Term<'a>) -> Term<'a> {
+    let cell = registry::swarm_of(id);
+    with_swarm(env, cell, |st, now| {
+        let budget = if codec::is_nil(max_cost_micros) {
+            None
+        } else {
+            Some(codec::uint(
+                max_cost_micros,
+                "max_cost_micros",
+                0,
+                limits::MAX_USAGE_VALUE,
+            )?)
+        };
+        st.swarm.set_budget(budget, now)?;
+        ok_atom(env)
+    })
+}
+
 /// Registers the swarm's server process, which runs its timers.
 #[rustler::nif]
 fn swarm_set_owner<'a>(env: Env<'a>, id: Term<'a>, pid: LocalPid) -> Term<'a> {

@@ -175,6 +175,7 @@ pub(crate) fn accepted(env: Env, applied: bool) -> ruv_swarm_core::Result<Term> 
     .encode(env))
 }
 
+/// `work_progress/3`: a fraction only.
 #[rustler::nif]
 fn work_progress<'a>(
     env: Env<'a>,
@@ -182,12 +183,45 @@ fn work_progress<'a>(
     agent_id: Term<'a>,
     progress: Term<'a>,
 ) -> Term<'a> {
+    progress_report(env, work_id, agent_id, progress, None)
+}
+
+/// `work_progress/4`: a fraction (nil: unknown, the attempt's last one
+/// stands) and a message (nil or a string, cut to
+/// `MAX_PROGRESS_MESSAGE_BYTES`).
+#[rustler::nif(name = "work_progress")]
+fn work_progress_message<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    progress: Term<'a>,
+    message: Term<'a>,
+) -> Term<'a> {
+    progress_report(env, work_id, agent_id, progress, Some(message))
+}
+
+fn progress_report<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    progress: Term<'a>,
+    message: Option<Term<'a>>,
+) -> Term<'a> {
     let w = codec::string(work_id, "work id");
     with_swarm(env, work_cell(&w), |st, now| {
-        let p = codec::number(progress, "progress")?;
-        let applied =
-            st.swarm
-                .report_progress(&w?, &codec::string(agent_id, "agent id")?, p, now)?;
+        let p = if message.is_some() && codec::is_nil(progress) {
+            None
+        } else {
+            Some(codec::number(progress, "progress")?)
+        };
+        let message = match message {
+            Some(m) => codec::opt_string(m, "message")?,
+            None => None,
+        };
+        let agent = codec::string(agent_id, "agent id")?;
+        let applied = st
+            .swarm
+            .report_progress(&w?, &agent, p, message.as_deref(), now)?;
         accepted(env, applied)
     })
 }
@@ -200,11 +234,39 @@ fn work_complete<'a>(
     agent_id: Term<'a>,
     result: Term<'a>,
 ) -> Term<'a> {
+    complete(env, work_id, agent_id, result, None)
+}
+
+/// `work_complete/4`: with what the attempt cost (see `codec::unit_usage`).
+#[rustler::nif(name = "work_complete")]
+fn work_complete_usage<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    result: Term<'a>,
+    usage: Term<'a>,
+) -> Term<'a> {
+    complete(env, work_id, agent_id, result, Some(usage))
+}
+
+fn complete<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    result: Term<'a>,
+    usage: Option<Term<'a>>,
+) -> Term<'a> {
     let w = codec::string(work_id, "work id");
     let agent = codec::string(agent_id, "agent id");
     let result = codec::payload(result);
+    let usage = usage
+        .map(codec::unit_usage)
+        .transpose()
+        .map(Option::flatten);
     with_swarm(env, work_cell(&w), |st, now| {
-        let applied = st.swarm.complete_work(&w?, &agent?, result, now)?;
+        let applied = st
+            .swarm
+            .complete_work_with(&w?, &agent?, result, usage?, now)?;
         accepted(env, applied)
     })
 }
@@ -217,12 +279,33 @@ fn work_fail<'a>(
     reason: Term<'a>,
     timed_out: Term<'a>,
 ) -> Term<'a> {
+    fail(env, [work_id, agent_id, reason, timed_out], None)
+}
+
+/// `work_fail/5`: with what the failed attempt cost.
+#[rustler::nif(name = "work_fail")]
+fn work_fail_usage<'a>(
+    env: Env<'a>,
+    work_id: Term<'a>,
+    agent_id: Term<'a>,
+    reason: Term<'a>,
+    timed_out: Term<'a>,
+    usage: Term<'a>,
+) -> Term<'a> {
+    fail(env, [work_id, agent_id, reason, timed_out], Some(usage))
+}
+
+fn fail<'a>(env: Env<'a>, args: [Term<'a>; 4], usage: Option<Term<'a>>) -> Term<'a> {
+    let [work_id, agent_id, reason, timed_out] = args;
     let w = codec::string(work_id, "work id");
     with_swarm(env, work_cell(&w), |st, now| {
         let agent = codec::string(agent_id, "agent id")?;
         let reason = codec::string(reason, "reason")?;
         let timed_out = codec::boolean(timed_out, "timed_out")?;
-        let applied = st.swarm.fail_work(&w?, &agent, &reason, timed_out, now)?;
+        let usage = usage.map(codec::unit_usage).transpose()?.flatten();
+        let applied = st
+            .swarm
+            .fail_work_with(&w?, &agent, &reason, timed_out, usage, now)?;
         accepted(env, applied)
     })
 }

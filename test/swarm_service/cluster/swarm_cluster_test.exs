@@ -295,4 +295,34 @@ defmodule SwarmService.Cluster.SwarmClusterTest do
       0 -> []
     end
   end
+
+  test "after a failover the new home has the cost, sessions and budget the old one booked" do
+    [a, b, c] = PeerCluster.start(3, members: :all)
+
+    swarm =
+      swarm_on(a, %{
+        executor: {:module, SwarmService.Test.Executors.Costly, nil},
+        agents: 1,
+        max_cost_usd: 0.01
+      })
+
+    %{backup: backup} = placement(a, swarm)
+    [other] = [b, c] -- [backup]
+    tasks = for i <- 1..3, do: elem(rpc(b, :orchestrate, [swarm, %{input: i}]), 1)
+    for t <- Enum.take(tasks, 2), do: assert({:ok, _} = rpc(b, :await_task, [t, 10_000]))
+    {:ok, [agent]} = rpc(b, :list_agents, [swarm])
+    assert agent.session_id == "sess-" <> Enum.at(tasks, 1)
+
+    PeerCluster.kill(a)
+    eventually(fn -> match?(%{home: ^backup}, placement(other, swarm)) end, 15_000)
+
+    {:ok, status} = rpc(other, :swarm_status, [swarm])
+    assert status.usage.cost_usd == 0.012 and status.usage.input_tokens == 20
+    assert status.budget == %{max_cost_usd: 0.01, spent_usd: 0.012, exhausted: true}
+    {:ok, moved} = rpc(other, :agent_metrics, [agent.id])
+    assert moved.usage == agent.usage and moved.session_id == agent.session_id
+
+    assert {:ok, %{status: :pending, waiting_reason: "the swarm's cost budget" <> _}} =
+             rpc(other, :task_status, [List.last(tasks)])
+  end
 end

@@ -85,6 +85,7 @@ impl Swarm {
         self.take_work_back(seq, "agent was removed", now);
         self.set_free(seq, false);
         let agent = self.agents.remove(&seq).expect("present");
+        self.forget_agent_usage(seq);
         self.agent_counts[agent.status() as usize] -= 1;
         for c in &agent.capabilities {
             if let Some(n) = self.cap_holders.get_mut(c) {
@@ -193,6 +194,7 @@ impl Swarm {
         outcome: Option<(bool, u64)>,
         now: u64,
     ) -> Option<u32> {
+        self.forget_progress(task, unit);
         let a = self.agents.get_mut(&seq)?;
         let before = a.status();
         let mut slot = None;

@@ -83,7 +83,13 @@ impl Swarm {
         let (excluded, preferred) = (u.excluded().to_vec(), u.preferred());
         let (priority, attempts) = (t.priority, u.attempts);
         let caps = t.caps_of(unit).to_vec();
-        match self.select_agent(&caps, &excluded, preferred) {
+        // A spent budget dispatches nothing: the unit waits in the queue.
+        let agent = if self.budget_spent() {
+            None
+        } else {
+            self.select_agent(&caps, &excluded, preferred)
+        };
+        match agent {
             Some(agent) => {
                 self.start_unit(task, unit, agent, None, now);
             }
@@ -209,6 +215,7 @@ impl Swarm {
             timeout_ms,
             priority: t.priority,
             route,
+            session_id: self.session_of(agent),
         }
     }
 
@@ -247,6 +254,7 @@ impl Swarm {
                 || !self.can_take(a)
                 || !self.is_worker(a)
                 || self.queues.is_empty()
+                || self.budget_spent()
             {
                 return;
             }
@@ -297,6 +305,9 @@ impl Swarm {
         // Retries whose backoff just ended are claimable now, not at the
         // next periodic tick.
         self.tick(now, 64);
+        if self.budget_spent() {
+            return Ok(None);
+        }
         let Some(entry) = self.pop_for_agent(seq) else {
             return Ok(None);
         };

@@ -21,6 +21,10 @@
 //!   `crate::quota`) are measured again from what was imported. Import
 //!   checks no quota: what it restores was acknowledged once.
 //!
+//! - what work cost comes back as totals: the swarm's (so its cost budget,
+//!   also kept, sees what was spent) and each agent's, with the agent's
+//!   latest session id.
+//!
 //! Not kept: agent metrics, counters (an imported swarm counts its tasks as
 //! submitted and starts the rest at zero), subscriptions, and per-unit
 //! attempt history (attempt counts, which agent ran a unit, a failed unit's
@@ -28,7 +32,7 @@
 
 use std::collections::HashSet;
 
-use super::{check_agent, check_discovery, Agent, Swarm, SwarmConfig};
+use super::{check_agent, check_discovery, Agent, AgentAccount, Swarm, SwarmConfig};
 use crate::discovery::{Discovery, Filter};
 use crate::error::{Error, Result};
 use crate::ids::{self, Kind};
@@ -36,6 +40,7 @@ use crate::limits;
 use crate::memory::Entry;
 use crate::model::*;
 use crate::task::{self, Task, TaskResult, UnitState};
+use crate::usage::{UnitUsage, Usage};
 
 /// Largest sequence number or version a snapshot may carry (leaves room to
 /// count on without overflow).
@@ -78,6 +83,10 @@ pub struct AgentRecord {
     /// The host's data stored with the agent (the executor spec).
     pub meta: Payload,
     pub joined_at: u64,
+    /// What the agent's attempts cost, in total.
+    pub usage: Usage,
+    /// The session id its latest unit reported.
+    pub session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +125,10 @@ pub struct Snapshot {
     pub next_ids: NextIds,
     /// The swarm's memory quota (bytes; see `crate::quota`).
     pub memory_quota: u64,
+    /// The cost budget (micro-dollars), if any.
+    pub max_cost_micros: Option<u64>,
+    /// What every attempt of the swarm cost, in total.
+    pub usage: Usage,
     /// In join order.
     pub agents: Vec<AgentRecord>,
     /// In submit order: unfinished tasks and the finished-task history.
@@ -238,8 +251,11 @@ fn task_record(swarm_id: &str, t: &Task) -> TaskRecord {
     }
 }
 
-fn agent_record(a: &Agent) -> AgentRecord {
+fn agent_record(s: &Swarm, a: &Agent) -> AgentRecord {
+    let account = s.agent_account(a.seq);
     AgentRecord {
+        usage: account.usage,
+        session_id: account.session_id.map(String::from),
         id: a.id.clone(),
         agent_type: a.agent_type.clone(),
         name: a.name.clone(),
@@ -272,6 +288,29 @@ pub fn check_swarm_id(id: &str) -> Result<()> {
     }
 }
 
+/// Totals may be sums of many reports, but no field may pass
+/// [`MAX_SEQ`] (sums stay far from overflow).
+fn check_usage(what: &str, u: &Usage) -> Result<()> {
+    for (name, v) in u.fields() {
+        if v > MAX_SEQ {
+            return Err(Error::invalid(format!(
+                "{what}.{name} must be at most {MAX_SEQ}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_cost(what: &str, micros: u64) -> Result<()> {
+    if micros > limits::MAX_USAGE_VALUE {
+        return Err(Error::invalid(format!(
+            "{what} must be at most {} micro-dollars",
+            limits::MAX_USAGE_VALUE
+        )));
+    }
+    Ok(())
+}
+
 fn check_next(what: &str, n: u64) -> Result<()> {
     if n == 0 || n > MAX_SEQ {
         return Err(Error::invalid(format!(
@@ -286,7 +325,7 @@ impl Swarm {
     /// left out).
     pub fn export(&self, now: u64) -> Snapshot {
         let mut s = self.export_header();
-        s.agents = self.agents().map(agent_record).collect();
+        s.agents = self.agents().map(|a| agent_record(self, a)).collect();
         s.tasks = self
             .tasks
             .values()
@@ -327,6 +366,8 @@ impl Swarm {
                 memory_version: self.memory.next_version(),
             },
             memory_quota: self.memory_quota(),
+            max_cost_micros: self.budget().max_cost_micros,
+            usage: self.usage_total(),
             agents: Vec::new(),
             tasks: Vec::new(),
             memory: Vec::new(),
@@ -335,7 +376,7 @@ impl Swarm {
     }
 
     pub fn export_agent(&self, agent_id: &str) -> Result<AgentRecord> {
-        self.agent(agent_id).map(agent_record)
+        self.agent(agent_id).map(|a| agent_record(self, a))
     }
 
     pub fn export_task(&self, task_id: &str) -> Result<TaskRecord> {
@@ -386,6 +427,12 @@ impl Swarm {
             ..Default::default()
         };
         let mut s = Swarm::new(snap.id, cfg, snap.created_at)?;
+        check_usage("usage", &snap.usage)?;
+        if let Some(b) = snap.max_cost_micros {
+            check_cost("max_cost", b)?;
+        }
+        // Before the tasks are queued again: a spent budget holds them.
+        s.restore_accounts(snap.max_cost_micros, snap.usage);
         let mut next = n;
         for (i, a) in snap.agents.into_iter().enumerate() {
             let place = format!("agent {i} ({:?})", a.id);
@@ -443,6 +490,16 @@ impl Swarm {
         if self.agents.contains_key(&seq) {
             return Err(Error::invalid("the agent id appears twice"));
         }
+        check_usage("usage", &r.usage)?;
+        let account = AgentAccount {
+            usage: r.usage,
+            session_id: r.session_id.map(String::into_boxed_str),
+        };
+        UnitUsage {
+            usage: Usage::default(),
+            session_id: account.session_id.clone(),
+        }
+        .check()?;
         let spec = AgentSpec {
             name: Some(r.name),
             agent_type: r.agent_type,
@@ -454,6 +511,7 @@ impl Swarm {
         };
         check_agent(&spec)?;
         self.insert_agent(seq, r.id, spec, r.joined_at);
+        self.restore_agent_account(seq, account);
         Ok(seq)
     }
 

@@ -9,8 +9,11 @@
 //! took it did. Only the outbox (effects of the command being applied,
 //! empty between commands) is left out.
 //!
-//! The encoding is bincode of the engine's own types: it is read only by
-//! the same build of the engine that wrote it (a version byte guards that).
+//! The encoding is bincode of the engine's own types, behind a format
+//! byte. Format 2 is format 1 (the swarm) followed by the swarm's accounts
+//! (usage and budget, see `budget`), so a state saved before accounts
+//! existed (format 1) still loads, with empty accounts and no budget: a
+//! Raft snapshot on disk outlives the build that wrote it.
 
 use super::Swarm;
 use crate::error::{Error, Result};
@@ -18,7 +21,9 @@ use crate::ids;
 use crate::seeded::SeededRng;
 
 /// Bumped whenever the engine's types change shape.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The swarm alone, without its accounts.
+const FORMAT_WITHOUT_ACCOUNTS: u8 = 1;
 
 impl Swarm {
     /// Seeds the swarm's random numbers: a replicated swarm's creator does,
@@ -32,15 +37,22 @@ impl Swarm {
         let mut out = vec![FORMAT];
         // Encoding plain owned data into a Vec cannot fail.
         bincode::serialize_into(&mut out, self).expect("a swarm always encodes");
+        bincode::serialize_into(&mut out, &self.accounts).expect("accounts always encode");
         out
     }
 
     /// A swarm from [`Swarm::save`]'s bytes.
     pub fn load(bytes: &[u8]) -> Result<Swarm> {
+        let corrupt = |e: bincode::Error| Error::invalid(format!("corrupt swarm state: {e}"));
         match bytes.split_first() {
-            Some((&FORMAT, rest)) => {
-                let swarm: Swarm = bincode::deserialize(rest)
-                    .map_err(|e| Error::invalid(format!("corrupt swarm state: {e}")))?;
+            Some((&v, mut rest)) if v == FORMAT || v == FORMAT_WITHOUT_ACCOUNTS => {
+                let mut swarm: Swarm = bincode::deserialize_from(&mut rest).map_err(corrupt)?;
+                if v == FORMAT {
+                    swarm.accounts = bincode::deserialize_from(&mut rest).map_err(corrupt)?;
+                }
+                if !rest.is_empty() {
+                    return Err(Error::invalid("corrupt swarm state: bytes after its end"));
+                }
                 ids::reserve_swarm_id(&swarm.id);
                 Ok(swarm)
             }
@@ -56,6 +68,7 @@ impl Swarm {
 mod tests {
     use crate::model::*;
     use crate::swarm::{Swarm, SwarmConfig};
+    use crate::usage::{UnitUsage, Usage};
 
     fn busy_swarm() -> Swarm {
         let mut s = Swarm::new("swarm-00000001-1".into(), SwarmConfig::default(), 10).unwrap();
@@ -121,5 +134,62 @@ mod tests {
         assert!(Swarm::load(&[]).is_err());
         assert!(Swarm::load(&[99, 1, 2]).is_err());
         assert!(Swarm::load(&[1, 1, 2]).is_err());
+        assert!(Swarm::load(&[2, 1, 2]).is_err());
+    }
+
+    /// Runs every busy swarm's unit on the agent holding it, each costing
+    /// 2,500 micro-dollars and reporting a session id.
+    fn spend(s: &mut Swarm, now: u64) {
+        let held: Vec<(String, String)> = {
+            s.redeliver();
+            s.drain()
+                .dispatches
+                .into_iter()
+                .map(|d| (d.work.work_id, d.agent_id))
+                .collect()
+        };
+        for (w, a) in held {
+            let u = UnitUsage {
+                usage: Usage {
+                    input_tokens: 10,
+                    cost_micros: 2_500,
+                    turns: 1,
+                    ..Default::default()
+                },
+                session_id: Some(format!("session-{w}").into()),
+            };
+            s.complete_work_with(&w, &a, vec![1], Some(u), now).unwrap();
+        }
+        s.drain();
+    }
+
+    #[test]
+    fn usage_and_budget_survive_save_and_load() {
+        let mut a = busy_swarm();
+        a.set_budget(Some(1_000_000), 30).unwrap();
+        spend(&mut a, 40);
+        let b = Swarm::load(&a.save()).unwrap();
+        assert_eq!(a.save(), b.save());
+        assert_eq!(b.usage_total().cost_micros, 3 * 2_500);
+        assert_eq!(b.budget().max_cost_micros, Some(1_000_000));
+        let agent = b.agents().next().unwrap().seq;
+        assert!(b.agent_account(agent).session_id.is_some());
+    }
+
+    #[test]
+    fn a_state_saved_before_accounts_existed_loads_without_them() {
+        let a = busy_swarm();
+        let mut old = vec![1u8];
+        bincode::serialize_into(&mut old, &a).unwrap();
+        let mut b = Swarm::load(&old).unwrap();
+        assert_eq!(b.usage_total(), Usage::default());
+        assert_eq!(b.budget().max_cost_micros, None);
+        // And it carries on as the original would.
+        let mut a = a;
+        for s in [&mut a, &mut b] {
+            s.tick(1_500, 64);
+            s.drain();
+        }
+        assert_eq!(a.save(), b.save());
     }
 }

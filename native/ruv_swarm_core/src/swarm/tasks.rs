@@ -2,6 +2,7 @@
 //! cancellation and the finished-task history.
 
 use super::*;
+use crate::usage::UnitUsage;
 
 impl Swarm {
     // ---- tasks -----------------------------------------------------------------
@@ -88,27 +89,35 @@ impl Swarm {
             .then_some((task, unit, attempt, agent)))
     }
 
+    /// An agent's word on a running unit: how far it is (`None`: unknown,
+    /// the attempt's last fraction stands) and what it is doing. Emits a
+    /// `task_progress` event; `false` for a report about an attempt no
+    /// longer running.
     pub fn report_progress(
         &mut self,
         work_id: &str,
         agent_id: &str,
-        progress: f64,
+        progress: Option<f64>,
+        message: Option<&str>,
         now: u64,
     ) -> Result<bool> {
-        if !(0.0..=1.0).contains(&progress) {
+        if progress.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
             return Err(Error::invalid("progress must be between 0.0 and 1.0"));
         }
-        let Some((task, unit, _, _)) = self.live_work(work_id, agent_id)? else {
+        let Some((task, unit, attempt, _)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
+        let progress = self.note_progress((task, unit, attempt), progress);
         let task_id = self.tasks[&task].id(&self.id);
         let unit = self.tasks[&task].unit_name(unit).into_owned();
         let agent_id = agent_id.to_owned();
+        let message = message.map(|m| truncate(m, limits::MAX_PROGRESS_MESSAGE_BYTES).to_owned());
         self.emit(now, || Event::TaskProgress {
             task_id,
             unit,
             agent_id,
             progress,
+            message,
         });
         Ok(true)
     }
@@ -122,10 +131,29 @@ impl Swarm {
         result: Payload,
         now: u64,
     ) -> Result<bool> {
+        self.complete_work_with(work_id, agent_id, result, None, now)
+    }
+
+    /// [`Swarm::complete_work`] with what the attempt cost, booked before
+    /// anything else (a result refused for want of room still cost it).
+    pub fn complete_work_with(
+        &mut self,
+        work_id: &str,
+        agent_id: &str,
+        result: Payload,
+        usage: Option<UnitUsage>,
+        now: u64,
+    ) -> Result<bool> {
         check_payload("result", &result)?;
+        if let Some(u) = &usage {
+            u.check()?;
+        }
         let Some((task, unit, attempt, agent)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
+        if let Some(u) = usage {
+            self.charge((task, unit, attempt), agent, u);
+        }
         let growth = quotas::result_growth(&self.tasks[&task], unit, result.len());
         if let Err(e) = self.room().admit(growth) {
             // Refused, but not lost: the attempt fails with the reason.
@@ -187,10 +215,29 @@ impl Swarm {
         timed_out: bool,
         now: u64,
     ) -> Result<bool> {
+        self.fail_work_with(work_id, agent_id, reason, timed_out, None, now)
+    }
+
+    /// [`Swarm::fail_work`] with what the failed attempt cost.
+    pub fn fail_work_with(
+        &mut self,
+        work_id: &str,
+        agent_id: &str,
+        reason: &str,
+        timed_out: bool,
+        usage: Option<UnitUsage>,
+        now: u64,
+    ) -> Result<bool> {
+        if let Some(u) = &usage {
+            u.check()?;
+        }
         let reason = truncate(reason, limits::MAX_TEXT_BYTES);
         let Some((task, unit, attempt, agent)) = self.live_work(work_id, agent_id)? else {
             return Ok(false);
         };
+        if let Some(u) = usage {
+            self.charge((task, unit, attempt), agent, u);
+        }
         self.fail_held(agent, (task, unit, attempt), reason, timed_out, now);
         Ok(true)
     }
@@ -393,6 +440,7 @@ impl Swarm {
             if let Some(old) = self.finished.pop_front() {
                 if let Some(t) = self.tasks.remove(&old) {
                     self.ledger.forget(&t);
+                    self.forget_task_usage(old);
                 }
             }
         }
