@@ -45,6 +45,16 @@ defmodule InterfaceService.Auth do
     end
   end
 
+  @doc """
+  Whether `client` may see `swarm_id`: every client may, except a Claude
+  agent's token, which opens its own swarm only.
+  """
+  @spec swarm_allowed?(String.t() | nil, String.t()) :: boolean()
+  def swarm_allowed?("agent:" <> agent_id, swarm_id),
+    do: SwarmService.Ids.swarm_of(agent_id) == swarm_id
+
+  def swarm_allowed?(_client, _swarm_id), do: true
+
   defp bearer(nil), do: nil
 
   defp bearer(header) do

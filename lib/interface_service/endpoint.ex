@@ -179,6 +179,7 @@ defmodule InterfaceService.Endpoint do
   defp route(%{path: "/mcp"} = conn), do: McpHttp.handle(conn)
   defp route(%{path: "/api/mcp" <> rest} = conn), do: Rest.handle(conn, rest)
   defp route(%{path: "/sse/discoveries"} = conn), do: Sse.discoveries(conn)
+  defp route(%{path: "/sse/events"} = conn), do: Sse.events(conn)
   defp route(%{path: "/ws"} = conn), do: EventSocket.upgrade(conn)
   defp route(%{path: "/metrics", method: m} = conn) when m in [:GET, :HEAD], do: metrics(conn)
   defp route(%{path: "/metrics"} = conn), do: Conn.method_not_allowed(conn, "GET, HEAD")

@@ -68,7 +68,7 @@ defmodule InterfaceService.EventSocket do
 
   def upgrade(conn), do: Conn.method_not_allowed(conn, "GET")
 
-  defp state(conn), do: %{api: conn.config.api, swarms: MapSet.new()}
+  defp state(conn), do: %{api: conn.config.api, swarms: MapSet.new(), client: conn.client}
 
   @doc false
   def websocket_init(state) do
@@ -128,6 +128,9 @@ defmodule InterfaceService.EventSocket do
     cond do
       MapSet.member?(state.swarms, id) ->
         {[reply(%{type: "subscribed", swarm_id: id})], state}
+
+      not InterfaceService.Auth.swarm_allowed?(state.client, id) ->
+        {[error("an agent's token opens its own swarm only")], state}
 
       MapSet.size(state.swarms) >= @max_subscriptions ->
         {[error("at most #{@max_subscriptions} subscriptions per socket")], state}

@@ -2,7 +2,10 @@ defmodule InterfaceService.Sse do
   @moduledoc false
   # GET /sse/discoveries?swarm_id=..[&type=..&agent_id=..&min_confidence=..]
   # Streams the swarm's discoveries as server-sent events, with keep-alive
-  # comments. The number of open streams is capped (503 above the cap).
+  # comments. GET /sse/events?swarm_id=..[&type=..] streams the swarm's
+  # events (task_progress with its message, task_completed, ...), the ones
+  # subscribe/1 gets, optionally of one type. The number of open streams of
+  # both kinds is capped (503 above the cap).
   #
   # Every event's id is the discovery's id. A client reconnecting with
   # Last-Event-ID first gets the discoveries it missed, from the swarm's
@@ -19,24 +22,76 @@ defmodule InterfaceService.Sse do
   def discoveries(%{method: :GET} = conn) do
     params = Conn.query_params(conn)
 
-    with {:ok, swarm_id, filters} <- parse(conn, params) do
-      counter = conn.config.tabs.sse
+    with {:ok, swarm_id, filters} <- parse(conn, params),
+         :ok <- allowed(conn, swarm_id),
+         do: capped(conn, fn -> stream(conn, swarm_id, filters) end)
+  end
 
-      if :atomics.add_get(counter, 1, 1) > conn.config.max_sse_streams do
+  def discoveries(conn), do: Conn.method_not_allowed(conn, "GET")
+
+  def events(%{method: :GET} = conn) do
+    params = Conn.query_params(conn)
+
+    with {:ok, swarm_id} <- required(conn, params, "swarm_id"),
+         :ok <- allowed(conn, swarm_id),
+         do: capped(conn, fn -> event_stream(conn, swarm_id, params["type"]) end)
+  end
+
+  def events(conn), do: Conn.method_not_allowed(conn, "GET")
+
+  defp allowed(conn, swarm_id) do
+    if InterfaceService.Auth.swarm_allowed?(conn.client, swarm_id),
+      do: :ok,
+      else: Conn.send_json(conn, 403, %{error: "an agent's token opens its own swarm only"})
+  end
+
+  defp capped(conn, stream) do
+    counter = conn.config.tabs.sse
+
+    if :atomics.add_get(counter, 1, 1) > conn.config.max_sse_streams do
+      :atomics.sub(counter, 1, 1)
+      InterfaceService.Metrics.reject(conn.config.tabs.metrics, :sse_cap)
+      Conn.send_json(conn, 503, %{error: "too many open streams"}, [{"Retry-After", "5"}])
+    else
+      try do
+        stream.()
+      after
         :atomics.sub(counter, 1, 1)
-        InterfaceService.Metrics.reject(conn.config.tabs.metrics, :sse_cap)
-        Conn.send_json(conn, 503, %{error: "too many open streams"}, [{"Retry-After", "5"}])
-      else
-        try do
-          stream(conn, swarm_id, filters)
-        after
-          :atomics.sub(counter, 1, 1)
-        end
       end
     end
   end
 
-  def discoveries(conn), do: Conn.method_not_allowed(conn, "GET")
+  defp event_stream(conn, swarm_id, type) do
+    api = conn.config.api
+
+    case api.subscribe(swarm_id) do
+      :ok ->
+        resp = SseStream.open(conn)
+        SseStream.write(resp, ["retry: 3000\n: subscribed to events of ", swarm_id, "\n\n"])
+
+        try do
+          SseStream.listen(resp, conn.config.sse_keepalive_ms, nil, fn
+            {:swarm_event, ^swarm_id, event}, state ->
+              # The type is compared as text: no atom is made from the query.
+              if type in [nil, ""] or Atom.to_string(Map.get(event, :type, :event)) == type,
+                do: SseStream.send_event(resp, "event", Json.encode_term!(event), nil)
+
+              {:cont, state}
+
+            _other, state ->
+              {:cont, state}
+          end)
+        after
+          api.unsubscribe(swarm_id)
+        end
+
+        resp
+
+      {:error, reason} ->
+        error = Errors.for_client(reason)
+        Conn.send_json(conn, error.http_status, %{error: error.message, code: error.code})
+    end
+  end
 
   defp parse(conn, params) do
     with {:ok, swarm_id} <- required(conn, params, "swarm_id"),

@@ -72,12 +72,31 @@ defmodule InterfaceService.ClaudeAgentsTest do
     assert %{"store" => 200, "init" => 403, "other" => 403} = report
     assert {:ok, %{value: "parsers need tests"}} = RuvSwarm.memory_get(sid, "learned")
 
+    # Its token streams its own swarm's events, not another's.
+    auth_line = "Authorization: #{report["token"]}\r\n"
+
+    other_stream =
+      raw(
+        port(gw),
+        "GET /sse/events?swarm_id=#{other} HTTP/1.1\r\nHost: localhost\r\n#{auth_line}Connection: close\r\n\r\n"
+      )
+
+    assert other_stream =~ "HTTP/1.1 403"
+
+    own =
+      stream_open(port(gw), "/sse/events?swarm_id=#{sid}", [{"authorization", report["token"]}])
+
+    assert stream_read(own, "subscribed") =~ "HTTP/1.1 200"
+    :gen_tcp.close(own)
+
     # Removed, its token opens nothing.
     {:ok, [%{id: worker}]} = agents(sid)
     :ok = RuvSwarm.remove_agent(worker)
     token = [{"authorization", report["token"]}]
     eventually(fn -> match?({401, _}, post(gw, "swarm_status", %{"swarm_id" => sid}, token)) end)
   end
+
+  defp port(%{url: url}), do: URI.parse(url).port
 
   defp agents(sid) do
     with {:ok, %{agents: agents}} <- RuvSwarm.list_agents_page(sid, limit: 10), do: {:ok, agents}

@@ -121,6 +121,23 @@ defmodule InterfaceService.RestSseTest do
     assert json(body)["result"] == "hello"
   end
 
+  test "/sse/events streams the swarm's events, of one type if asked", %{url: url, gw: gw} do
+    {200, _, body} = post(url, "swarm_init", %{agents: 1})
+    swarm = json(body)["swarm_id"]
+    s = stream_open(gw.port, "/sse/events?swarm_id=#{swarm}&type=task_submitted", [])
+    assert stream_read(s, "subscribed to events") =~ "text/event-stream"
+
+    {200, _, _} = post(url, "memory_store", %{swarm_id: swarm, key: "k", value: 1})
+    {200, _, body} = post(url, "task_orchestrate", %{swarm_id: swarm, description: "x"})
+    task = json(body)["task_id"]
+
+    got = stream_read(s, task)
+    assert got =~ "event: event\ndata: {"
+    assert got =~ ~s("type":"task_submitted")
+    refute got =~ "memory_stored"
+    :gen_tcp.close(s)
+  end
+
   test "/sse/discoveries streams matching discoveries; the cap answers 503", %{url: url, gw: gw} do
     {200, _, body} = post(url, "swarm_init", %{})
     swarm = json(body)["swarm_id"]
