@@ -29,6 +29,9 @@ Environment:
   PEERS_THEIRS   command line of ruv-swarm's stdio server (JSON list)
   PEERS_THEIRS_CWD  working directory for it
   PEERS_N (1000), PEERS_WARMUP (100), PEERS_ROUNDS (10), PEERS_MAX_S (60)
+  PEERS_STORAGE  storage of our swarms: memory (default: like ruv-swarm, which
+                 does not wait for its disk before it answers) or disk (every
+                 write fdatasync'ed in the swarm's Raft log before the answer)
 """
 
 import json
@@ -43,6 +46,7 @@ N = int(os.environ.get("PEERS_N", "1000"))
 WARMUP = int(os.environ.get("PEERS_WARMUP", "100"))
 ROUNDS = max(1, int(os.environ.get("PEERS_ROUNDS", "10")))
 MAX_S = float(os.environ.get("PEERS_MAX_S", "60"))
+STORAGE = os.environ.get("PEERS_STORAGE", "memory")
 CALL_TIMEOUT_S = 30.0
 AGENTS_PER_SWARM = 100  # ruv-swarm caps maxAgents at 100; ours is given the same cap
 SPAWN_WARMUP = 10
@@ -231,7 +235,8 @@ class Ours:
         self.swarm = None
 
     def swarm_init(self):
-        result, _ = self.client.call("swarm_init", {"topology": "mesh", "max_agents": AGENTS_PER_SWARM})
+        args = {"topology": "mesh", "max_agents": AGENTS_PER_SWARM, "storage": STORAGE}
+        result, _ = self.client.call("swarm_init", args)
         self.swarm = payload(result)["swarm_id"]
 
     def swarm_status(self, i):

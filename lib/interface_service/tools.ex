@@ -89,15 +89,16 @@ defmodule InterfaceService.Tools do
     page = d(integer(1, Page.max_size()), "Page size (default #{Page.default_size()})")
 
     [
-      {"swarm_init", "Create a swarm; returns swarm_id, which later calls default to.",
+      {"swarm_init", "Create a swarm; later calls default to its swarm_id.",
        object(%{
-         topology: d(enum_of(@topologies), "How agents connect (default mesh)"),
-         strategy: d(enum_of(@strategies), "How work is spread (default balanced)"),
-         agents: d(integer(0, @max_spawn_agents), "External agents to add now (default 0)"),
+         topology: d(enum_of(@topologies), "Default mesh"),
+         strategy: d(enum_of(@strategies), "Default balanced"),
+         storage: %{type: "string", enum: ~w(disk memory), description: "memory: not kept"},
+         agents: d(integer(0, @max_spawn_agents), "External agents (default 0)"),
          max_agents: d(integer(1, l.max_agents_per_swarm), "Agent limit"),
          name: d(name, "Swarm name"),
-         agent_type: d(name, "Type of the agents added"),
-         capabilities: d(strings, "Capabilities of the agents added")
+         agent_type: d(name, "Their type"),
+         capabilities: d(strings, "Their capabilities")
        }), :create,
        out(%{swarm_id: :string, name: :string, topology: :string, agents: :integer}, [
          "swarm_id"
@@ -477,6 +478,7 @@ defmodule InterfaceService.Tools do
         name: args["name"],
         agent_type: args["agent_type"],
         capabilities: args["capabilities"],
+        storage: lookup(%{"disk" => :disk, "memory" => :memory}, args["storage"]),
         # The swarm counts against this client's cap.
         owner: Map.get(ctx, :client)
       })

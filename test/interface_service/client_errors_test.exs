@@ -74,6 +74,7 @@ defmodule InterfaceService.ClientErrorsTest do
           {"swarm_init", %{"topology" => "blob"}},
           {"swarm_init", %{"max_agents" => -1}},
           {"swarm_init", %{"max_agents" => 1.0e300}},
+          {"swarm_init", %{"storage" => "tape"}},
           {"agent_spawn", %{"swarm_id" => 5}},
           {"agent_spawn", %{"swarm_id" => sid, "command" => "echo"}},
           {"task_orchestrate", %{"swarm_id" => sid, "task" => "x", "priority" => "ultra"}},
@@ -85,6 +86,14 @@ defmodule InterfaceService.ClientErrorsTest do
                post(gw, tool, args),
              "#{tool} #{inspect(args)}"
     end
+  end
+
+  test "swarm_init chooses the storage: a memory swarm has no Raft log", %{gw: gw, sid: durable} do
+    %{"swarm_id" => fast} = ok!(gw, "swarm_init", %{"storage" => "memory"})
+    {:ok, %{durable: logged}} = SwarmService.RuvSwarm.cluster_status()
+    ids = Enum.map(logged, & &1.id)
+    assert durable in ids
+    refute fast in ids
   end
 
   test "a body that is not a JSON object is 400, an unknown tool 404", %{gw: gw} do
