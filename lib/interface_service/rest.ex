@@ -53,7 +53,7 @@ defmodule InterfaceService.Rest do
       call = fn -> Tools.call(name, args, ctx) end
 
       outcome =
-        if Tools.inline?(name),
+        if Tools.inline?(name, args),
           do: Worker.inline(call),
           else: Worker.run(call, config.request_timeout_ms)
 

@@ -351,12 +351,19 @@ defmodule InterfaceService.Tools do
              cluster_status)
 
   @doc """
-  True for tools that answer at once (a single engine read that neither
-  blocks nor reports progress). The gateway runs these in the connection's
-  process; every other tool runs in a worker it can time out and cancel.
+  True for calls that answer at once: the tools that are a single engine
+  read that neither blocks nor reports progress, and a task_orchestrate
+  that does not wait for its result (one submission, bounded by the
+  swarm log's commit timeout). The gateway runs these in the connection's
+  process; every other call runs in a worker it can time out and cancel.
   """
-  @spec inline?(String.t()) :: boolean()
-  def inline?(name), do: name in @inline
+  @spec inline?(String.t(), map() | nil) :: boolean()
+  def inline?(name, args \\ %{})
+
+  def inline?(name, args) when name in ["task_orchestrate", "coordinate_task"],
+    do: is_map(args) and Map.get(args, "wait_ms", 0) in [0, nil]
+
+  def inline?(name, _args), do: name in @inline
 
   @doc """
   True when `name` is a tool, an alias, or one of ruv-swarm's tools this

@@ -341,7 +341,7 @@ defmodule InterfaceService.Mcp.Http do
             {:streamed, stream_call(conn, id, name, args, token, ctx, era, session_id)}
 
           # Nothing to cancel or time out: a worker process would only add cost.
-          Tools.inline?(name) ->
+          Tools.inline?(name, args) ->
             outcome = Worker.inline(fn -> Tools.call(name, args, ctx) end)
             tool_response(conn, id, name, outcome, era, session_id)
 
