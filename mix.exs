@@ -33,7 +33,12 @@ defmodule SwarmService.MixProject do
   def application do
     [
       mod: {SwarmService.Application, []},
-      extra_applications: [:logger, :crypto, :inets, :jiffy, :ranch, :cowlib, :cowboy, :ra]
+      # :inets only for the tests' HTTP client (:httpc): the node serves HTTP
+      # with Cowboy and makes no HTTP requests, and a started :inets (httpc
+      # manager, ~10 modules) costs an idle release memory for nothing.
+      extra_applications:
+        [:logger, :crypto, :jiffy, :ranch, :cowlib, :cowboy, :ra] ++
+          if(Mix.env() == :test, do: [:inets], else: [])
     ]
   end
 

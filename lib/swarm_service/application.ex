@@ -41,7 +41,10 @@ defmodule SwarmService.Application do
       # One per node, shared by every gateway (tests run several): which
       # swarm each MCP session or REST caller created last.
       InterfaceService.Tools.Recent,
-      InterfaceService
+      InterfaceService,
+      # Returns the C heap's freed pages to the OS once code loading
+      # settles (boot, first requests): depends on nothing, so it is last.
+      SwarmService.Native.HeapTrimmer
     ]
 
     # Without its engine the node would start and fail every call; the

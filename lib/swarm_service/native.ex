@@ -45,6 +45,7 @@ defmodule SwarmService.Native do
   def engine_measure(_on), do: nif()
   def engine_usage, do: nif()
   def engine_set_quotas(_swarm_bytes, _node_bytes), do: nif()
+  def engine_trim_heap, do: nif()
 
   def agent_add(_swarm_id, _opts), do: nif()
   def agent_attach(_agent_id, _pid), do: nif()

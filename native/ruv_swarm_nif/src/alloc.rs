@@ -36,3 +36,29 @@ unsafe impl GlobalAlloc for Counting {
 pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
+
+/// Hands the C heap's free pages back to the operating system.
+///
+/// The VM's own allocators keep their carriers, but glibc's `malloc` keeps
+/// every page it ever used: loading code makes the JIT assemble each module
+/// in `malloc`ed scratch buffers, and after boot (some 300 modules) about
+/// 7 MB of freed scratch stays resident for nothing. `malloc_trim(0)`
+/// releases the free pages anywhere in the heap, not only at its top.
+/// Returns whether memory was released; `false` where the C library has no
+/// such call.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn engine_trim_heap() -> bool {
+    trim_heap()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only walks the allocator's
+    // own arenas under their locks.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() -> bool {
+    false
+}
