@@ -407,8 +407,10 @@ defmodule InterfaceService.Tools do
                   memory_get memory_search share_discovery subscribe_discoveries features_detect)
 
   defp confine(name, args, "agent:" <> agent_id) do
+    client = "agent:" <> agent_id
     swarm = SwarmService.Ids.swarm_of(agent_id)
     ids = for key <- ~w(task_id agent_id work_id), is_binary(args[key]), do: args[key]
+    swarms = Enum.map(ids, &SwarmService.Ids.swarm_of/1) ++ List.wrap(args["swarm_id"])
 
     cond do
       name not in @agent_tools ->
@@ -416,8 +418,7 @@ defmodule InterfaceService.Tools do
          {:not_permitted,
           "#{name} is not open to a swarm's agents; they may use #{Enum.join(@agent_tools, ", ")}"}}
 
-      Map.get(args, "swarm_id", swarm) != swarm or
-          Enum.any?(ids, &(SwarmService.Ids.swarm_of(&1) != swarm)) ->
+      not Enum.all?(swarms, &InterfaceService.Auth.swarm_allowed?(client, &1)) ->
         {:error, {:not_permitted, "an agent's token opens its own swarm #{swarm} only"}}
 
       name in @swarm_tools ->

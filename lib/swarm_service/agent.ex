@@ -58,7 +58,7 @@ defmodule SwarmService.Agent do
          %{
            swarm_id: swarm_id,
            agent_id: agent_id,
-           executor: with_swarm_access(executor, swarm_id, agent_id),
+           executor: with_swarm_access(executor, agent_id),
            # A hosted agent's engine is on another node: no direct sends.
            direct: not Map.has_key?(args, :epoch),
            # slot => worker pid, and back
@@ -77,11 +77,11 @@ defmodule SwarmService.Agent do
 
   # A claude agent gets its swarm's MCP tools through this node's gateway,
   # with a token scoped to the swarm that dies with this process.
-  defp with_swarm_access({:claude, opts} = executor, swarm_id, agent_id) do
+  defp with_swarm_access({:claude, opts} = executor, agent_id) do
     url = Executor.ClaudeAccess.gateway_url()
 
     if Keyword.get(opts, :mcp, true) and not Keyword.has_key?(opts, :mcp_config) and url do
-      case Executor.ClaudeAccess.grant(swarm_id, agent_id, self(), url) do
+      case Executor.ClaudeAccess.grant(agent_id, self(), url) do
         {:ok, path} ->
           {:claude, Keyword.put(opts, :mcp_config, path)}
 
@@ -94,7 +94,7 @@ defmodule SwarmService.Agent do
     end
   end
 
-  defp with_swarm_access(executor, _swarm_id, _agent_id), do: executor
+  defp with_swarm_access(executor, _agent_id), do: executor
 
   @impl true
   def handle_call(:inbox, _from, state), do: {:reply, :queue.to_list(state.inbox), state}

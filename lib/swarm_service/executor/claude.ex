@@ -12,7 +12,7 @@ defmodule SwarmService.Executor.Claude do
 
   The output is read line by line as the events it is:
 
-    * `system` (`init`): the session id and model;
+    * `system` (`init`): skipped (the result event carries the session id);
     * `assistant`: its text and the tools it calls become progress of the
       unit (`SwarmService.Executor.progress/3`), visible to `subscribe/1`;
     * `result`: ends the unit — its `result` text is the unit's result
@@ -303,7 +303,7 @@ defmodule SwarmService.Executor.Claude do
       {:ok, launcher} ->
         Launcher.write(launcher, prompt)
         Launcher.close_input(launcher)
-        state = %{buffer: "", session_id: nil, result: nil, turns: 0, grace: nil, pgid: nil}
+        state = %{buffer: "", result: nil, grace: nil, pgid: nil}
         read(launcher, state, opts, work_id, progress, limit)
 
       {:error, _} = error ->
@@ -392,12 +392,9 @@ defmodule SwarmService.Executor.Claude do
 
   defp line(state, text, opts, progress) do
     case decode(String.trim(text)) do
-      %{"type" => "system", "session_id" => id} when is_binary(id) ->
-        {:ok, %{state | session_id: id}}
-
       %{"type" => "assistant", "message" => %{"content" => content}} when is_list(content) ->
         Enum.each(content, &report_content(&1, progress))
-        {:ok, %{state | turns: state.turns + 1}}
+        {:ok, state}
 
       %{"type" => "result"} = result ->
         grace = System.monotonic_time(:millisecond) + Keyword.get(opts, :grace_ms, 2_000)

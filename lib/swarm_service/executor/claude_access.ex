@@ -27,13 +27,13 @@ defmodule SwarmService.Executor.ClaudeAccess do
   def start_link(_arg), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
 
   @doc """
-  Makes a token for `agent_id` of `swarm_id`, valid while `pid` lives, and
+  Makes a token for `agent_id` (it opens the agent's swarm), valid while `pid` lives, and
   writes the MCP configuration for `gateway_url` (the gateway's `/mcp`
   URL). Returns the configuration file's path.
   """
-  @spec grant(String.t(), String.t(), pid(), String.t()) :: {:ok, Path.t()} | {:error, String.t()}
-  def grant(swarm_id, agent_id, pid, gateway_url) do
-    GenServer.call(__MODULE__, {:grant, swarm_id, agent_id, pid, gateway_url})
+  @spec grant(String.t(), pid(), String.t()) :: {:ok, Path.t()} | {:error, String.t()}
+  def grant(agent_id, pid, gateway_url) do
+    GenServer.call(__MODULE__, {:grant, agent_id, pid, gateway_url})
   end
 
   @doc "The agent a presented token belongs to, or nil."
@@ -67,7 +67,7 @@ defmodule SwarmService.Executor.ClaudeAccess do
   end
 
   @impl true
-  def handle_call({:grant, swarm_id, agent_id, pid, url}, _from, state) do
+  def handle_call({:grant, agent_id, pid, url}, _from, state) do
     token = "rsa_" <> Base.url_encode64(:crypto.strong_rand_bytes(32), padding: false)
     digest = :crypto.hash(:sha256, token)
     path = Path.join(state.dir, "#{Base.url_encode64(digest, padding: false)}.json")
@@ -85,8 +85,8 @@ defmodule SwarmService.Executor.ClaudeAccess do
     with :ok <- File.write(path, :jiffy.encode(config), [:exclusive]),
          :ok <- File.chmod(path, 0o600) do
       :ets.insert(@table, {{:token, digest}, agent_id})
-      ref = Process.monitor(pid)
-      grant = %{digest: digest, path: path, ref: ref, swarm_id: swarm_id}
+      Process.monitor(pid)
+      grant = %{digest: digest, path: path}
 
       {:reply, {:ok, path},
        %{state | by_pid: Map.update(state.by_pid, pid, [grant], &[grant | &1])}}

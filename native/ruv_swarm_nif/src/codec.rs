@@ -147,21 +147,12 @@ pub fn payload(t: Term) -> Vec<u8> {
     t.to_binary().as_slice().to_vec()
 }
 
-/// What an attempt cost, as the host reports it: nil, or a map with any of
-/// `input_tokens`, `output_tokens`, `cache_read_tokens`,
-/// `cache_creation_tokens`, `cost_micros` (integer micro-dollars), `turns`,
-/// `duration_ms` (non-negative integers) and `session_id` (a string).
-pub fn unit_usage(t: Term) -> Result<Option<UnitUsage>> {
-    if is_nil(t) {
-        return Ok(None);
-    }
-    ensure_map(t, "usage")?;
-    let mut u = UnitUsage::default();
-    let max = limits::MAX_USAGE_VALUE;
+/// The counts of a usage map (absent ones 0), each at most `max`.
+pub fn usage_counts(t: Term, max: u64) -> Result<Usage> {
     let n = |key: Atom, name: &str| -> Result<u64> {
         field(t, key).map_or(Ok(0), |v| uint(v, name, 0, max))
     };
-    u.usage = Usage {
+    Ok(Usage {
         input_tokens: n(atoms::input_tokens(), "usage input_tokens")?,
         output_tokens: n(atoms::output_tokens(), "usage output_tokens")?,
         cache_read_tokens: n(atoms::cache_read_tokens(), "usage cache_read_tokens")?,
@@ -172,10 +163,24 @@ pub fn unit_usage(t: Term) -> Result<Option<UnitUsage>> {
         cost_micros: n(atoms::cost_micros(), "usage cost_micros")?,
         turns: n(atoms::turns(), "usage turns")?,
         duration_ms: n(atoms::duration_ms(), "usage duration_ms")?,
+    })
+}
+
+/// What an attempt cost, as the host reports it: nil, or a map with any of
+/// `input_tokens`, `output_tokens`, `cache_read_tokens`,
+/// `cache_creation_tokens`, `cost_micros` (integer micro-dollars), `turns`,
+/// `duration_ms` (non-negative integers) and `session_id` (a string).
+pub fn unit_usage(t: Term) -> Result<Option<UnitUsage>> {
+    if is_nil(t) {
+        return Ok(None);
+    }
+    ensure_map(t, "usage")?;
+    let u = UnitUsage {
+        usage: usage_counts(t, limits::MAX_USAGE_VALUE)?,
+        session_id: field(t, atoms::session_id())
+            .map(|v| string(v, "usage session_id").map(String::into_boxed_str))
+            .transpose()?,
     };
-    u.session_id = field(t, atoms::session_id())
-        .map(|v| string(v, "usage session_id").map(String::into_boxed_str))
-        .transpose()?;
     u.check()?;
     Ok(Some(u))
 }

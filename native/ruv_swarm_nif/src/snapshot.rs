@@ -119,21 +119,7 @@ fn decode_usage(t: Option<Term>) -> Result<Usage> {
         return Ok(Usage::default());
     };
     codec::ensure_map(t, "usage")?;
-    let n = |key: Atom, name: &str| -> Result<u64> {
-        codec::field(t, key).map_or(Ok(0), |v| codec::uint(v, name, 0, MAX_SEQ))
-    };
-    Ok(Usage {
-        input_tokens: n(atoms::input_tokens(), "usage.input_tokens")?,
-        output_tokens: n(atoms::output_tokens(), "usage.output_tokens")?,
-        cache_read_tokens: n(atoms::cache_read_tokens(), "usage.cache_read_tokens")?,
-        cache_creation_tokens: n(
-            atoms::cache_creation_tokens(),
-            "usage.cache_creation_tokens",
-        )?,
-        cost_micros: n(atoms::cost_micros(), "usage.cost_micros")?,
-        turns: n(atoms::turns(), "usage.turns")?,
-        duration_ms: n(atoms::duration_ms(), "usage.duration_ms")?,
-    })
+    codec::usage_counts(t, MAX_SEQ)
 }
 
 fn snapshot<'a>(env: Env<'a>, s: &Snapshot) -> Term<'a> {
