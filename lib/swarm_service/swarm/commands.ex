@@ -87,13 +87,14 @@ defmodule SwarmService.Swarm.Commands do
 
   defp initial_budget(_id, nil), do: :ok
 
+  # (At the swarm's leader, which need not be this node.)
   defp initial_budget(id, micros) do
-    case engine(id, :swarm_set_budget, [id, micros]) do
+    case Swarm.Home.run(id, :set_budget, [id, micros]) do
       :ok ->
         :ok
 
       error ->
-        drop_engine(id)
+        Swarm.Home.run(id, :destroy_swarm, [id])
         error
     end
   end
