@@ -99,6 +99,7 @@ defmodule InterfaceService do
 
     children = [
       {Session.Sweeper, config},
+      {InterfaceService.Dashboard.Hub, config},
       {Listener, config},
       {Drainer, config}
     ]
