@@ -84,19 +84,17 @@ async function shot(page, name) {
 test("the page loads live with no console errors, and every view renders", async () => {
   const { page, context, problems } = await open();
   await live(page);
-  await page.waitForSelector('[data-view="overview"] [data-stat="node"]');
+  await page.waitForSelector('main [data-view="overview"] [data-stat="node"]');
   await shot(page, "overview");
   for (const view of ["swarms", "memory", "cluster", "mcp", "events"]) {
     await page.click(`#nav a[data-view="${view}"]`);
-    await page.waitForSelector(`[data-view="${view}"]`);
+    await page.waitForSelector(`main [data-view="${view}"]`);
     await page.waitForTimeout(300);
     await shot(page, view);
   }
   // MCP servers are another engineer's work: "not enabled" until then.
   await page.click('#nav a[data-view="mcp"]');
-  await page.waitForSelector('[data-view="mcp"] [data-state="not-enabled"], [data-view="mcp"] table, [data-view="mcp"] p.muted');
-  const mcp = await page.textContent('[data-view="mcp"]');
-  assert.match(mcp, /not enabled|No MCP servers|name/);
+  await page.waitForFunction(() => /not enabled|No MCP servers|name/.test((document.querySelector('main [data-view="mcp"]') || {}).textContent || ""));
   assert.deepEqual(problems, []);
   await context.close();
 });
@@ -105,7 +103,7 @@ test("a swarm created through the API appears within 1 s, without a reload", asy
   const { page, context, problems } = await open();
   await live(page);
   await page.click('#nav a[data-view="swarms"]');
-  await page.waitForSelector('[data-view="swarms"]');
+  await page.waitForSelector('main [data-view="swarms"]');
   const nav = await page.evaluate(() => performance.getEntriesByType("navigation").length);
   const name = "api-made-" + Date.now();
   const t0 = Date.now();

@@ -558,6 +558,16 @@ defmodule InterfaceService.Dashboard.Model do
   @spec timeline(t(), String.t()) :: [map()]
   def timeline(model, agent_id), do: Map.get(model.timelines, agent_id, [])
 
+  @doc "The ids of the last `n` tasks of a swarm the dashboard knows, newest first."
+  @spec recent_tasks(t(), String.t(), non_neg_integer()) :: [String.t()]
+  def recent_tasks(model, swarm_id, n) do
+    model.swarm_tasks
+    |> Map.get(swarm_id, :queue.new())
+    |> :queue.to_list()
+    |> Enum.reverse()
+    |> Enum.take(n)
+  end
+
   @doc "The last progress lines of a task, newest first."
   @spec progress(t(), String.t()) :: [map()]
   def progress(model, task_id), do: Map.get(model.progress, task_id, [])
@@ -629,21 +639,44 @@ defmodule InterfaceService.Dashboard.Model do
 
   defp pick(map, ids), do: Map.new(ids, fn id -> {id, Map.get(map, id)} end)
 
-  @doc "Cuts a value to a short preview string (nil stays nil)."
+  @doc """
+  Cuts a value to a short preview string (nil stays nil): text as it is,
+  maps and lists as JSON, anything else inspected; at most `@preview`
+  characters.
+  """
   @spec preview(term()) :: String.t() | nil
   def preview(nil), do: nil
 
   def preview(value) do
-    text = to_text(value)
+    # Only the head of a large text is looked at.
+    text = value |> to_text() |> head(8 * @preview)
 
     if String.length(text) > @preview,
       do: String.slice(text, 0, @preview) <> "…",
       else: text
   end
 
+  defp head(text, bytes) when byte_size(text) <= bytes, do: text
+
+  defp head(text, bytes) do
+    cut = binary_part(text, 0, bytes)
+    # Back off to a character boundary.
+    Enum.find_value(0..3, cut, fn drop ->
+      part = binary_part(cut, 0, bytes - drop)
+      if String.valid?(part), do: part
+    end)
+  end
+
   defp to_text(nil), do: nil
-  defp to_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: inspect(v))
+  defp to_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: inspect(v, limit: 50))
   defp to_text(v) when is_atom(v), do: Atom.to_string(v)
   defp to_text(v) when is_number(v), do: to_string(v)
-  defp to_text(v), do: inspect(v, limit: 20, printable_limit: @preview)
+
+  defp to_text(v) when is_map(v) or is_list(v) do
+    IO.iodata_to_binary(InterfaceService.Json.encode_term!(v))
+  rescue
+    _ -> inspect(v, limit: 50, printable_limit: @preview)
+  end
+
+  defp to_text(v), do: inspect(v, limit: 50, printable_limit: @preview)
 end

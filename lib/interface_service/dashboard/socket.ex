@@ -481,14 +481,27 @@ defmodule InterfaceService.Dashboard.Socket do
 
   # ---- helpers -------------------------------------------------------------------
 
+  # The units the agent ran lately: those whose start the hub saw (a
+  # task_started event), and the attempts by this agent in the swarm's
+  # last tasks, whose start is then the task's (tasks the hub learnt of
+  # before it watched the swarm). Durations and outcomes come from the
+  # tasks' attempt histories.
   defp timeline(state, agent_id) do
-    units = safe_read(state, fn m -> Model.timeline(m, agent_id) end, [])
+    swarm_id = SwarmService.Ids.swarm_of(agent_id)
+
+    {units, recent} =
+      safe_read(
+        state,
+        fn m ->
+          {Model.timeline(m, agent_id), Model.recent_tasks(m, swarm_id, @max_timeline_tasks)}
+        end,
+        {[], []}
+      )
 
     results =
-      units
-      |> Enum.map(& &1.task_id)
+      (Enum.map(units, & &1.task_id) ++ recent)
       |> Enum.uniq()
-      |> Enum.take(@max_timeline_tasks)
+      |> Enum.take(2 * @max_timeline_tasks)
       |> Map.new(fn tid ->
         case state.api.task_results(tid) do
           {:ok, t} -> {tid, t}
@@ -496,30 +509,53 @@ defmodule InterfaceService.Dashboard.Socket do
         end
       end)
 
-    for u <- units do
-      attempt =
-        with %{units: tunits} <- results[u.task_id],
-             %{} = tu <- Enum.find(tunits, &(&1.name == u.unit)),
-             %{} = h <-
-               Enum.find(
-                 Map.get(tu, :history, []),
-                 &(&1.agent_id == agent_id and (u.attempt == nil or &1.attempt == u.attempt))
-               ) do
-          h
-        else
-          _ -> nil
-        end
+    seen = MapSet.new(units, &{&1.task_id, &1.unit, &1.attempt})
 
-      %{
-        task_id: u.task_id,
-        unit: u.unit,
-        started_at: u.started_at,
-        duration_ms: attempt && attempt.duration_ms,
-        outcome: (attempt && attempt.outcome) || "running",
-        error: attempt && Model.preview(attempt.error)
-      }
+    observed =
+      for u <- units do
+        attempt = find_attempt(results[u.task_id], u.unit, agent_id, u.attempt)
+
+        %{
+          task_id: u.task_id,
+          unit: u.unit,
+          started_at: u.started_at,
+          duration_ms: attempt && attempt.duration_ms,
+          outcome: (attempt && attempt.outcome) || "running",
+          error: attempt && Model.preview(attempt.error)
+        }
+      end
+
+    inferred =
+      for tid <- recent,
+          %{units: tunits} = t <- [results[tid]],
+          tu <- tunits,
+          h <- Map.get(tu, :history, []),
+          h.agent_id == agent_id,
+          not MapSet.member?(seen, {tid, tu.name, h.attempt}) and
+            not MapSet.member?(seen, {tid, tu.name, nil}) do
+        %{
+          task_id: tid,
+          unit: tu.name,
+          started_at: t.started_at || t.created_at,
+          duration_ms: h.duration_ms,
+          outcome: h.outcome,
+          error: Model.preview(h.error)
+        }
+      end
+
+    Enum.sort_by(observed ++ inferred, &(-(&1.started_at || 0)))
+  end
+
+  defp find_attempt(%{units: tunits}, unit, agent_id, attempt) do
+    with %{} = tu <- Enum.find(tunits, &(&1.name == unit)) do
+      Enum.find(
+        Map.get(tu, :history, []),
+        &(&1.agent_id == agent_id and (attempt == nil or &1.attempt == attempt))
+      )
     end
   end
+
+  defp find_attempt(_task, _unit, _agent_id, _attempt), do: nil
 
   defp usage(nil), do: nil
 

@@ -64,6 +64,13 @@
 
   const $ = (sel) => document.querySelector(sel);
 
+  // replaceChildren without null/false children (the DOM would print "null").
+  function fill(el, ...children) {
+    el.replaceChildren();
+    append(el, children);
+    return el;
+  }
+
   function badge(status) {
     const st = String(status || "unknown");
     return h("span", { class: "badge s-" + st, "data-status": st }, st.replace("_", " "));
@@ -399,7 +406,7 @@
       const gw = o.gateway || {};
       const stat = (label, value, sub, testid) =>
         h("div", { class: "card", "data-stat": testid }, h("h2", null, label), h("div", { class: "stat" }, value), sub ? h("div", { class: "muted small" }, sub) : null);
-      P.stats.replaceChildren(
+      fill(P.stats, 
         stat("Node", o.node || "–", "up " + fmtDuration(o.uptime_s) + " · OTP " + (o.otp || "?") + " · " + (o.schedulers || "?") + " schedulers", "node"),
         stat("Swarms", S.swarms.size, (o.processes || 0) + " processes", "swarms"),
         stat("Agents", a.total || 0, `${a.idle || 0} idle · ${a.busy || 0} busy · ${a.offline || 0} offline`, "agents"),
@@ -412,7 +419,7 @@
         stat("Gateway", rateOf(S.series, "calls", 12).toFixed(1) + " calls/s",
           rateOf(S.series, "errors", 12).toFixed(2) + " errors/s · " + (gw.requests_total || 0) + " requests, " + (gw.errors_total || 0) + " errors in all", "gateway"),
       );
-      P.charts.replaceChildren(
+      fill(P.charts, 
         h("div", { class: "card" }, h("h2", null, "Tasks per second (15 min)"),
           lineChart(S.series, [{ name: "completed", cls: "line-a" }, { name: "failed", cls: "line-b" }, { name: "submitted", cls: "line-c" }], { label: "tasks per second" }),
           legend([["completed", "var(--completed)"], ["failed", "var(--failed)"], ["submitted", "var(--accent)"]])),
@@ -420,7 +427,7 @@
           lineChart(S.series, [{ name: "calls", cls: "line-c" }, { name: "errors", cls: "line-b" }], { label: "gateway calls per second" }),
           legend([["calls", "var(--accent)"], ["errors", "var(--failed)"]])),
       );
-      P.swarms.replaceChildren(h("h2", null, "Swarms"), swarmTable(20));
+      fill(P.swarms, h("h2", null, "Swarms"), swarmTable(20));
     },
   };
 
@@ -465,7 +472,7 @@
       P.table = h("div", { class: "card section" });
       return h("div", { "data-view": "swarms" }, h("h1", null, "Swarms"), form, P.table);
     },
-    update(_id, P) { P.table.replaceChildren(swarmTable(500)); },
+    update(_id, P) { fill(P.table, swarmTable(500)); },
   };
 
   function select(name, options, value) {
@@ -527,11 +534,11 @@
     update(id, P, ch) {
       const sw = S.swarms.get(id);
       if (!sw) {
-        P.head.replaceChildren(h("h1", null, "Swarm ", h("span", { class: "mono" }, id)), h("span", { class: "muted" }, S.epoch ? "not found (destroyed?)" : "loading…"));
+        fill(P.head, h("h1", null, "Swarm ", h("span", { class: "mono" }, id)), h("span", { class: "muted" }, S.epoch ? "not found (destroyed?)" : "loading…"));
         return;
       }
       const a = sw.agents || {};
-      P.head.replaceChildren(
+      fill(P.head, 
         h("h1", null, sw.name || "swarm", " ", h("span", { class: "mono muted" }, sw.id)),
         h("span", { class: "badge" }, sw.topology), h("span", { class: "badge" }, sw.strategy),
         h("span", { class: "muted" }, `${a.total || 0} agents · ${a.busy || 0} busy · max ${sw.max_agents}`),
@@ -549,7 +556,7 @@
 
       const q = S.filters.agentText.toLowerCase();
       const shown = agentsOf.filter((x) => !q || (x.id + " " + x.name + " " + x.type + " " + x.status + " " + (x.capabilities || []).join(" ")).toLowerCase().includes(q));
-      P.agentBody.replaceChildren(h("div", { class: "scroll", style: "max-height:360px" }, h("table", { "data-table": "agents" },
+      fill(P.agentBody, h("div", { class: "scroll", style: "max-height:360px" }, h("table", { "data-table": "agents" },
         h("thead", null, h("tr", null, h("th", null, "Agent"), h("th", null, "Status"), h("th", { class: "num" }, "Load"), h("th", { class: "num" }, "Done/failed"), h("th", null, ""))),
         h("tbody", null, shown.slice(0, 300).map((x) => h("tr", { "data-agent-id": x.id },
           h("td", null, h("a", { href: "#/agent/" + encodeURIComponent(x.id) }, x.name || short(x.id)), h("div", { class: "muted small" }, x.type)),
@@ -563,7 +570,7 @@
         .filter((t) => !S.filters.taskStatus || t.status === S.filters.taskStatus)
         .filter((t) => !tq || (t.id + " " + (t.description || "") + " " + (t.error || "")).toLowerCase().includes(tq))
         .sort((x, y) => (y.created_at || 0) - (x.created_at || 0));
-      P.taskBody.replaceChildren(taskTable(tasks.slice(0, 200)), tasks.length > 200 ? h("p", { class: "muted small" }, `${tasks.length - 200} more (narrow the filter)`) : null,
+      fill(P.taskBody, taskTable(tasks.slice(0, 200)), tasks.length > 200 ? h("p", { class: "muted small" }, `${tasks.length - 200} more (narrow the filter)`) : null,
         tasks.length === 0 ? h("p", { class: "muted" }, "No tasks seen since the dashboard opened (the node keeps the last 200 per swarm here).") : null);
     },
   };
@@ -624,7 +631,7 @@
   function drawTopology(P) {
     const topo = P.topo;
     if (!topo) {
-      P.graph.replaceChildren(h("h2", null, "Topology"), h("p", { class: "muted" }, P.topoError || "loading…"));
+      fill(P.graph, h("h2", null, "Topology"), h("p", { class: "muted" }, P.topoError || "loading…"));
       return;
     }
     const w = 560, hgt = 360, cx = w / 2, cy = hgt / 2;
@@ -665,7 +672,7 @@
       if (n <= 20) link.append(s("text", { x: x + r + 3, y: y + 4 }, a.name || short(a.id)));
       svg.append(link);
     }
-    P.graph.replaceChildren(h("h2", null, "Topology: " + topo.topology + (topo.truncated ? " (first 500 agents)" : "")), svg,
+    fill(P.graph, h("h2", null, "Topology: " + topo.topology + (topo.truncated ? " (first 500 agents)" : "")), svg,
       legend([["idle", "var(--idle)"], ["busy", "var(--busy)"], ["offline", "var(--offline)"]]));
   }
 
@@ -700,22 +707,22 @@
   function drawTask(P) {
     const t = P.data;
     if (!t) {
-      P.head.replaceChildren(h("h1", null, "Task"), h("span", { class: P.error ? "error" : "muted" }, P.error || "loading…"));
+      fill(P.head, h("h1", null, "Task"), h("span", { class: P.error ? "error" : "muted" }, P.error || "loading…"));
       return;
     }
-    P.head.replaceChildren(
+    fill(P.head, 
       h("h1", null, "Task ", h("span", { class: "mono" }, short(t.id))), badge(t.status),
       h("span", { class: "muted" }, `${t.priority} · ${t.strategy} · ${t.attempts} attempts`),
       h("a", { href: "#/swarm/" + encodeURIComponent(t.swarm_id) }, "swarm"),
       t.usage ? h("span", { class: "muted" }, `tokens in ${t.usage.input_tokens || 0} / out ${t.usage.output_tokens || 0} · ${fmtCost(t.usage.cost_usd)}`) : null,
       h("span", { class: "spacer" }), taskButtons(t));
-    P.dag.replaceChildren(h("h2", null, "Units" + (t.units.length > 1 ? " (DAG)" : "")), dagSvg(t),
+    fill(P.dag, h("h2", null, "Units" + (t.units.length > 1 ? " (DAG)" : "")), dagSvg(t),
       t.dag_known ? null : h("p", { class: "muted small" }, "Dependencies are shown for tasks submitted from this dashboard; the engine does not report them for others."),
       h("p", null, t.description ? h("span", null, t.description) : null),
       t.error ? h("p", { class: "error" }, t.error) : null,
       t.result !== null && t.result !== undefined ? h("div", null, h("h2", null, "Result (preview)"), h("pre", { class: "mono" }, t.result)) : null,
       t.waiting_reason ? h("p", { class: "muted" }, "waiting: " + t.waiting_reason) : null);
-    P.units.replaceChildren(h("h2", null, "Attempts"), h("div", { class: "scroll" }, h("table", { "data-table": "units" },
+    fill(P.units, h("h2", null, "Attempts"), h("div", { class: "scroll" }, h("table", { "data-table": "units" },
       h("thead", null, h("tr", null, h("th", null, "Unit"), h("th", null, "State"), h("th", null, "Agent"), h("th", { class: "num" }, "Attempts"), h("th", { class: "num" }, "Duration"), h("th", null, "Result / error"))),
       h("tbody", null, t.units.map((u) => h("tr", { "data-unit": u.name, "data-status": u.status },
         h("td", null, u.name), h("td", null, badge(u.status)),
@@ -723,7 +730,7 @@
         h("td", { class: "num" }, u.attempts), h("td", { class: "num" }, u.history.length ? fmtMs(u.duration_ms) : "–"),
         h("td", null, u.error ? h("div", { class: "error small" }, u.error) : null, u.result ? h("pre", { class: "mono" }, u.result) : null,
           u.history.filter((x) => x.usage).map((x) => h("div", { class: "muted small" }, `#${x.attempt}: ${x.usage.input_tokens || 0} in / ${x.usage.output_tokens || 0} out · ${fmtCost(x.usage.cost_usd)}`)))))))));
-    P.progress.replaceChildren(h("h2", null, "Progress"), t.progress && t.progress.length
+    fill(P.progress, h("h2", null, "Progress"), t.progress && t.progress.length
       ? h("ul", { class: "small" }, t.progress.map((p) => h("li", null, fmtTime(p.at), " ", h("span", { class: "mono" }, p.unit || ""), " ", p.progress !== null && p.progress !== undefined ? Math.round(p.progress * 100) + "% " : "", p.message || "")))
       : h("p", { class: "muted" }, "No progress reported (claude agents stream theirs here)."));
   }
@@ -784,14 +791,14 @@
   };
 
   function fetchAgent(id, P) {
-    request("agent", { agent_id: id }).then((r) => drawAgent(P, r.agent), (e) => P.body.replaceChildren(h("h1", null, "Agent"), h("p", { class: "error" }, e.message)));
+    request("agent", { agent_id: id }).then((r) => drawAgent(P, r.agent), (e) => fill(P.body, h("h1", null, "Agent"), h("p", { class: "error" }, e.message)));
   }
 
   function drawAgent(P, a) {
     const m = a.metrics || {};
     const u = a.usage || {};
     const live = S.agents.get(a.id);
-    P.body.replaceChildren(
+    fill(P.body, 
       h("div", { class: "row" }, h("h1", null, a.name || short(a.id), " ", h("span", { class: "mono muted" }, a.id)), badge((live && live.status) || a.status),
         h("a", { href: "#/swarm/" + encodeURIComponent(a.swarm_id) }, "swarm"), h("span", { class: "spacer" }),
         h("button", { class: "danger", "data-action": "remove-agent", onclick: async () => { if (await act("remove_agent", { agent_id: a.id }, "agent removed")) location.hash = "#/swarm/" + encodeURIComponent(a.swarm_id); } }, "Remove agent")),
@@ -841,10 +848,10 @@
       const cur = P.swarm.value;
       if (P.swarmIds !== ids.join(",")) {
         P.swarmIds = ids.join(",");
-        P.swarm.replaceChildren(...[...S.swarms.values()].map((x) => h("option", { value: x.id, selected: x.id === cur }, (x.name || "swarm") + " · " + x.id)));
+        fill(P.swarm, ...[...S.swarms.values()].map((x) => h("option", { value: x.id, selected: x.id === cur }, (x.name || "swarm") + " · " + x.id)));
         if (!cur && ids.length) { searchMemory(P); loadDiscoveries(P); }
       }
-      if (!ids.length) { P.results.replaceChildren(h("p", { class: "muted" }, "No swarms.")); return; }
+      if (!ids.length) { fill(P.results, h("p", { class: "muted" }, "No swarms.")); return; }
       const sid = P.swarm.value;
       if ((ch.events || []).some((e) => e.swarm_id === sid && e.type === "discovery_shared")) loadDiscoveries(P);
       if ((ch.events || []).some((e) => e.swarm_id === sid && (e.type === "memory_stored" || e.type === "memory_deleted")) && !P.text.value) searchMemory(P);
@@ -855,20 +862,20 @@
     const sid = P.swarm.value;
     if (!sid) return;
     request("memory_search", { swarm_id: sid, text: P.text.value || undefined }).then((r) => {
-      P.results.replaceChildren(h("h2", null, `Entries (${r.entries.length})`), h("div", { class: "scroll" }, h("table", { "data-table": "memory" },
+      fill(P.results, h("h2", null, `Entries (${r.entries.length})`), h("div", { class: "scroll" }, h("table", { "data-table": "memory" },
         h("thead", null, h("tr", null, h("th", null, "Key"), h("th", null, "Namespace"), h("th", { class: "num" }, "Version"), h("th", null, "Tags"), h("th", null, "Value"))),
         h("tbody", null, r.entries.map((e) => h("tr", null, h("td", { class: "mono" }, e.key), h("td", null, e.namespace), h("td", { class: "num" }, e.version), h("td", null, (e.tags || []).join(", ")), h("td", null, h("pre", { class: "mono" }, e.value))))))));
-    }, (e) => P.results.replaceChildren(h("p", { class: "error" }, e.message)));
+    }, (e) => fill(P.results, h("p", { class: "error" }, e.message)));
   }
 
   function loadDiscoveries(P) {
     const sid = P.swarm.value;
     if (!sid) return;
     request("discoveries", { swarm_id: sid }).then((r) => {
-      P.disc.replaceChildren(h("h2", null, `Discoveries (${r.discoveries.length}, live)`), h("div", { class: "scroll" }, h("table", { "data-table": "discoveries" },
+      fill(P.disc, h("h2", null, `Discoveries (${r.discoveries.length}, live)`), h("div", { class: "scroll" }, h("table", { "data-table": "discoveries" },
         h("thead", null, h("tr", null, h("th", null, "When"), h("th", null, "Type"), h("th", null, "Agent"), h("th", { class: "num" }, "Confidence"), h("th", null, "Content"))),
         h("tbody", null, r.discoveries.slice().reverse().map((d) => h("tr", null, h("td", null, fmtTime(d.at)), h("td", null, d.type), h("td", { class: "mono" }, short(d.agent_id)), h("td", { class: "num" }, d.confidence), h("td", null, h("pre", { class: "mono" }, d.content))))))));
-    }, (e) => P.disc.replaceChildren(h("p", { class: "error" }, e.message)));
+    }, (e) => fill(P.disc, h("p", { class: "error" }, e.message)));
   }
 
   // ---- cluster and MCP servers --------------------------------------------------------------
@@ -876,9 +883,9 @@
     build(_id, P) { P.body = h("div"); return h("div", { "data-view": "cluster" }, h("h1", null, "Cluster"), P.body); },
     update(_id, P) {
       const c = (S.overview && S.overview.cluster) || null;
-      if (!c) return P.body.replaceChildren(h("p", { class: "muted" }, "loading…"));
-      if (!c.enabled) return P.body.replaceChildren(h("div", { class: "notenabled", "data-state": "not-enabled" }, "Cluster status is not enabled on this node."));
-      P.body.replaceChildren(
+      if (!c) return fill(P.body, h("p", { class: "muted" }, "loading…"));
+      if (!c.enabled) return fill(P.body, h("div", { class: "notenabled", "data-state": "not-enabled" }, "Cluster status is not enabled on this node."));
+      fill(P.body, 
         h("div", { class: "grid" },
           h("div", { class: "card" }, h("h2", null, "This node"), h("div", { class: "stat" }, c.self), h("div", { class: "muted small" }, c.adapter)),
           h("div", { class: "card" }, h("h2", null, "Quorum"), h("div", { class: "stat" }, c.quorum ? "yes" : "no"), h("div", { class: "muted small" }, "leader " + (c.leader || "none")))),
@@ -900,11 +907,11 @@
     build(_id, P) { P.body = h("div"); return h("div", { "data-view": "mcp" }, h("h1", null, "MCP servers"), P.body); },
     update(_id, P) {
       const m = (S.overview && S.overview.mcp_servers) || null;
-      if (!m) return P.body.replaceChildren(h("p", { class: "muted" }, "loading…"));
-      if (!m.enabled) return P.body.replaceChildren(h("div", { class: "notenabled", "data-state": "not-enabled" }, "Managed MCP servers are not enabled on this node."));
+      if (!m) return fill(P.body, h("p", { class: "muted" }, "loading…"));
+      if (!m.enabled) return fill(P.body, h("div", { class: "notenabled", "data-state": "not-enabled" }, "Managed MCP servers are not enabled on this node."));
       const keys = ["name", "state", "transport", "tools", "calls", "errors", "latency_ms", "restarts"];
       const cell = (v) => Array.isArray(v) ? v.length : v === null || v === undefined ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v);
-      P.body.replaceChildren(m.error ? h("p", { class: "error" }, m.error) : null, m.servers.length ? h("div", { class: "card" }, h("table", { "data-table": "mcp" },
+      fill(P.body, m.error ? h("p", { class: "error" }, m.error) : null, m.servers.length ? h("div", { class: "card" }, h("table", { "data-table": "mcp" },
         h("thead", null, h("tr", null, keys.map((k) => h("th", null, k.replace("_", " "))))),
         h("tbody", null, m.servers.map((x) => h("tr", null, keys.map((k) => h("td", null, k === "state" ? badge(x[k]) : cell(x[k])))))))) : h("p", { class: "muted" }, "No MCP servers configured."));
     },
@@ -924,11 +931,11 @@
       const sig = swarmIds.join(",") + "|" + types.join(",");
       if (P.sig !== sig) {
         P.sig = sig;
-        P.swarm.replaceChildren(h("option", { value: "" }, "all swarms"), ...swarmIds.map((x) => h("option", { value: x, selected: x === S.filters.eventSwarm }, (S.swarms.get(x) || {}).name ? S.swarms.get(x).name + " · " + x : x)));
-        P.type.replaceChildren(h("option", { value: "" }, "all types"), ...types.map((x) => h("option", { value: x, selected: x === S.filters.eventType }, x)));
+        fill(P.swarm, h("option", { value: "" }, "all swarms"), ...swarmIds.map((x) => h("option", { value: x, selected: x === S.filters.eventSwarm }, (S.swarms.get(x) || {}).name ? S.swarms.get(x).name + " · " + x : x)));
+        fill(P.type, h("option", { value: "" }, "all types"), ...types.map((x) => h("option", { value: x, selected: x === S.filters.eventType }, x)));
       }
       const list = S.events.filter((e) => (!S.filters.eventSwarm || e.swarm_id === S.filters.eventSwarm) && (!S.filters.eventType || e.type === S.filters.eventType)).slice(-300).reverse();
-      P.body.replaceChildren(list.length ? h("div", { class: "scroll", style: "max-height:70vh" }, h("table", { "data-table": "events" },
+      fill(P.body, list.length ? h("div", { class: "scroll", style: "max-height:70vh" }, h("table", { "data-table": "events" },
         h("thead", null, h("tr", null, h("th", null, "When"), h("th", null, "Type"), h("th", null, "Swarm"), h("th", null, "Task / agent"), h("th", null, "Detail"))),
         h("tbody", null, list.map((e) => h("tr", { "data-type": e.type },
           h("td", null, fmtTime(e.at)), h("td", null, e.type),
