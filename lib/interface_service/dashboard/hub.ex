@@ -18,7 +18,9 @@ defmodule InterfaceService.Dashboard.Hub do
   deltas of this hub's `epoch`, only the deltas after it: a reconnect
   resumes without reloading the page. A client whose mailbox holds more
   than `@max_pending` undelivered deltas is dropped (its socket closes and
-  its page reconnects); nothing is buffered for it without bound.
+  its page reconnects); nothing is buffered for it without bound. A delta
+  is one binary shared by every mailbox it sits in, so what slow clients
+  hold is at most `@max_pending` deltas, not that times the clients.
 
   When the last client leaves the hub waits `@linger_ms`, then
   unsubscribes and forgets its model.
@@ -32,7 +34,7 @@ defmodule InterfaceService.Dashboard.Hub do
   @flush_ms 250
   @refresh_ms 500
   @kept_deltas 40
-  @max_pending 64
+  @max_pending 20
   @max_clients 64
   @linger_ms 30_000
   @describe_per_flush 100
@@ -44,9 +46,14 @@ defmodule InterfaceService.Dashboard.Hub do
     %{id: __MODULE__, start: {__MODULE__, :start_link, [config]}}
   end
 
-  @doc "Starts the hub of the gateway whose configuration is `config`."
-  @spec start_link(InterfaceService.Config.t()) :: GenServer.on_start()
-  def start_link(config), do: GenServer.start_link(__MODULE__, config, name: name(config))
+  @doc """
+  Starts the hub of the gateway whose configuration is `config`. Options
+  (for tests): `:name` (default `name/1`), `:flush_ms`, `:max_pending`.
+  """
+  @spec start_link(InterfaceService.Config.t(), keyword()) :: GenServer.on_start()
+  def start_link(config, opts \\ []) do
+    GenServer.start_link(__MODULE__, {config, opts}, name: Keyword.get(opts, :name, name(config)))
+  end
 
   @doc "The registered name of the hub of the gateway `config`."
   @spec name(InterfaceService.Config.t()) :: atom()
@@ -82,10 +89,12 @@ defmodule InterfaceService.Dashboard.Hub do
   # ---- server ------------------------------------------------------------------
 
   @impl true
-  def init(config) do
+  def init({config, opts}) do
     {:ok,
      %{
        config: config,
+       flush_ms: Keyword.get(opts, :flush_ms, @flush_ms),
+       max_pending: Keyword.get(opts, :max_pending, @max_pending),
        api: config.api,
        clients: %{},
        subscribed: MapSet.new(),
@@ -144,7 +153,7 @@ defmodule InterfaceService.Dashboard.Hub do
   def handle_info({:swarm_discovery, _swarm_id, _discovery}, state), do: {:noreply, state}
 
   def handle_info(:flush, %{active: true} = state) do
-    flush = Process.send_after(self(), :flush, @flush_ms)
+    flush = Process.send_after(self(), :flush, state.flush_ms)
     {:noreply, %{flush(state) | flush: flush}}
   end
 
@@ -170,7 +179,7 @@ defmodule InterfaceService.Dashboard.Hub do
 
   defp activate(state) do
     Process.send_after(self(), :refresh, @refresh_ms)
-    flush = Process.send_after(self(), :flush, @flush_ms)
+    flush = Process.send_after(self(), :flush, state.flush_ms)
     refresh(%{state | active: true, flush: flush, epoch: new_epoch(), kept: :queue.new()})
   end
 
@@ -339,7 +348,7 @@ defmodule InterfaceService.Dashboard.Hub do
 
       clients =
         Enum.reduce(state.clients, state.clients, fn {pid, ref}, acc ->
-          if pending(pid) > @max_pending do
+          if pending(pid) > state.max_pending do
             Process.demonitor(ref, [:flush])
             send(pid, {:dashboard_dropped, "too slow: the dashboard fell behind"})
             Map.delete(acc, pid)

@@ -13,7 +13,8 @@ defmodule InterfaceService.Dashboard.Model do
   Everything here is bounded whatever the load: tasks per swarm
   (`@tasks_per_swarm`, oldest finished ones leave first), events in the log
   (`@max_events`), units in an agent's timeline, progress lines per task,
-  records per delta (`@max_tasks_per_delta`; the rest come in the next one),
+  records per delta (`@max_tasks_per_delta` tasks, `@max_agents_per_delta`
+  agents; the rest come in the next one),
   and the 15-minute series (one bucket per 5 s). Strings from the engine
   are cut to a preview length. No atom is created from any input: event
   types and statuses are atoms the engine made, rendered as strings.
@@ -24,6 +25,7 @@ defmodule InterfaceService.Dashboard.Model do
   @units_per_agent 40
   @progress_per_task 20
   @max_tasks_per_delta 300
+  @max_agents_per_delta 1000
   @max_events_per_delta 200
   @bucket_ms 5_000
   @buckets 180
@@ -588,19 +590,23 @@ defmodule InterfaceService.Dashboard.Model do
   `tasks`: id => record or nil when gone; `events`: new log entries, oldest
   first; `series` and `overview` when they changed), and the model with
   the marks cleared and `rev` advanced. At most `@max_tasks_per_delta` tasks
-  go in one delta; the others stay dirty for the next.
+  and `@max_agents_per_delta` agents go in one delta; the others stay dirty
+  for the next.
   """
   @spec take_delta(t(), integer()) :: {map(), t()}
   def take_delta(model, now) do
     rev = model.rev + 1
     {task_ids, rest} = Enum.split(MapSet.to_list(model.dirty_tasks), @max_tasks_per_delta)
 
+    {agent_ids, agents_rest} =
+      Enum.split(MapSet.to_list(model.dirty_agents), @max_agents_per_delta)
+
     delta =
       %{
         type: "delta",
         rev: rev,
         swarms: pick(model.swarms, model.dirty_swarms),
-        agents: pick(model.agents, model.dirty_agents),
+        agents: pick(model.agents, agent_ids),
         tasks: pick(model.tasks, task_ids),
         events: Enum.reverse(model.new_events)
       }
@@ -615,7 +621,7 @@ defmodule InterfaceService.Dashboard.Model do
        model
        | rev: rev,
          dirty_swarms: MapSet.new(),
-         dirty_agents: MapSet.new(),
+         dirty_agents: MapSet.new(agents_rest),
          dirty_tasks: MapSet.new(rest),
          new_events: [],
          overview_dirty: false

@@ -90,11 +90,27 @@ defmodule InterfaceService.Dashboard.Socket do
   """
   @spec info(term(), map()) :: {list(), map()}
   def info({:dashboard_delta, epoch, _rev, json}, state) do
-    if Map.get(state, :dashboard) == epoch, do: {[{:text, json}], state}, else: {[], state}
+    cond do
+      Map.get(state, :dashboard) != epoch ->
+        {[], state}
+
+      # Behind by more than the hub allows (the socket could not write):
+      # close rather than queue; the page reconnects and resumes.
+      queued() > Hub.max_pending() ->
+        {[{:close, 1013, "too slow: the dashboard fell behind"}], Map.delete(state, :dashboard)}
+
+      true ->
+        {[{:text, json}], state}
+    end
   end
 
   def info({:dashboard_dropped, reason}, state),
     do: {[{:close, 1013, reason}], Map.delete(state, :dashboard)}
+
+  defp queued do
+    {:message_queue_len, n} = Process.info(self(), :message_queue_len)
+    n
+  end
 
   defp agent_client?(%{client: "agent:" <> _}), do: true
   defp agent_client?(_), do: false
