@@ -55,7 +55,14 @@ defmodule Bench.DashboardClient do
     text = ~s({"op":"dashboard"})
     mask = :crypto.strong_rand_bytes(4)
     pad = binary_part(:binary.copy(mask, 10), 0, byte_size(text))
-    :ok = :gen_tcp.send(sock, [<<1::1, 0::3, 1::4, 1::1, byte_size(text)::7>>, mask, :crypto.exor(text, pad)])
+
+    :ok =
+      :gen_tcp.send(sock, [
+        <<1::1, 0::3, 1::4, 1::1, byte_size(text)::7>>,
+        mask,
+        :crypto.exor(text, pad)
+      ])
+
     :inet.setopts(sock, active: :once)
     send(parent, {:joined, self()})
     loop(sock, 0, 0)
@@ -82,7 +89,9 @@ defmodule Bench.Dashboard do
 
   def os_cpu_ticks do
     [_pid, _comm | rest] =
-      File.read!("/proc/#{System.pid()}/stat") |> String.split(") ", parts: 2) |> then(fn [a, b] -> [a, "x" | String.split(b)] end)
+      File.read!("/proc/#{System.pid()}/stat")
+      |> String.split(") ", parts: 2)
+      |> then(fn [a, b] -> [a, "x" | String.split(b)] end)
 
     # Fields after the command: state is the 1st, utime the 12th, stime the 13th.
     utime = String.to_integer(Enum.at(rest, 11))
@@ -106,7 +115,10 @@ defmodule Bench.Dashboard do
       |> Enum.filter(fn {{i, _, _}, _} -> i <= :erlang.system_info(:schedulers) end)
       |> Enum.map(fn {{_, a0, t0}, {_, a1, t1}} -> (a1 - a0) / max(t1 - t0, 1) end)
 
-    cores = :erlang.system_info(:logical_processors_available) |> then(&if(is_integer(&1), do: &1, else: :erlang.system_info(:schedulers)))
+    cores =
+      :erlang.system_info(:logical_processors_available)
+      |> then(&if(is_integer(&1), do: &1, else: :erlang.system_info(:schedulers)))
+
     tick_hz = 100
 
     %{
@@ -149,6 +161,7 @@ clients = Bench.Dashboard.env("CLIENTS", 1)
 
 {:ok, gw} =
   InterfaceService.start_link(name: BenchDashboardGateway, enabled: true, port: 0, rate_limit: 0)
+
 Process.unlink(gw)
 port = InterfaceService.port(BenchDashboardGateway)
 
@@ -179,7 +192,11 @@ with_dash = Bench.Dashboard.phase(swarms, rate, seconds)
 received = for p <- pids, do: Bench.DashboardClient.stats(p)
 {bytes, reads} = hd(received)
 
-hub = Process.whereis(InterfaceService.Dashboard.Hub.name(InterfaceService.config(BenchDashboardGateway)))
+hub =
+  Process.whereis(
+    InterfaceService.Dashboard.Hub.name(InterfaceService.config(BenchDashboardGateway))
+  )
+
 {:message_queue_len, hub_queue} = Process.info(hub, :message_queue_len)
 {:memory, hub_memory} = Process.info(hub, :memory)
 
@@ -188,8 +205,13 @@ rows = [
   {"with #{clients} dashboard client(s)", with_dash}
 ]
 
-IO.puts("\n#{n_swarms} swarms x #{n_agents} agents, #{rate} tasks/s offered, #{seconds} s per phase")
-IO.puts(String.pad_trailing("phase", 30) <> "  tasks/s   node CPU (% of machine)   schedulers busy %")
+IO.puts(
+  "\n#{n_swarms} swarms x #{n_agents} agents, #{rate} tasks/s offered, #{seconds} s per phase"
+)
+
+IO.puts(
+  String.pad_trailing("phase", 30) <> "  tasks/s   node CPU (% of machine)   schedulers busy %"
+)
 
 for {name, r} <- rows do
   IO.puts(

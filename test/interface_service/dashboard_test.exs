@@ -42,7 +42,8 @@ defmodule InterfaceService.DashboardTest do
     {second, m} = Model.take_delta(m, 1_000_000)
     assert second.rev == first.rev + 1
     assert second.swarms == %{}
-    assert %{"s1.agent-1" => %{status: :busy}} = second.agents
+    assert second.agents == %{}
+    assert second.agent_status == %{"s1.agent-1" => :busy}
     assert %{"s1.task-1" => %{status: :pending}} = second.tasks
     assert [%{type: :task_submitted, task_id: "s1.task-1"}] = second.events
 

@@ -142,12 +142,17 @@ defmodule InterfaceService.Dashboard.Hub do
 
   @impl true
   def handle_info({:swarm_event, swarm_id, event}, %{active: true} = state) do
-    {:noreply,
-     %{
-       state
-       | model: Model.apply_event(state.model, swarm_id, event),
-         touched: MapSet.put(state.touched, swarm_id)
-     }}
+    model = Model.apply_event(state.model, swarm_id, event)
+
+    # Agents joining or leaving make the swarm's agents worth reading again
+    # (status changes come with the events themselves).
+    case event do
+      %{type: type} when type in [:agent_joined, :agent_left] ->
+        {:noreply, %{state | model: model, touched: MapSet.put(state.touched, swarm_id)}}
+
+      _ ->
+        {:noreply, %{state | model: model}}
+    end
   end
 
   def handle_info({:swarm_discovery, _swarm_id, _discovery}, state), do: {:noreply, state}
@@ -248,8 +253,9 @@ defmodule InterfaceService.Dashboard.Hub do
       end)
 
     # Every tick finds new and gone swarms; every other tick (once a
-    # second) reads every swarm's status, the agents of the swarms that
-    # had events (all of them every @full_every ticks) and the overview.
+    # second) reads every swarm's status, the agents of the swarms whose
+    # agents joined or left (all of them every @full_every ticks, 5 s) and
+    # the overview.
     full? = rem(state.refreshes, 2) == 0
     all_agents? = rem(state.refreshes, @full_every) == 0
 

@@ -64,8 +64,11 @@ defmodule InterfaceService.Dashboard.Model do
             overview: %{},
             dirty_swarms: MapSet.new(),
             dirty_agents: MapSet.new(),
+            status_agents: MapSet.new(),
             dirty_tasks: MapSet.new(),
             new_events: [],
+            new_event_count: 0,
+            swarm_agents: %{},
             overview_dirty: false,
             rev: 0
 
@@ -101,13 +104,14 @@ defmodule InterfaceService.Dashboard.Model do
   @doc "Forgets a swarm, its agents and its tasks."
   @spec drop_swarm(t(), String.t()) :: t()
   def drop_swarm(model, id) do
-    agent_ids = for {aid, %{swarm_id: ^id}} <- model.agents, do: aid
+    agent_ids = model.swarm_agents |> Map.get(id, MapSet.new()) |> MapSet.to_list()
     task_ids = model.swarm_tasks |> Map.get(id, :queue.new()) |> :queue.to_list()
 
     %{
       model
       | swarms: Map.delete(model.swarms, id),
         agents: Map.drop(model.agents, agent_ids),
+        swarm_agents: Map.delete(model.swarm_agents, id),
         timelines: Map.drop(model.timelines, agent_ids),
         tasks: Map.drop(model.tasks, task_ids),
         progress: Map.drop(model.progress, task_ids),
@@ -126,9 +130,10 @@ defmodule InterfaceService.Dashboard.Model do
   @spec put_agents(t(), String.t(), [map()]) :: t()
   def put_agents(model, swarm_id, agents) do
     fresh = Map.new(agents, fn a -> {a.id, agent_record(a)} end)
-    old = for {id, %{swarm_id: ^swarm_id}} <- model.agents, into: %{}, do: {id, nil}
-
-    gone = Map.keys(Map.drop(old, Map.keys(fresh)))
+    # (Each swarm's agent ids are indexed: no scan of every agent.)
+    old = Map.get(model.swarm_agents, swarm_id, MapSet.new())
+    ids = MapSet.new(Map.keys(fresh))
+    gone = MapSet.to_list(MapSet.difference(old, ids))
 
     changed = for {id, rec} <- fresh, Map.get(model.agents, id) != rec, do: id
 
@@ -137,6 +142,7 @@ defmodule InterfaceService.Dashboard.Model do
     %{
       model
       | agents: agents_map,
+        swarm_agents: Map.put(model.swarm_agents, swarm_id, ids),
         timelines: Map.drop(model.timelines, gone),
         dirty_agents: model.dirty_agents |> MapSet.union(MapSet.new(gone ++ changed))
     }
@@ -271,11 +277,13 @@ defmodule InterfaceService.Dashboard.Model do
       %{^id => %{status: ^status}} ->
         model
 
+      # Only the status changed: the delta says so in `agent_status`
+      # rather than sending the whole record again.
       %{^id => agent} ->
         %{
           model
           | agents: Map.put(model.agents, id, %{agent | status: status}),
-            dirty_agents: MapSet.put(model.dirty_agents, id)
+            status_agents: MapSet.put(model.status_agents, id)
         }
 
       _ ->
@@ -300,6 +308,13 @@ defmodule InterfaceService.Dashboard.Model do
 
     events = :queue.in(entry, model.events)
 
+    # A delta carries the first @max_events_per_delta new events; the
+    # others are in the log (and in the next snapshot).
+    {new_events, new_count} =
+      if model.new_event_count < @max_events_per_delta,
+        do: {[entry | model.new_events], model.new_event_count + 1},
+        else: {model.new_events, model.new_event_count}
+
     {events, count} =
       if model.event_count >= @max_events,
         do: {:queue.drop(events), model.event_count},
@@ -310,7 +325,8 @@ defmodule InterfaceService.Dashboard.Model do
       | events: events,
         event_count: count,
         event_seq: seq,
-        new_events: Enum.take([entry | model.new_events], @max_events_per_delta)
+        new_events: new_events,
+        new_event_count: new_count
     }
   end
 
@@ -582,12 +598,14 @@ defmodule InterfaceService.Dashboard.Model do
   @spec dirty?(t()) :: boolean()
   def dirty?(m) do
     m.overview_dirty or m.new_events != [] or MapSet.size(m.dirty_swarms) > 0 or
-      MapSet.size(m.dirty_agents) > 0 or MapSet.size(m.dirty_tasks) > 0
+      MapSet.size(m.dirty_agents) > 0 or MapSet.size(m.dirty_tasks) > 0 or
+      MapSet.size(m.status_agents) > 0
   end
 
   @doc """
   The changes since the last delta as a map (`rev`, `swarms`, `agents`,
-  `tasks`: id => record or nil when gone; `events`: new log entries, oldest
+  `tasks`: id => record or nil when gone; `agent_status`: id => status for
+  agents whose status alone changed; `events`: new log entries, oldest
   first; `series` and `overview` when they changed), and the model with
   the marks cleared and `rev` advanced. At most `@max_tasks_per_delta` tasks
   and `@max_agents_per_delta` agents go in one delta; the others stay dirty
@@ -607,6 +625,7 @@ defmodule InterfaceService.Dashboard.Model do
         rev: rev,
         swarms: pick(model.swarms, model.dirty_swarms),
         agents: pick(model.agents, agent_ids),
+        agent_status: status_only(model),
         tasks: pick(model.tasks, task_ids),
         events: Enum.reverse(model.new_events)
       }
@@ -622,10 +641,20 @@ defmodule InterfaceService.Dashboard.Model do
        | rev: rev,
          dirty_swarms: MapSet.new(),
          dirty_agents: MapSet.new(agents_rest),
+         status_agents: MapSet.new(),
          dirty_tasks: MapSet.new(rest),
          new_events: [],
+         new_event_count: 0,
          overview_dirty: false
      }}
+  end
+
+  defp status_only(model) do
+    for id <- model.status_agents,
+        not MapSet.member?(model.dirty_agents, id),
+        %{status: status} <- [Map.get(model.agents, id)],
+        into: %{},
+        do: {id, status}
   end
 
   @doc "The whole picture at revision `rev`, for a client that joins."

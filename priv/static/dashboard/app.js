@@ -280,6 +280,10 @@
     const touched = new Set();
     merge(S.swarms, d.swarms, touched);
     merge(S.agents, d.agents, touched);
+    for (const [id, status] of Object.entries(d.agent_status || {})) {
+      const a = S.agents.get(id);
+      if (a) { S.agents.set(id, Object.assign({}, a, { status })); touched.add(id); }
+    }
     merge(S.tasks, d.tasks, touched);
     if (d.events && d.events.length) {
       S.events = S.events.concat(d.events);
