@@ -6,6 +6,9 @@ defmodule InterfaceService.EventSocket do
   #   {"op": "subscribe", "swarm_id": "..."}    -> {"type": "subscribed", ...}
   #   {"op": "unsubscribe", "swarm_id": "..."}  -> {"type": "unsubscribed", ...}
   #   {"op": "ping"}                            -> {"type": "pong"}
+  # and the dashboard's operations (InterfaceService.Dashboard.Socket:
+  # "dashboard", "task", "agent", "topology", "memory_search",
+  # "discoveries", "action"),
   # and receives {"type": "event", "swarm_id": ..., "event": {...}} for every
   # event of the swarms it subscribed to (SwarmService.RuvSwarm.subscribe/1),
   # and {"type": "error", "error": "..."} for a request it got wrong.
