@@ -123,6 +123,7 @@ defmodule InterfaceService.EventSocket do
     do: Dashboard.Socket.info(msg, state)
 
   def websocket_info({:dashboard_dropped, _} = msg, state), do: Dashboard.Socket.info(msg, state)
+  def websocket_info({:DOWN, _, _, _, _} = msg, state), do: Dashboard.Socket.info(msg, state)
 
   def websocket_info(:ping, state) do
     Process.send_after(self(), :ping, @ping_ms)

@@ -311,6 +311,35 @@ defmodule InterfaceService.DashboardTest do
     :gen_tcp.close(sock)
   end
 
+  test "when the hub restarts, the dashboard's socket closes so the page reconnects" do
+    gw = start_gateway()
+    {sock, _} = ws_connect(gw.port, [])
+    send_text(sock, ~s({"op":"dashboard","ref":1}))
+    assert %{"type" => "joined"} = recv_json(sock)
+    hub = Process.whereis(Hub.name(InterfaceService.config(gw.name)))
+    Process.exit(hub, :kill)
+    assert close_code(sock) == 1012
+    :gen_tcp.close(sock)
+  end
+
+  defp close_code(sock) do
+    {:ok, <<_fin::1, _::3, opcode::4, 0::1, len7::7>>} = :gen_tcp.recv(sock, 2, 10_000)
+
+    len =
+      case len7 do
+        126 -> with {:ok, <<n::16>>} <- :gen_tcp.recv(sock, 2, 5_000), do: n
+        127 -> with {:ok, <<n::64>>} <- :gen_tcp.recv(sock, 8, 5_000), do: n
+        n -> n
+      end
+
+    {:ok, payload} = if len == 0, do: {:ok, ""}, else: :gen_tcp.recv(sock, len, 10_000)
+
+    case {opcode, payload} do
+      {8, <<code::16, _::binary>>} -> code
+      _ -> close_code(sock)
+    end
+  end
+
   test "requests are rate limited per socket" do
     gw = start_gateway()
     {sock, _} = ws_connect(gw.port, [])

@@ -106,7 +106,8 @@ defmodule InterfaceService.Dashboard.Hub do
        flush: nil,
        gateway: nil,
        touched: MapSet.new(),
-       refreshes: 0
+       refreshes: 0,
+       snapshot: nil
      }}
   end
 
@@ -125,7 +126,7 @@ defmodule InterfaceService.Dashboard.Hub do
         state = activate(state)
         ref = Process.monitor(pid)
         state = %{state | clients: Map.put(state.clients, pid, ref)}
-        {how, frames} = opening_frames(state, since)
+        {how, frames, state} = opening_frames(state, since)
         {:reply, {:ok, state.epoch, how, frames}, state}
     end
   end
@@ -200,7 +201,8 @@ defmodule InterfaceService.Dashboard.Hub do
         kept: :queue.new(),
         linger: nil,
         flush: nil,
-        gateway: nil
+        gateway: nil,
+        snapshot: nil
     }
   end
 
@@ -397,24 +399,33 @@ defmodule InterfaceService.Dashboard.Hub do
 
     cond do
       rev == state.model.rev ->
-        {:resumed, []}
+        {:resumed, [], state}
 
       match?([{first, _} | _] when first <= rev + 1, kept) and rev < state.model.rev ->
-        {:resumed, for({r, json} <- kept, r > rev, do: json)}
+        {:resumed, for({r, json} <- kept, r > rev, do: json), state}
 
       true ->
-        {:snapshot, [snapshot(state)]}
+        snapshot(state)
     end
   end
 
-  defp opening_frames(state, _since), do: {:snapshot, [snapshot(state)]}
+  defp opening_frames(state, _since), do: snapshot(state)
+
+  # Clients joining at the same revision share one encoded snapshot (a
+  # page reloaded in a loop costs one encoding per revision, not per load).
+  defp snapshot(%{snapshot: {epoch, rev, json}} = state)
+       when epoch == state.epoch and rev == state.model.rev,
+       do: {:snapshot, [json], state}
 
   defp snapshot(state) do
-    state.model
-    |> Model.snapshot(System.system_time(:millisecond))
-    |> Map.put(:epoch, state.epoch)
-    |> Json.encode_term!()
-    |> IO.iodata_to_binary()
+    json =
+      state.model
+      |> Model.snapshot(System.system_time(:millisecond))
+      |> Map.put(:epoch, state.epoch)
+      |> Json.encode_term!()
+      |> IO.iodata_to_binary()
+
+    {:snapshot, [json], %{state | snapshot: {state.epoch, state.model.rev, json}}}
   end
 
   defp safe(fun) do

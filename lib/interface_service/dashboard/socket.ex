@@ -86,7 +86,8 @@ defmodule InterfaceService.Dashboard.Socket do
 
   @doc """
   Handles the hub's messages on the socket's process: a delta is sent on
-  as a text frame; a drop closes the socket (the page reconnects).
+  as a text frame; a drop, or the hub going down, closes the socket (the
+  page reconnects).
   """
   @spec info(term(), map()) :: {list(), map()}
   def info({:dashboard_delta, epoch, _rev, json}, state) do
@@ -106,6 +107,13 @@ defmodule InterfaceService.Dashboard.Socket do
 
   def info({:dashboard_dropped, reason}, state),
     do: {[{:close, 1013, reason}], Map.delete(state, :dashboard)}
+
+  def info({:DOWN, ref, :process, _pid, _reason}, %{dashboard_monitor: ref} = state),
+    do:
+      {[{:close, 1012, "the dashboard restarted"}],
+       Map.drop(state, [:dashboard, :dashboard_monitor])}
+
+  def info(_other, state), do: {[], state}
 
   defp queued do
     {:message_queue_len, n} = Process.info(self(), :message_queue_len)
@@ -130,7 +138,16 @@ defmodule InterfaceService.Dashboard.Socket do
     case Hub.join(hub(state), since) do
       {:ok, epoch, how, frames} ->
         joined = reply(%{type: "joined", ref: ref, epoch: epoch, how: how})
-        {[joined | Enum.map(frames, &{:text, &1})], Map.put(state, :dashboard, epoch)}
+
+        # If the hub goes (it is restarted), the socket closes and the page
+        # reconnects to the new one rather than waiting for deltas forever.
+        monitor =
+          Map.get_lazy(state, :dashboard_monitor, fn ->
+            Process.monitor(GenServer.whereis(hub(state)))
+          end)
+
+        {[joined | Enum.map(frames, &{:text, &1})],
+         state |> Map.put(:dashboard, epoch) |> Map.put(:dashboard_monitor, monitor)}
 
       {:error, message} ->
         {[error(ref, message)], state}
