@@ -340,6 +340,29 @@ defmodule InterfaceService.DashboardTest do
     end
   end
 
+  test "a Claude agent's swarm-scoped token cannot open the dashboard or act through it" do
+    gw = start_gateway(tokens: [@token])
+    {:ok, swarm} = RuvSwarm.spawn_swarm(storage: :memory, agents: 1)
+    on_exit(fn -> RuvSwarm.destroy_swarm(swarm) end)
+    {:ok, [agent | _]} = RuvSwarm.list_agents(swarm)
+    {:ok, path} = SwarmService.Executor.ClaudeAccess.grant(agent.id, self(), gw.url)
+
+    "Bearer " <> token =
+      path
+      |> File.read!()
+      |> json()
+      |> get_in(["mcpServers", "ruv-swarm", "headers", "Authorization"])
+
+    {sock, head} = ws_connect(gw.port, ["ruv-swarm", "bearer." <> token])
+    assert head =~ "HTTP/1.1 101"
+    send_text(sock, ~s({"op":"dashboard","ref":1}))
+    assert %{"type" => "error", "ref" => 1, "error" => "an agent's token" <> _} = recv_json(sock)
+    send_text(sock, ~s({"op":"action","ref":2,"action":"destroy_swarm","swarm_id":"#{swarm}"}))
+    assert %{"type" => "error", "ref" => 2} = recv_json(sock)
+    assert {:ok, _} = RuvSwarm.swarm_status(swarm)
+    :gen_tcp.close(sock)
+  end
+
   test "requests are rate limited per socket" do
     gw = start_gateway()
     {sock, _} = ws_connect(gw.port, [])
