@@ -9,6 +9,16 @@ defmodule InterfaceService.DashboardTest do
 
   @token "dashboard-token-0001"
 
+  defmodule Reporting do
+    # Works the way a claude agent reports: progress with a message, then a
+    # result with tokens and cost.
+    @behaviour SwarmService.Executor
+    def run(_task, ctx) do
+      SwarmService.Executor.progress(ctx, 0.5, "reading the files")
+      {:ok, "done", %{usage: %{input_tokens: 120, output_tokens: 30, cost_usd: 0.25, turns: 2}}}
+    end
+  end
+
   # ---- the model ------------------------------------------------------------------
 
   defp event(type, fields), do: Map.merge(%{type: type, at: 1_000_000, seq: 1}, fields)
@@ -360,6 +370,31 @@ defmodule InterfaceService.DashboardTest do
     send_text(sock, ~s({"op":"action","ref":2,"action":"destroy_swarm","swarm_id":"#{swarm}"}))
     assert %{"type" => "error", "ref" => 2} = recv_json(sock)
     assert {:ok, _} = RuvSwarm.swarm_status(swarm)
+    :gen_tcp.close(sock)
+  end
+
+  test "a task's detail has its progress lines, tokens and cost" do
+    gw = start_gateway()
+    {:ok, swarm} = RuvSwarm.spawn_swarm(storage: :memory)
+    on_exit(fn -> RuvSwarm.destroy_swarm(swarm) end)
+    {sock, _} = ws_connect(gw.port, [])
+    send_text(sock, ~s({"op":"dashboard","ref":1}))
+    assert %{"type" => "joined"} = recv_json(sock)
+    recv_until(sock, &(&1["type"] == "delta" and Map.has_key?(&1["swarms"] || %{}, swarm)))
+
+    {:ok, _} = RuvSwarm.spawn_agent(swarm, %{executor: {:module, Reporting}})
+    {:ok, task} = RuvSwarm.orchestrate(swarm, "report")
+    {:ok, "done"} = RuvSwarm.await_task(task)
+
+    recv_until(
+      sock,
+      &(&1["type"] == "delta" and get_in(&1, ["tasks", task, "status"]) == "completed")
+    )
+
+    send_text(sock, ~s({"op":"task","ref":2,"task_id":"#{task}"}))
+    assert %{"task" => t} = recv_until(sock, &(&1["ref"] == 2))
+    assert %{"input_tokens" => 120, "output_tokens" => 30, "cost_usd" => 0.25} = t["usage"]
+    assert [%{"message" => "reading the files", "progress" => 0.5}] = t["progress"]
     :gen_tcp.close(sock)
   end
 
