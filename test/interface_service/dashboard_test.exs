@@ -373,6 +373,35 @@ defmodule InterfaceService.DashboardTest do
     :gen_tcp.close(sock)
   end
 
+  test "a task submitted elsewhere still shows its DAG's edges (the engine reports them)" do
+    gw = start_gateway()
+    {:ok, swarm} = RuvSwarm.spawn_swarm(storage: :memory)
+    on_exit(fn -> RuvSwarm.destroy_swarm(swarm) end)
+
+    {:ok, task} =
+      RuvSwarm.orchestrate(swarm,
+        subtasks: [
+          %{name: "a"},
+          %{name: "b", depends_on: ["a"]},
+          %{name: "c", depends_on: ["a", "b"]}
+        ]
+      )
+
+    {sock, _} = ws_connect(gw.port, [])
+    send_text(sock, ~s({"op":"task","ref":1,"task_id":"#{task}"}))
+
+    assert %{"task" => %{"units" => units, "dag_known" => true}} =
+             recv_until(sock, &(&1["ref"] == 1))
+
+    assert Enum.map(units, &{&1["name"], &1["depends_on"]}) == [
+             {"a", []},
+             {"b", ["a"]},
+             {"c", ["a", "b"]}
+           ]
+
+    :gen_tcp.close(sock)
+  end
+
   test "a task's detail has its progress lines, tokens and cost" do
     gw = start_gateway()
     {:ok, swarm} = RuvSwarm.spawn_swarm(storage: :memory)

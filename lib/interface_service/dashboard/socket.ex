@@ -178,7 +178,9 @@ defmodule InterfaceService.Dashboard.Socket do
             attempts: u.attempts,
             error: Model.preview(u.error),
             result: Model.preview(Map.get(u, :result)),
-            depends_on: Map.get(deps, u.name, []),
+            # The engine reports each unit's dependencies; what the
+            # dashboard recorded at submit time covers an engine without.
+            depends_on: Map.get(u, :depends_on) || Map.get(deps, u.name, []),
             duration_ms: Enum.sum(for h <- history, is_integer(h.duration_ms), do: h.duration_ms),
             history:
               for h <- history do
@@ -216,7 +218,9 @@ defmodule InterfaceService.Dashboard.Socket do
           units: units,
           usage: total_usage,
           progress: progress,
-          dag_known: definition != nil or length(units) <= 1
+          dag_known:
+            definition != nil or length(units) <= 1 or
+              Enum.all?(t.units, &Map.has_key?(&1, :depends_on))
         }
       }
 

@@ -721,7 +721,7 @@
       t.usage ? h("span", { class: "muted" }, `tokens in ${t.usage.input_tokens || 0} / out ${t.usage.output_tokens || 0} · ${fmtCost(t.usage.cost_usd)}`) : null,
       h("span", { class: "spacer" }), taskButtons(t));
     fill(P.dag, h("h2", null, "Units" + (t.units.length > 1 ? " (DAG)" : "")), dagSvg(t),
-      t.dag_known ? null : h("p", { class: "muted small" }, "Dependencies are shown for tasks submitted from this dashboard; the engine does not report them for others."),
+      t.dag_known ? null : h("p", { class: "muted small" }, "This node's engine does not report the units' dependencies."),
       h("p", null, t.description ? h("span", null, t.description) : null),
       t.error ? h("p", { class: "error" }, t.error) : null,
       t.result !== null && t.result !== undefined ? h("div", null, h("h2", null, "Result (preview)"), h("pre", { class: "mono" }, t.result)) : null,
