@@ -351,7 +351,7 @@ defmodule InterfaceService.Dashboard.Hub do
 
     if Model.dirty?(model) do
       {delta, model} = Model.take_delta(model, System.system_time(:millisecond))
-      json = IO.iodata_to_binary(Json.encode_term!(delta))
+      json = encode(delta)
       msg = {:dashboard_delta, state.epoch, delta.rev, json}
 
       clients =
@@ -422,10 +422,20 @@ defmodule InterfaceService.Dashboard.Hub do
       state.model
       |> Model.snapshot(System.system_time(:millisecond))
       |> Map.put(:epoch, state.epoch)
-      |> Json.encode_term!()
-      |> IO.iodata_to_binary()
+      |> encode()
 
     {:snapshot, [json], %{state | snapshot: {state.epoch, state.model.rev, json}}}
+  end
+
+  # The model holds only maps, lists, atoms, numbers and text cut to valid
+  # UTF-8, which jiffy takes as they are; encode_term! (which checks every
+  # value first) is the fallback for anything else.
+  defp encode(term) do
+    IO.iodata_to_binary(Json.encode!(term))
+  rescue
+    _ -> IO.iodata_to_binary(Json.encode_term!(term))
+  catch
+    _, _ -> IO.iodata_to_binary(Json.encode_term!(term))
   end
 
   defp safe(fun) do

@@ -69,6 +69,7 @@ defmodule InterfaceService.Dashboard.Model do
             new_events: [],
             new_event_count: 0,
             swarm_agents: %{},
+            swarm_task_counts: %{},
             overview_dirty: false,
             rev: 0
 
@@ -117,6 +118,7 @@ defmodule InterfaceService.Dashboard.Model do
         progress: Map.drop(model.progress, task_ids),
         definitions: Map.drop(model.definitions, task_ids),
         swarm_tasks: Map.delete(model.swarm_tasks, id),
+        swarm_task_counts: Map.delete(model.swarm_task_counts, id),
         dirty_swarms: MapSet.put(model.dirty_swarms, id),
         dirty_agents: Enum.into(agent_ids, model.dirty_agents),
         dirty_tasks: Enum.into(task_ids, model.dirty_tasks)
@@ -434,18 +436,20 @@ defmodule InterfaceService.Dashboard.Model do
 
   defp remember_task(model, swarm_id, id) do
     q = :queue.in(id, Map.get(model.swarm_tasks, swarm_id, :queue.new()))
+    n = Map.get(model.swarm_task_counts, swarm_id, 0) + 1
 
-    {q, dropped} =
-      if :queue.len(q) > @tasks_per_swarm do
+    {q, n, dropped} =
+      if n > @tasks_per_swarm do
         {{:value, old}, q} = :queue.out(q)
-        {q, [old]}
+        {q, n - 1, [old]}
       else
-        {q, []}
+        {q, n, []}
       end
 
     %{
       model
       | swarm_tasks: Map.put(model.swarm_tasks, swarm_id, q),
+        swarm_task_counts: Map.put(model.swarm_task_counts, swarm_id, n),
         tasks: Map.drop(model.tasks, dropped),
         progress: Map.drop(model.progress, dropped),
         definitions: Map.drop(model.definitions, dropped),
