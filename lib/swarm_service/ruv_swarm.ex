@@ -627,7 +627,9 @@ defmodule SwarmService.RuvSwarm do
 
   @doc """
   Like `task_status/1`, plus `result` (the aggregate) and each unit's
-  `result` and `history`: its ended attempts, each with `attempt`,
+  `result`, `depends_on` (the names of the units it waits for: the
+  subtask graph's edges, or the previous step of a pipeline) and
+  `history`: its ended attempts, each with `attempt`,
   `agent_id`, `outcome`, `error`, `duration_ms` and `usage` (what the
   attempt reported: `input_tokens`, `output_tokens`, `cache_read_tokens`,
   `cache_creation_tokens`, `cost_usd`, `turns`, `duration_ms`,
