@@ -153,12 +153,9 @@ defmodule InterfaceService.Dashboard.Overview do
         quorum: Map.get(status, :quorum),
         leader: Map.get(status, :leader) && to_string(status.leader),
         members: members,
-        swarms:
-          for s <- Enum.take(Map.get(status, :swarms, []), 200) do
-            %{id: s.id, home: str(s.home), backup: str(s.backup), epoch: s.epoch}
-          end,
+        # Every durable swarm of the cluster, as its Raft leader reports it.
         durable:
-          for d <- Enum.take(Map.get(status, :durable, []), 200) do
+          for d <- Enum.take(Map.get(status, :swarms, []), 200) do
             %{
               id: d.id,
               leader: str(Map.get(d, :leader)),

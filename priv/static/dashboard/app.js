@@ -896,14 +896,10 @@
         h("div", { class: "card section" }, h("h2", null, "Members"), h("table", { "data-table": "members" },
           h("thead", null, h("tr", null, h("th", null, "Node"), h("th", null, "Health"), h("th", null, "Configured"))),
           h("tbody", null, c.members.map((m) => h("tr", null, h("td", { class: "mono" }, m.node), h("td", null, h("span", { class: "badge " + (m.up ? "s-idle" : "s-failed") }, m.up ? "up" : "down")), h("td", null, m.configured ? "yes" : "no")))))),
-        h("div", { class: "card section" }, h("h2", null, "Swarm placement"), c.swarms.length ? h("div", { class: "scroll" }, h("table", null,
-          h("thead", null, h("tr", null, h("th", null, "Swarm"), h("th", null, "Home"), h("th", null, "Backup"), h("th", { class: "num" }, "Epoch"))),
-          h("tbody", null, c.swarms.map((x) => h("tr", null, h("td", { class: "mono" }, x.id), h("td", { class: "mono" }, x.home), h("td", { class: "mono" }, x.backup || "–"), h("td", { class: "num" }, x.epoch)))))) : h("p", { class: "muted" }, "No replicated swarms.")),
-        h("div", { class: "card section" }, h("h2", null, "Raft (durable swarms)"), c.durable.length ? h("div", { class: "scroll" }, h("table", { "data-table": "raft" },
+        h("div", { class: "card section" }, h("h2", null, "Raft: each durable swarm's leader, members and log"), c.durable.length ? h("div", { class: "scroll" }, h("table", { "data-table": "raft" },
           h("thead", null, h("tr", null, h("th", null, "Swarm"), h("th", null, "Leader"), h("th", null, "Members"), h("th", { class: "num" }, "Term"), h("th", { class: "num" }, "Commit index"), h("th", { class: "num" }, "Applied"), h("th", { class: "num" }, "Snapshot"))),
           h("tbody", null, c.durable.map((x) => h("tr", null, h("td", { class: "mono" }, x.id), h("td", { class: "mono" }, x.leader || "–"), h("td", { class: "mono" }, (x.members || []).join(", ")), h("td", { class: "num" }, x.term), h("td", { class: "num" }, x.commit_index), h("td", { class: "num" }, x.last_applied), h("td", { class: "num" }, x.snapshot_index))))))
-          : h("p", { class: "muted" }, "No durable swarms here."),
-        h("div", { class: "notenabled small", "data-state": "not-enabled" }, "Raft leader, members and commit index of replicated cluster swarms: not enabled (the engine does not report them yet).")));
+          : h("p", { class: "muted" }, "No durable swarms.")));
     },
   };
 
