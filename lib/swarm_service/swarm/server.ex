@@ -83,11 +83,14 @@ defmodule SwarmService.Swarm.Server do
 
   # A durable swarm's tick is a command in its log, like any other change,
   # issued by its leader's ticker only (the machine wakes it on election).
+  # A member that follows looks again every @max_tick_ms, in case the
+  # machine's wakeup on its election came before this process was up.
   defp tick(state) do
-    if leads?(state.id), do: tick_now(state), else: state
+    if leads?(state.id), do: tick_now(state), else: schedule(state, @max_tick_ms)
   end
 
-  defp leads?(id), do: Raft.server(id) == nil or Raft.leader_node(id) == node()
+  # (No known leader: an election is under way; the tick waits for it.)
+  defp leads?(id), do: Raft.server(id) == nil or Raft.leader_node(id) in [node(), nil]
 
   defp tick_now(state) do
     case Commands.tick(state.id) do
