@@ -3,15 +3,21 @@ defmodule SwarmService.Raft do
   Durable swarms. A `storage: :disk` swarm is a Ra (Raft) cluster whose state
   machine is the swarm's engine (`SwarmService.Swarm.Machine`): every command
   that changes the swarm is appended to its log, written to disk (fdatasync)
-  and only then applied and answered, so an acknowledged command survives a
-  kill -9 of the node. Ra snapshots the engine's whole state now and then,
-  which keeps the log short.
+  on a majority of its members and only then applied and answered, so an
+  acknowledged command survives a kill -9 of any minority of them, or of
+  all. Ra snapshots the engine's whole state now and then, which keeps the
+  log short.
+
+  A swarm has up to `replicas` members (`create/4`), one per node, each
+  with its own server name and engine instance; Ra elects the leader, whose
+  engine alone sends anything (work, outcomes, events).
 
   This process starts the node's Ra system (data under `data_dir/0`), keeps
-  the catalogue of durable swarms (`SwarmService.Raft.Catalogue`) and on boot
-  restarts the Ra server of every swarm in it, so the engines are rebuilt
-  before anything else can reach them. Which swarms are durable is an ETS
-  table read by `server/1` on every command.
+  the catalogue of the durable swarms this node is a member of
+  (`SwarmService.Raft.Catalogue`) and on boot restarts the Ra server of
+  every swarm in it, so the engines are rebuilt before anything else can
+  reach them. Which swarms are durable here is an ETS table read by
+  `server/1` on every command.
 
   Data directory: `RUV_SWARM_DATA_DIR`, else `$RUV_SWARM_HOME/data`, else
   `config :swarm_service, :data_dir`, else `~/.ruv-swarm/data`; each node
