@@ -195,7 +195,8 @@ defmodule SwarmService.Raft do
           create: create,
           executor: executor,
           members: members,
-          cluster_name: swarm_id
+          cluster_name: swarm_id,
+          replicas: max(replicas, 1)
         }
 
         started =
@@ -335,6 +336,60 @@ defmodule SwarmService.Raft do
     end
   end
 
+  @doc """
+  Gives the durable swarms this node leads the members they lack: a swarm
+  created while fewer than its `replicas` nodes were ready gains one on
+  each ready node that joins (rendezvous order), which catches up from the
+  leader's log or snapshot. Called when a member becomes ready; one pass
+  at a time.
+  """
+  @spec grow() :: :ok
+  def grow, do: GenServer.cast(__MODULE__, :grow)
+
+  defp grow_all do
+    ready = SwarmService.Swarm.Locator.ready_members()
+
+    for {id, name, _executor, _slot, _cluster, nodes} <- :ets.tab2list(@table),
+        leader_node(id) == node(),
+        entry = Catalogue.read(data_dir(), id),
+        is_map(entry),
+        wanted = Map.get(entry, :replicas, 1),
+        length(nodes) < wanted,
+        candidate <- Enum.take(placement(id, wanted) -- nodes, 1),
+        candidate in ready do
+      add_member(entry, {name, node()}, candidate)
+    end
+
+    :ok
+  end
+
+  defp add_member(entry, leader, n) do
+    with {:ok, slot, uid} <- call(n, :prepare, [entry.id]),
+         new = {server_name(slot), n},
+         members = members(entry) ++ [new],
+         :ok <-
+           call(n, :join, [%{entry | members: members} |> Map.merge(%{slot: slot, uid: uid})]),
+         {:ok, _, _} <- :ra.add_member(leader, new, command_timeout()) do
+      for {_, m} <- members, m != n, do: call(m, :set_members, [entry.id, members])
+      Logger.info("swarm #{entry.id}: member added on #{n}")
+    else
+      error ->
+        Logger.warning("swarm #{entry.id}: no member added on #{n}: #{inspect(error, limit: 8)}")
+        call(n, :delete, [entry.id])
+    end
+  end
+
+  @doc false
+  # A member's record of who the members are (routing, quorum, restarts).
+  def set_members(swarm_id, members) do
+    with %{} = entry <- Catalogue.read(data_dir(), swarm_id),
+         entry = %{entry | members: members},
+         :ok <- Catalogue.write(data_dir(), entry) do
+      insert(entry)
+      :ok
+    end
+  end
+
   @doc false
   # Called by the machine when it applies :destroy: after a moment, so
   # that the server answers the command before it is deleted.
@@ -413,6 +468,12 @@ defmodule SwarmService.Raft do
     else
       {:error, reason} -> {:stop, {:raft_not_started, dir, reason}}
     end
+  end
+
+  @impl true
+  def handle_cast(:grow, state) do
+    grow_all()
+    {:noreply, state}
   end
 
   @impl true

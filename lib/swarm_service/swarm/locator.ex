@@ -165,6 +165,8 @@ defmodule SwarmService.Swarm.Locator do
   def handle_info({:hello, n, answer?}, state) when is_atom(n) do
     :ets.insert(@ready, {n})
     if answer?, do: hello(n, false)
+    # Durable swarms made while fewer nodes were ready may take it on.
+    Raft.grow()
     {:noreply, state}
   end
 

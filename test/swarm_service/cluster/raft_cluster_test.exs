@@ -96,6 +96,35 @@ defmodule SwarmService.Cluster.RaftClusterTest do
     end
   end
 
+  test "a swarm made while its node was alone gains members as nodes join, with everything" do
+    [a] = PeerCluster.start(1)
+    swarm = swarm_on(a, %{executor: {:module, Where, nil}, agents: 1})
+    {:ok, done} = rpc(a, :orchestrate, [swarm, %{input: "early"}])
+    {:ok, _} = rpc(a, :await_task, [done, 10_000])
+    {:ok, _} = rpc(a, :memory_store, [swarm, "k", "alone"])
+    assert [^a] = raft(a, swarm).members
+
+    [b, c] = PeerCluster.start(2)
+    for n <- [b, c], do: true = PeerCluster.rpc(n, Node, :connect, [a])
+
+    eventually(fn -> Enum.sort(raft(a, swarm).members) == Enum.sort([a, b, c]) end, 15_000)
+
+    # The new members caught up with the log: their own engines hold it.
+    for n <- [b, c] do
+      eventually(fn ->
+        match?(
+          {:ok, %{value: "alone"}},
+          PeerCluster.rpc(n, SwarmService.Native, :memory_get, [swarm, "k", %{}])
+        )
+      end)
+    end
+
+    # The swarm now outlives the node it was made on.
+    PeerCluster.kill(a)
+    eventually(fn -> match?({:ok, _}, rpc(b, :memory_store, [swarm, "k", "after"])) end, 10_000)
+    assert {:ok, %{status: :completed}} = rpc(c, :task_status, [done])
+  end
+
   test "swarms' members and leaders spread over the nodes" do
     nodes = PeerCluster.start(3, members: :all)
     swarms = for i <- 1..12, do: swarm_on(Enum.at(nodes, rem(i, 3)), %{replicas: 1})
