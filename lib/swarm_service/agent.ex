@@ -69,7 +69,7 @@ defmodule SwarmService.Agent do
       # A durable swarm electing its leader (its node just booted, or a
       # member was lost): attached as soon as there is one.
       {:error, reason} = error ->
-        if transient?(reason) do
+        if transient?(reason) or booting?(reason, swarm_id) do
           {:ok, state, {:continue, {:attach, 0, error}}}
         else
           # Removed meanwhile: restarting here would only spin.
@@ -87,6 +87,12 @@ defmodule SwarmService.Agent do
       match?({tag, _} when tag in [:not_committed, :home_down, :raft, :nodedown], reason)
   end
 
+  # A swarm this node holds a Raft member of, not found by the member
+  # asked: that member is still replaying its log, or has not heard from
+  # the leader yet.
+  defp booting?(:swarm_not_found, swarm_id), do: SwarmService.Raft.server(swarm_id) != nil
+  defp booting?(_reason, _swarm_id), do: false
+
   @attach_backoff_ms 2_000
 
   @impl true
@@ -98,7 +104,7 @@ defmodule SwarmService.Agent do
         {:noreply, state}
 
       {:error, reason} = error ->
-        if transient?(reason) do
+        if transient?(reason) or booting?(reason, state.swarm_id) do
           if tries == 10,
             do: Logger.warning("agent #{state.agent_id}: still not attached: #{inspect(last)}")
 

@@ -422,8 +422,9 @@ defmodule SwarmService.Raft do
           do: {:error, :no_quorum},
           else: {:error, {:not_committed, timeout}}
 
+      # Its server is (re)starting while its row is here: try again.
       {:error, :noproc} ->
-        {:error, :swarm_not_found}
+        if row_of(server), do: {:error, {:raft, :starting}}, else: {:error, :swarm_not_found}
 
       {:error, reason} ->
         {:error, {:raft, reason}}
@@ -432,6 +433,8 @@ defmodule SwarmService.Raft do
     # The server stopped while we waited (the swarm was destroyed).
     :exit, _ -> {:error, :swarm_not_found}
   end
+
+  defp row_of({name, _node}), do: :ets.match(@table, {:_, name, :_, :_, :_, :_}) != []
 
   # Fewer than a majority of the swarm's members are connected: no
   # command can commit until the cluster heals.
@@ -523,8 +526,6 @@ defmodule SwarmService.Raft do
       Logger.error("swarm #{entry.id} not recovered: #{inspect(reason, limit: 10)}")
     end
 
-    for {entry, _} <- recovered, do: insert(entry)
-
     # The slots of swarms not recovered stay taken: their data is still on
     # disk for someone to look at. While a catalogue file cannot be read,
     # every server Ra knows may be its swarm's: none is deleted as an
@@ -552,15 +553,22 @@ defmodule SwarmService.Raft do
 
   # A lone member commits at once; one of several waits for a majority of
   # its members, which may still be booting, so it is not waited for.
+  #
+  # Its row goes in first: while its server starts (and replays the log
+  # into the engine), commands about it must wait for the server, never
+  # reach the engine directly as if it were an in-memory swarm.
   defp recover_one(entry) do
     alone? = length(members(entry)) == 1
+    insert(entry)
 
     with :ok <- start_server(entry, :existing),
          :ok <- if(alone?, do: command({server_name(entry.slot), node()}, :noop), else: :ok),
          {:ok, status} <- if(alone?, do: Native.swarm_status(entry.id), else: {:ok, :rejoined}) do
       {:ok, entry, status}
     else
-      error -> {:error, entry, error}
+      error ->
+        :ets.delete(@table, entry.id)
+        {:error, entry, error}
     end
   end
 

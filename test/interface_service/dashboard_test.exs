@@ -169,7 +169,7 @@ defmodule InterfaceService.DashboardTest do
         end
       end)
 
-    assert_receive :joined
+    assert_receive :joined, 5_000
 
     for n <- 1..40,
         do:
@@ -180,7 +180,7 @@ defmodule InterfaceService.DashboardTest do
 
     Process.sleep(200)
     send(sleeper, :report)
-    assert_receive {:mailbox, messages}
+    assert_receive {:mailbox, messages}, 5_000
     deltas = Enum.count(messages, &match?({:dashboard_delta, _, _, _}, &1))
     assert deltas <= 5
     assert Enum.any?(messages, &match?({:dashboard_dropped, _}, &1))

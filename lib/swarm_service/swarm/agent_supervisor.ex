@@ -20,45 +20,50 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     ]
 
     with {:ok, sup} <- DynamicSupervisor.start_link(opts) do
-      case restore(swarm_id, sup) do
-        # A Raft member that rejoined its cluster builds its engine once
-        # it hears from the leader: its agents are rebuilt then.
-        {:error, :swarm_not_found} -> restore_when_built(swarm_id, sup)
-        _ -> :ok
-      end
-
+      restore(swarm_id, sup)
+      catch_up(swarm_id, sup)
       {:ok, sup}
     end
   end
 
-  @build_wait_ms 120_000
+  # A Raft member that (re)joins its cluster may have rebuilt only part of
+  # its engine from its own disk (or none: it builds it once it hears from
+  # the leader). Until it has applied everything the leader committed, the
+  # agents placed here that its engine learns of are started as they
+  # appear; then one last look, and this watcher ends.
+  @catch_up_ms 120_000
+  @catch_up_every_ms 200
 
-  defp restore_when_built(swarm_id, sup) do
-    if SwarmService.Raft.server(swarm_id) do
-      deadline = System.monotonic_time(:millisecond) + @build_wait_ms
+  defp catch_up(swarm_id, sup) do
+    if length(SwarmService.Raft.member_nodes(swarm_id)) > 1 do
+      deadline = System.monotonic_time(:millisecond) + @catch_up_ms
 
       Task.start(fn ->
         ref = Process.monitor(sup)
-        wait_and_restore(swarm_id, sup, ref, deadline)
+        catch_up(swarm_id, sup, ref, deadline)
       end)
     end
 
     :ok
   end
 
-  defp wait_and_restore(swarm_id, sup, ref, deadline) do
+  defp catch_up(swarm_id, sup, ref, deadline) do
     receive do
       {:DOWN, ^ref, :process, _, _} -> :ok
     after
-      100 ->
-        case Native.swarm_status(swarm_id) do
-          {:ok, _} ->
-            start_missing(swarm_id, sup)
+      @catch_up_every_ms ->
+        caught_up? = caught_up?(swarm_id)
+        _ = start_missing(swarm_id, sup)
 
-          _ ->
-            if System.monotonic_time(:millisecond) < deadline,
-              do: wait_and_restore(swarm_id, sup, ref, deadline)
-        end
+        if not caught_up? and System.monotonic_time(:millisecond) < deadline,
+          do: catch_up(swarm_id, sup, ref, deadline)
+    end
+  end
+
+  defp caught_up?(swarm_id) do
+    case SwarmService.Raft.status(swarm_id) do
+      %{leader: leader, commit_index: c, last_applied: a} when leader != nil -> a >= c
+      _ -> false
     end
   end
 
@@ -155,7 +160,7 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     end
   end
 
-  # Meanwhile this supervisor may have started agents itself (spawned
+  # This supervisor may have started agents itself meanwhile (spawned
   # since): only those with no process yet are started.
   defp start_missing(swarm_id, sup) do
     here = Atom.to_string(node())

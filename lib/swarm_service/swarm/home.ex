@@ -65,6 +65,13 @@ defmodule SwarmService.Swarm.Home do
   # leader it has not heard of yet): then this node forwards once.
   # Called directly, a best-effort run/3 that never waits for a failover.
   def run_here(id, fun, args) do
+    # A node still booting (its locator, the last of the swarm processes,
+    # not up yet) cannot tell a swarm it will recover from an unknown one:
+    # the caller hears it as the node being down, and tries again.
+    if Process.whereis(Locator), do: run_ready(id, fun, args), else: {:error, {:nodedown, node()}}
+  end
+
+  defp run_ready(id, fun, args) do
     case Locator.home(id) do
       :here -> apply(Commands, fun, args)
       home -> Cluster.call(home, Commands, fun, args, @call_timeout)
