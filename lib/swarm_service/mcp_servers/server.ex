@@ -304,7 +304,7 @@ defmodule SwarmService.McpServers.Server do
         %{state | ping: nil, ping_misses: state.ping_misses + 1, health: :failing}
 
       true ->
-        {reason, kind} = error_reason(ev)
+        {reason, kind} = error_reason(ev, state.spec.name)
         reply(state, id, {:error, reason}, kind)
     end
   end
@@ -463,15 +463,19 @@ defmodule SwarmService.McpServers.Server do
     end
   end
 
-  defp error_reason(%{"kind" => "timeout"} = ev),
+  defp error_reason(%{"kind" => "timeout"} = ev, _name),
     do: {{:mcp_timeout, ms_of(ev["message"])}, :timeouts}
 
-  defp error_reason(%{"kind" => "mcp", "code" => code, "message" => m}) when is_integer(code),
-    do: {{:mcp_error, code, sanitize(m)}, :errors}
+  defp error_reason(%{"kind" => "mcp", "code" => code, "message" => m}, _name)
+       when is_integer(code),
+       do: {{:mcp_error, code, sanitize(m)}, :errors}
 
-  defp error_reason(%{"kind" => "cancelled"}), do: {:cancelled, :errors}
-  defp error_reason(%{"message" => m}), do: {{:mcp_failed, sanitize(m)}, :errors}
-  defp error_reason(_), do: {{:mcp_failed, "unknown error"}, :errors}
+  defp error_reason(%{"kind" => "closed", "message" => m}, name),
+    do: {{:mcp_closed, name, sanitize(m)}, :errors}
+
+  defp error_reason(%{"kind" => "cancelled"}, _name), do: {:cancelled, :errors}
+  defp error_reason(%{"message" => m}, _name), do: {{:mcp_failed, sanitize(m)}, :errors}
+  defp error_reason(_, _name), do: {{:mcp_failed, "unknown error"}, :errors}
 
   defp ms_of(message) when is_binary(message) do
     case Integer.parse(String.replace_prefix(message, "no answer within ", "")) do
