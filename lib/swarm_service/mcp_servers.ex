@@ -176,19 +176,32 @@ defmodule SwarmService.McpServers do
   @spec servers() :: [info]
   def servers, do: Catalog.all()
 
-  @doc "One server's info."
+  @doc "One server's info, asked of its actor (live counts of calls in flight and waiting)."
   @spec server(String.t()) :: {:ok, info} | {:error, reason}
   def server(name) when is_binary(name) do
-    case Catalog.get(name) do
-      {:ok, info} -> {:ok, info}
-      :error -> {:error, {:mcp_server_not_found, name}}
+    with [{pid, _}] <- Registry.lookup(SwarmService.McpServers.Registry, {:server, name}),
+         %{} = info <- safe_call(pid, :info) do
+      {:ok, info}
+    else
+      _ ->
+        case Catalog.get(name) do
+          {:ok, info} -> {:ok, info}
+          :error -> {:error, {:mcp_server_not_found, name}}
+        end
     end
   end
 
   @doc "The tools a server offers (after its `allow`/`deny` lists), as the server lists them."
   @spec tools(String.t()) :: {:ok, [map]} | {:error, reason}
   def tools(name) do
-    with {:ok, info} <- server(name), do: {:ok, info.tools}
+    with {:ok, info} <- catalog(name), do: {:ok, info.tools}
+  end
+
+  defp catalog(name) when is_binary(name) do
+    case Catalog.get(name) do
+      {:ok, info} -> {:ok, info}
+      :error -> {:error, {:mcp_server_not_found, name}}
+    end
   end
 
   @doc """
@@ -225,7 +238,7 @@ defmodule SwarmService.McpServers do
     do: {:error, {:invalid_argument, "server and tool must be strings and arguments a map"}}
 
   defp call_timeout(name, tool, nil) do
-    with {:ok, info} <- server(name),
+    with {:ok, info} <- catalog(name),
          do: {:ok, Map.get(info.tool_timeouts, tool, info.timeout_ms)}
   end
 

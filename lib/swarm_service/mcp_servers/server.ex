@@ -188,12 +188,23 @@ defmodule SwarmService.McpServers.Server do
 
   def handle_info(msg, %{conn: %Launcher{} = conn} = state) do
     case Launcher.event(conn, msg) do
-      {:stdout, bytes} -> {:noreply, frames(%{state | buf: state.buf <> bytes})}
-      {:started, os_pid} -> {:noreply, %{state | os_pid: os_pid}}
-      {:stderr, _} -> {:noreply, state}
-      {:exit, report} -> {:noreply, connection_ended(state, exit_reason(report))}
-      {:launcher_exit, status} -> {:noreply, connection_ended(state, "launcher exited #{status}")}
-      :other -> {:noreply, state}
+      {:stdout, bytes} ->
+        {:noreply, frames(%{state | buf: state.buf <> bytes})}
+
+      {:started, os_pid} ->
+        {:noreply, %{state | os_pid: os_pid}}
+
+      {:stderr, _} ->
+        {:noreply, state}
+
+      {:exit, report} ->
+        {:noreply, connection_ended(state, exit_reason(report))}
+
+      {:launcher_exit, status} ->
+        {:noreply, connection_ended(state, {"launcher exited #{status}", ""})}
+
+      :other ->
+        {:noreply, state}
     end
   end
 
@@ -337,8 +348,15 @@ defmodule SwarmService.McpServers.Server do
 
   defp event(_ev, state), do: state
 
-  defp connection_ended(state, why) do
-    message = state.last_error || why
+  defp connection_ended(state, {why, stderr}) do
+    message =
+      case {state.last_error, String.trim(stderr)} do
+        {nil, ""} -> why
+        {nil, tail} -> why <> "; stderr: " <> String.slice(tail, -300, 300)
+        {said, ""} -> said
+        {said, tail} -> said <> "; stderr: " <> String.slice(tail, -300, 300)
+      end
+
     fail(%{state | conn: nil}, message)
   end
 
@@ -572,10 +590,7 @@ defmodule SwarmService.McpServers.Server do
         {:spawn_failed, errno} -> "could not start (errno #{errno})"
       end
 
-    case String.trim(tail) do
-      "" -> "the client " <> why
-      text -> "the client " <> why <> ": " <> String.slice(text, -300, 300)
-    end
+    {"the client " <> why, tail}
   end
 
   # ---- wire ---------------------------------------------------------------------------

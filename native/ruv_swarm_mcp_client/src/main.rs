@@ -150,9 +150,22 @@ async fn run(start: Start, events: Events, mut ops: tokio::sync::mpsc::Unbounded
         }
     };
 
-    let service = match tokio::time::timeout(init_timeout, connect).await {
+    let outcome = tokio::time::timeout(init_timeout, connect).await;
+    let service = match outcome {
         Ok(Ok(service)) => service,
-        Ok(Err((stage, message))) => fatal(&events, stage, &message),
+        Ok(Err((stage, message))) => {
+            // A stdio server that exited says more than "connection closed".
+            let message = match child_exit.as_mut() {
+                Some(child) => match tokio::time::timeout(Duration::from_millis(500), child.wait())
+                    .await
+                {
+                    Ok(Ok(status)) => format!("the server exited ({status}) before it was ready"),
+                    _ => message,
+                },
+                None => message,
+            };
+            fatal(&events, stage, &message)
+        }
         Err(_) => fatal(
             &events,
             "initialize",
