@@ -19,17 +19,22 @@ COOKIE ?= ruv_swarm
 # installed: the package is only downloaded and unpacked into _build, and
 # _build/erl_libs links the applications we use (mix.exs puts them on the
 # code path).
+# The dashboard's browser tests: Debian's chromium (never a downloaded
+# browser), driven by playwright-core from npm (test/dashboard/package-lock.json).
+BROWSER_PACKAGES := chromium chromium-driver
+DASHBOARD_NODE_MODULES := test/dashboard/node_modules
+
 RABBITMQ_APPS := ra aten gen_batch_server seshat cowboy cowlib ranch
 DEBIAN_LIBS := $(CURDIR)/_build/debian
 ERL_LIBS_DIR := $(CURDIR)/_build/erl_libs
 
-.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-peers mcp-client-test mcp-bridge-test bench bench-peers bench-mcp clean
+.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-peers mcp-client-test mcp-bridge-test dashboard-deps dashboard-test bench bench-peers bench-mcp clean
 
 run: deps
 	mix compile
 	iex --name $(NODE) --cookie $(COOKIE) -S mix
 
-test: deps mcp-peers lint cargo-test mix-test mcp-client-test mcp-bridge-test
+test: deps mcp-peers lint cargo-test mix-test mcp-client-test mcp-bridge-test dashboard-test
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -84,6 +89,26 @@ mcp-client-test:
 # The same SDK over stdio, through the ruv_swarm_mcp bridge to a detached node.
 mcp-bridge-test:
 	test/mcp_bridge/run.sh
+
+# chromium from Debian when missing, and playwright-core into the
+# (git-ignored) test/dashboard/node_modules from the committed lock file.
+dashboard-deps:
+	@missing=""; for p in $(BROWSER_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ and npm first"; exit 1; }
+	@if [ ! -f $(DASHBOARD_NODE_MODULES)/.package-lock.json ] || \
+	    [ test/dashboard/package-lock.json -nt $(DASHBOARD_NODE_MODULES)/.package-lock.json ]; then \
+	  cd test/dashboard && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent; fi
+
+# The dashboard in headless chromium against a live node (screenshots of
+# every view in _build/dashboard-artifacts).
+dashboard-test: dashboard-deps
+	test/dashboard/run.sh
 
 bench: deps
 	RUV_SWARM_GATEWAY=off mix run bench/native_latency.exs

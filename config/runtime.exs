@@ -127,14 +127,6 @@ if quotas != [] do
          Keyword.merge(Application.get_env(:swarm_service, :memory_quotas, []), quotas)
 end
 
-# How a swarm's changes reach its backup node: sync (default; a change is
-# acknowledged once the backup holds it) or async.
-config :swarm_service,
-       from_env.([
-         {"RUV_SWARM_REPLICATION", :replication,
-          parse_choice.([{"sync", :sync}, {"async", :async}])}
-       ])
-
 # The Claude Code CLI run by {:claude, opts} agents (default: claude on PATH).
 if claude = System.get_env("RUV_SWARM_CLAUDE") do
   config :swarm_service, :claude_binary, claude

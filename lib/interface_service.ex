@@ -10,7 +10,10 @@ defmodule InterfaceService do
     * `POST /api/mcp/<tool>`: the same tools as plain JSON
       (`{"success": true, ...}`); `GET /api/mcp` lists them.
     * `GET /sse/discoveries?swarm_id=...`: discoveries as server-sent events.
-    * `GET /ws`: a WebSocket pushing the events of the swarms it subscribes to.
+    * `GET /ws`: a WebSocket pushing the events of the swarms it subscribes to,
+      and the dashboard's live picture and operations
+      (`InterfaceService.Dashboard.Socket`).
+    * `GET /`: the dashboard's page (`InterfaceService.Dashboard.Static`).
     * `GET /health` (JSON, no auth; see `SwarmService.Health`) and
       `GET /metrics` (Prometheus text).
 
@@ -99,6 +102,7 @@ defmodule InterfaceService do
 
     children = [
       {Session.Sweeper, config},
+      {InterfaceService.Dashboard.Hub, config},
       {Listener, config},
       {Drainer, config}
     ]

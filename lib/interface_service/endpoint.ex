@@ -10,7 +10,7 @@ defmodule InterfaceService.Endpoint do
 
   require Logger
 
-  alias InterfaceService.{Auth, Conn, EventSocket, Metrics, RateLimiter, Rest, Sse}
+  alias InterfaceService.{Auth, Conn, Dashboard, EventSocket, Metrics, RateLimiter, Rest, Sse}
   alias SwarmService.Health
   alias InterfaceService.Mcp.Http, as: McpHttp
 
@@ -95,6 +95,10 @@ defmodule InterfaceService.Endpoint do
       cond do
         conn.method == :OPTIONS -> preflight(conn)
         conn.path == "/health" -> health(conn)
+        # The dashboard's page and assets hold no data: served before the
+        # token check (a browser cannot send a token on navigation); the
+        # page asks for one and sends it on /ws.
+        Dashboard.Static.asset?(conn.path) -> Dashboard.Static.serve(conn)
         true -> authenticated(conn)
       end
     end

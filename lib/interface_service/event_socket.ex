@@ -6,6 +6,9 @@ defmodule InterfaceService.EventSocket do
   #   {"op": "subscribe", "swarm_id": "..."}    -> {"type": "subscribed", ...}
   #   {"op": "unsubscribe", "swarm_id": "..."}  -> {"type": "unsubscribed", ...}
   #   {"op": "ping"}                            -> {"type": "pong"}
+  # and the dashboard's operations (InterfaceService.Dashboard.Socket:
+  # "dashboard", "task", "agent", "topology", "memory_search",
+  # "discoveries", "action"),
   # and receives {"type": "event", "swarm_id": ..., "event": {...}} for every
   # event of the swarms it subscribed to (SwarmService.RuvSwarm.subscribe/1),
   # and {"type": "error", "error": "..."} for a request it got wrong.
@@ -18,12 +21,13 @@ defmodule InterfaceService.EventSocket do
   # socket that cannot be written for send_timeout_ms is closed by the
   # listener. Subscriptions end with the socket.
 
-  alias InterfaceService.{Conn, Json}
+  alias InterfaceService.{Conn, Dashboard, Json}
 
   @subprotocol "ruv-swarm"
   @max_subscriptions 100
   @max_queue 10_000
   @ping_ms 30_000
+  @dashboard_ops Dashboard.Socket.ops()
 
   @doc false
   def options(_config), do: %{idle_timeout: 3 * @ping_ms, max_frame_size: 65_536, compress: false}
@@ -68,7 +72,8 @@ defmodule InterfaceService.EventSocket do
 
   def upgrade(conn), do: Conn.method_not_allowed(conn, "GET")
 
-  defp state(conn), do: %{api: conn.config.api, swarms: MapSet.new(), client: conn.client}
+  defp state(conn),
+    do: %{api: conn.config.api, swarms: MapSet.new(), client: conn.client, config: conn.config}
 
   @doc false
   def websocket_init(state) do
@@ -87,6 +92,10 @@ defmodule InterfaceService.EventSocket do
 
       {:ok, %{"op" => "ping"}} ->
         {[reply(%{type: "pong"})], state}
+
+      # The dashboard's operations (InterfaceService.Dashboard.Socket).
+      {:ok, %{"op" => op} = msg} when op in @dashboard_ops ->
+        Dashboard.Socket.handle(msg, state)
 
       {:ok, _} ->
         {[error("expected {\"op\": \"subscribe\"|\"unsubscribe\"|\"ping\", ...}")], state}
@@ -109,6 +118,12 @@ defmodule InterfaceService.EventSocket do
         {[reply(%{type: "event", swarm_id: id, event: event})], state}
     end
   end
+
+  def websocket_info({:dashboard_delta, _, _, _} = msg, state),
+    do: Dashboard.Socket.info(msg, state)
+
+  def websocket_info({:dashboard_dropped, _} = msg, state), do: Dashboard.Socket.info(msg, state)
+  def websocket_info({:DOWN, _, _, _, _} = msg, state), do: Dashboard.Socket.info(msg, state)
 
   def websocket_info(:ping, state) do
     Process.send_after(self(), :ping, @ping_ms)

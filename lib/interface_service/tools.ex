@@ -268,7 +268,7 @@ defmodule InterfaceService.Tools do
        object(%{swarm_id: swarm, message: d(any, "Any JSON value")}, ["message"]), :write, nil},
       {"features_detect", "Runtime features: engine, OTP, cores, protocols, allowed commands.",
        object(%{}), :read, nil},
-      {"cluster_status", "Cluster members, quorum, leader, each swarm's home and backup.",
+      {"cluster_status", "Cluster members, quorum, each swarm's Raft members and leader.",
        object(%{}), :read, nil},
       {"benchmark_run", "Time native engine calls on a scratch swarm (progress per phase).",
        object(%{iterations: d(integer(1, 100_000), "Calls per phase (default 1000)")}), :read,

@@ -19,9 +19,8 @@ defmodule SwarmService.Agent do
   # Engine calls go through Swarm.Home, so the same process works whether
   # the swarm's home is this node or another (then the home reaches us
   # through a relay, and all work comes through the agent). Agents hosted
-  # for another node's swarm are registered as {:agent, id} => {swarm,
-  # epoch} (see Swarm.AgentHost); agents of a swarm homed here as
-  # {:home_agent, id}.
+  # for a swarm with no processes here are registered as {:agent, id} =>
+  # swarm (see Swarm.AgentHost); the others as {:home_agent, id}.
   use GenServer, restart: :permanent
   require Logger
 
@@ -30,9 +29,8 @@ defmodule SwarmService.Agent do
 
   @inbox_size 100
 
-  def start_link(%{epoch: epoch} = args) do
-    value = {args.swarm_id, epoch}
-    name = {:via, Registry, {SwarmService.SwarmRegistry, {:agent, args.agent_id}, value}}
+  def start_link(%{hosted: true} = args) do
+    name = {:via, Registry, {SwarmService.SwarmRegistry, {:agent, args.agent_id}, args.swarm_id}}
     GenServer.start_link(__MODULE__, args, name: name)
   end
 
@@ -52,26 +50,62 @@ defmodule SwarmService.Agent do
   def init(%{swarm_id: swarm_id, agent_id: agent_id, executor: executor} = args) do
     Process.flag(:trap_exit, true)
 
-    case Home.run(agent_id, :attach_agent, [swarm_id, agent_id, self()]) do
-      :ok ->
-        {:ok,
-         %{
-           swarm_id: swarm_id,
-           agent_id: agent_id,
-           executor: with_swarm_access(executor, agent_id),
-           # A hosted agent's engine is on another node: no direct sends.
-           direct: not Map.has_key?(args, :epoch),
-           # slot => worker pid, and back
-           workers: %{},
-           slots: %{},
-           inbox: :queue.new()
-         }}
+    state = %{
+      swarm_id: swarm_id,
+      agent_id: agent_id,
+      executor: with_swarm_access(executor, agent_id),
+      # A hosted agent's engine is on another node: no direct sends.
+      direct: not Map.has_key?(args, :hosted),
+      # slot => worker pid, and back
+      workers: %{},
+      slots: %{},
+      inbox: :queue.new()
+    }
 
-      {:error, reason} ->
-        # Removed meanwhile, or its home is unreachable: a new home adopts
-        # its agents again, so restarting here would only spin.
-        Logger.warning("agent #{agent_id} not started: #{inspect(reason, limit: 5)}")
-        :ignore
+    case attach(state) do
+      :ok ->
+        {:ok, state}
+
+      # A durable swarm electing its leader (its node just booted, or a
+      # member was lost): attached as soon as there is one.
+      {:error, reason} = error ->
+        if transient?(reason) do
+          {:ok, state, {:continue, {:attach, 0, error}}}
+        else
+          # Removed meanwhile: restarting here would only spin.
+          Logger.warning("agent #{agent_id} not started: #{inspect(reason, limit: 5)}")
+          :ignore
+        end
+    end
+  end
+
+  defp attach(state),
+    do: Home.run(state.agent_id, :attach_agent, [state.swarm_id, state.agent_id, self()])
+
+  defp transient?(reason) do
+    reason in [:no_quorum] or
+      match?({tag, _} when tag in [:not_committed, :home_down, :raft, :nodedown], reason)
+  end
+
+  @attach_backoff_ms 2_000
+
+  @impl true
+  def handle_continue({:attach, tries, last}, state) do
+    Process.sleep(min(50 * Integer.pow(2, min(tries, 6)), @attach_backoff_ms))
+
+    case attach(state) do
+      :ok ->
+        {:noreply, state}
+
+      {:error, reason} = error ->
+        if transient?(reason) do
+          if tries == 10,
+            do: Logger.warning("agent #{state.agent_id}: still not attached: #{inspect(last)}")
+
+          {:noreply, state, {:continue, {:attach, tries + 1, error}}}
+        else
+          {:stop, :normal, state}
+        end
     end
   end
 
@@ -279,13 +313,13 @@ defmodule SwarmService.Agent do
 
   # usage: the engine's form (Executor.native_usage/1), or nil.
   defp report({:ok, result, usage}, work_id, agent_id) do
-    case Home.run(work_id, :complete, [work_id, agent_id, result, usage]) do
+    case retried(work_id, :complete, [work_id, agent_id, result, usage]) do
       {:error, reason} ->
         msg = "result rejected: " <> SwarmService.RuvSwarm.format_error(reason)
         log_failure(agent_id, work_id, msg)
         # (A result the engine refused still had its usage booked, unless
         # the usage itself was refused: then it goes with the failure.)
-        Home.run(work_id, :fail, [work_id, agent_id, msg, false, nil])
+        retried(work_id, :fail, [work_id, agent_id, msg, false, nil])
 
       _ ->
         :ok
@@ -294,7 +328,7 @@ defmodule SwarmService.Agent do
 
   defp report({:timeout, reason}, work_id, agent_id) do
     log_failure(agent_id, work_id, reason)
-    Home.run(work_id, :fail, [work_id, agent_id, reason, true])
+    retried(work_id, :fail, [work_id, agent_id, reason, true])
   end
 
   defp report({:error, reason}, work_id, agent_id),
@@ -302,7 +336,32 @@ defmodule SwarmService.Agent do
 
   defp report({:error, reason, usage}, work_id, agent_id) do
     log_failure(agent_id, work_id, reason)
-    Home.run(work_id, :fail, [work_id, agent_id, reason_text(reason), false, usage])
+    retried(work_id, :fail, [work_id, agent_id, reason_text(reason), false, usage])
+  end
+
+  # A report that may not have reached the swarm's log (its leader was
+  # lost, or is being elected) is sent again until it is answered: a
+  # work id names one attempt, so a report that did land the first time
+  # is ignored the second. Given up after @report_retry_ms: the attempt's
+  # deadline, or a new leader's redelivery, then retries the work.
+  @report_retry_ms 30_000
+
+  defp retried(work_id, fun, args),
+    do: retried(work_id, fun, args, System.monotonic_time(:millisecond) + @report_retry_ms, 0)
+
+  defp retried(work_id, fun, args, deadline, tries) do
+    case Home.run(work_id, fun, args) do
+      {:error, reason} = error ->
+        if transient?(reason) and System.monotonic_time(:millisecond) < deadline do
+          Process.sleep(min(20 * Integer.pow(2, min(tries, 6)), 1_000))
+          retried(work_id, fun, args, deadline, tries + 1)
+        else
+          error
+        end
+
+      other ->
+        other
+    end
   end
 
   defp reason_text(reason) when is_binary(reason), do: reason

@@ -3,10 +3,9 @@ defmodule SwarmService.Application do
   # The tree reads top to bottom as "what depends on what": the log
   # forwarder comes first, then cluster membership and the replicated
   # knowledge that follows it, the registry, the durable swarms' Raft logs
-  # (recovered before anything can reach them), the directory of swarm homes
-  # and the backup copies, every swarm's processes under SwarmSupervisor,
-  # failover (which starts swarms and hosted agents), and the gateway
-  # (last), which calls into all of them.
+  # (recovered before anything can reach them), every swarm's processes
+  # under SwarmSupervisor, the locator (which greets the other members once
+  # all that is up), and the gateway (last), which calls into all of them.
   # `:rest_for_one`: if something restarts, everything after it does too.
   use Application
 
@@ -25,9 +24,6 @@ defmodule SwarmService.Application do
       # Durable swarms: the Ra system, and every swarm's engine rebuilt from
       # its log before anything else can reach it.
       SwarmService.Raft,
-      # Where each swarm lives, and the copies this node keeps as backup.
-      SwarmService.Cluster.Directory,
-      SwarmService.Cluster.Replica,
       {DynamicSupervisor, name: SwarmService.SwarmSupervisor, strategy: :one_for_one},
       # The processes of the durable swarms just recovered.
       SwarmService.Swarm.Recovery,
@@ -35,8 +31,8 @@ defmodule SwarmService.Application do
       SwarmService.SwarmCaps,
       # Agent processes for swarms homed on other nodes.
       SwarmService.Swarm.AgentHost,
-      # Takes over swarms of lost members: starts swarms and hosted agents.
-      SwarmService.Cluster.Failover,
+      # Where swarms live; greets the members once this node can host swarms.
+      SwarmService.Swarm.Locator,
       SwarmService.HealthEndpoint,
       # One per node, shared by every gateway (tests run several): which
       # swarm each MCP session or REST caller created last.

@@ -192,11 +192,6 @@ defmodule SwarmService.Errors do
   defp entry({:raft, reason}),
     do: {503, @unavailable, "the swarm's log refused the change: #{inspect(reason, limit: 5)}"}
 
-  defp entry({:replication_failed, reason}),
-    do:
-      {503, @unavailable,
-       "the change could not be copied to a backup node: #{inspect(reason, limit: 5)}"}
-
   # The gateway's.
   defp entry({:invalid_arguments, msg}) when is_binary(msg),
     do: {400, @invalid_params, "invalid arguments: " <> msg}

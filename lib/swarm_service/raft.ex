@@ -3,15 +3,21 @@ defmodule SwarmService.Raft do
   Durable swarms. A `storage: :disk` swarm is a Ra (Raft) cluster whose state
   machine is the swarm's engine (`SwarmService.Swarm.Machine`): every command
   that changes the swarm is appended to its log, written to disk (fdatasync)
-  and only then applied and answered, so an acknowledged command survives a
-  kill -9 of the node. Ra snapshots the engine's whole state now and then,
-  which keeps the log short.
+  on a majority of its members and only then applied and answered, so an
+  acknowledged command survives a kill -9 of any minority of them, or of
+  all. Ra snapshots the engine's whole state now and then, which keeps the
+  log short.
+
+  A swarm has up to `replicas` members (`create/4`), one per node, each
+  with its own server name and engine instance; Ra elects the leader, whose
+  engine alone sends anything (work, outcomes, events).
 
   This process starts the node's Ra system (data under `data_dir/0`), keeps
-  the catalogue of durable swarms (`SwarmService.Raft.Catalogue`) and on boot
-  restarts the Ra server of every swarm in it, so the engines are rebuilt
-  before anything else can reach them. Which swarms are durable is an ETS
-  table read by `server/1` on every command.
+  the catalogue of the durable swarms this node is a member of
+  (`SwarmService.Raft.Catalogue`) and on boot restarts the Ra server of
+  every swarm in it, so the engines are rebuilt before anything else can
+  reach them. Which swarms are durable here is an ETS table read by
+  `server/1` on every command.
 
   Data directory: `RUV_SWARM_DATA_DIR`, else `$RUV_SWARM_HOME/data`, else
   `config :swarm_service, :data_dir`, else `~/.ruv-swarm/data`; each node
@@ -67,26 +73,60 @@ defmodule SwarmService.Raft do
   @doc "The Ra server of a durable swarm on this node, or nil (in-memory or unknown swarm)."
   @spec server(String.t() | nil) :: server() | nil
   def server(swarm_id) when is_binary(swarm_id) do
-    case :ets.lookup(@table, swarm_id) do
-      [{_, name, _executor, _slot}] -> {name, node()}
+    case row(swarm_id) do
+      [{_, name, _executor, _slot, _cluster, _nodes}] -> {name, node()}
       [] -> nil
     end
   end
 
   def server(_other), do: nil
 
+  @doc "The nodes of a durable swarm's Ra members, as this node (a member) knows them."
+  @spec member_nodes(String.t()) :: [node()]
+  def member_nodes(swarm_id) do
+    case row(swarm_id) do
+      [{_, _name, _executor, _slot, _cluster, nodes}] -> nodes
+      [] -> []
+    end
+  end
+
+  @doc """
+  The node of a durable swarm's leader as this member last heard (Ra's
+  leaderboard), or nil when it knows none (an election is under way).
+  """
+  @spec leader_node(String.t()) :: node() | nil
+  def leader_node(swarm_id) do
+    with [{_, _name, _executor, _slot, cluster, _nodes}] <- row(swarm_id),
+         {_, leader} <- :ra_leaderboard.lookup_leader(cluster) do
+      leader
+    else
+      _ -> nil
+    end
+  end
+
+  # While this process (re)starts its table is missing: no durable swarm
+  # is reachable here until it has recovered them.
+  defp row(swarm_id) do
+    :ets.lookup(@table, swarm_id)
+  rescue
+    ArgumentError -> []
+  end
+
   @doc "Durable swarms on this node with their default executors."
   @spec swarms() :: [{String.t(), term()}]
-  def swarms, do: for({id, _name, executor, _slot} <- :ets.tab2list(@table), do: {id, executor})
+  def swarms, do: for({id, _name, executor, _, _, _} <- :ets.tab2list(@table), do: {id, executor})
 
   @doc """
   What this node recovered when it booted: `swarms`, `agents`, `tasks`,
   `memory_entries` and the `ms` it took (all 0 when there was nothing).
+  Swarms with other members count in `rejoined`: their engines catch up
+  once a majority of their members is back.
   """
   @spec recovered() :: map()
   def recovered do
     :persistent_term.get({__MODULE__, :recovered}, %{
       swarms: 0,
+      rejoined: 0,
       agents: 0,
       tasks: 0,
       memory_entries: 0,
@@ -122,54 +162,153 @@ defmodule SwarmService.Raft do
   end
 
   @doc """
-  Creates a durable swarm: writes its catalogue entry, starts its Ra server
-  and appends the first command, which creates the engine instance from
-  `create` (see `SwarmService.Swarm.Machine`). Answers once that command is
-  on disk, or with the engine's error (nothing is left behind then).
+  Creates a durable swarm with up to `replicas` Ra members, on the ready
+  members of the cluster (this node alone when it is alone). Each member
+  node writes its catalogue entry and starts its server; the first
+  command, once committed (on disk on a majority), creates the engine
+  instance from `create` on every member (see `SwarmService.Swarm.Machine`).
+  Answers `{:ok, member_nodes}`, or the first error (nothing is left
+  behind then).
+
+  Members are chosen by rendezvous hashing of the swarm id over the ready
+  nodes, and the first one is asked to lead: both memberships and
+  leaderships spread evenly over the cluster.
   """
-  @spec create(String.t(), map(), term()) :: :ok | {:error, term()}
-  def create(swarm_id, create, executor) do
-    slot = take_slot()
+  @spec create(String.t(), map(), term(), pos_integer()) :: {:ok, [node()]} | {:error, term()}
+  def create(swarm_id, create, executor, replicas \\ 3) do
+    nodes = placement(swarm_id, replicas)
 
-    entry = %{
-      id: swarm_id,
-      slot: slot,
-      uid: :ra.new_uid(swarm_id),
-      create: create,
-      executor: executor
-    }
-
-    with :ok <- Catalogue.write(data_dir(), entry),
-         :ok <- start_server(entry, :new) do
-      :ets.insert(@table, {swarm_id, server_name(slot), executor, slot})
-
-      case command({server_name(slot), node()}, :noop) do
-        :ok ->
-          :ok
-
-        error ->
-          delete(swarm_id)
-          error
+    prepared =
+      for n <- nodes do
+        case call(n, :prepare, [swarm_id]) do
+          {:ok, slot, uid} -> {n, slot, uid}
+          error -> {n, error}
+        end
       end
-    else
-      {:error, reason} ->
-        Catalogue.remove(data_dir(), swarm_id)
-        :ets.insert(@free, {slot})
-        {:error, reason}
+
+    case Enum.find(prepared, &match?({_, {:error, _}}, &1)) do
+      nil ->
+        members = for {n, slot, _uid} <- prepared, do: {server_name(slot), n}
+
+        common = %{
+          id: swarm_id,
+          create: create,
+          executor: executor,
+          members: members,
+          cluster_name: swarm_id,
+          replicas: max(replicas, 1)
+        }
+
+        started =
+          for {n, slot, uid} <- prepared,
+              do: call(n, :join, [Map.merge(common, %{slot: slot, uid: uid})])
+
+        with :ok <- Enum.find(started, :ok, &(&1 != :ok)),
+             :ok <- elect(hd(members)),
+             :ok <- command(local_or_first(members), :noop) do
+          {:ok, nodes}
+        else
+          error ->
+            abort(swarm_id, nodes)
+            error
+        end
+
+      {_n, error} ->
+        abort(swarm_id, nodes)
+        error
     end
   end
 
+  defp local_or_first(members), do: Enum.find(members, hd(members), &(elem(&1, 1) == node()))
+
+  defp elect({_, n} = id) when n == node(), do: trigger_election(id)
+  defp elect({_, n} = id), do: call(n, :trigger_election, [id])
+
+  @doc false
+  def trigger_election(id) do
+    :ra.trigger_election(id)
+    :ok
+  end
+
+  defp abort(swarm_id, nodes), do: for(n <- nodes, do: call(n, :delete, [swarm_id]))
+
+  defp call(n, fun, args) when n == node(), do: Kernel.apply(__MODULE__, fun, args)
+
+  defp call(n, fun, args) do
+    case SwarmService.Swarm.Locator.safe_call(n, fun, args, __MODULE__, 10_000) do
+      {:error, {kind, reason}} when kind in [:exit, :error, :throw] ->
+        {:error, {:member_unavailable, n, reason}}
+
+      result ->
+        result
+    end
+  end
+
+  # Rendezvous hashing: each swarm ranks the nodes by hash(swarm, node)
+  # and takes the first ones; adding a node moves few swarms.
+  defp placement(swarm_id, replicas) do
+    SwarmService.Swarm.Locator.ready_members()
+    |> Enum.sort_by(&:erlang.phash2({swarm_id, &1}))
+    |> Enum.take(max(replicas, 1))
+  end
+
+  @doc false
+  # Step one of create/4 on a member node: a server name and uid.
+  def prepare(swarm_id) do
+    {:ok, take_slot(), :ra.new_uid(swarm_id)}
+  end
+
+  @doc false
+  # Step two of create/4 on a member node: the catalogue entry (before
+  # anything can be acknowledged), the Ra server, and the swarm's
+  # processes (its ticker acts only while this member leads).
+  def join(entry) do
+    with :ok <- Catalogue.write(data_dir(), entry),
+         :ok <- start_server(entry, :new) do
+      insert(entry)
+      start_processes(entry)
+      :ok
+    else
+      {:error, _} = error ->
+        Catalogue.remove(data_dir(), entry.id)
+        :ets.insert(@free, {entry.slot})
+        error
+    end
+  end
+
+  defp insert(entry) do
+    nodes = for {_, n} <- members(entry), do: n
+    cluster = Map.get(entry, :cluster_name, server_name(entry.slot))
+
+    :ets.insert(
+      @table,
+      {entry.id, server_name(entry.slot), entry.executor, entry.slot, cluster, nodes}
+    )
+  end
+
+  defp start_processes(entry) do
+    case SwarmService.Swarm.start(entry.id, executor: entry.executor) do
+      {:ok, _} -> :ok
+      {:error, {:already_started, _}} -> :ok
+      error -> Logger.error("swarm #{entry.id}: processes not started: #{inspect(error)}")
+    end
+  end
+
+  # Entries written before swarms had several members name only this node.
+  defp members(entry), do: Map.get(entry, :members, [{server_name(entry.slot), node()}])
+
   @doc """
-  Deletes a durable swarm: its catalogue entry first (so a crash in between
-  never brings it back), then its Ra server and data, then the engine
-  instance.
+  Deletes a durable swarm on this node: its catalogue entry first (so a
+  crash in between never brings it back), then its Ra server and data,
+  then the engine instance and the swarm's processes. Every member does
+  this when it applies the swarm's `:destroy` command.
   """
   @spec delete(String.t()) :: :ok
   def delete(swarm_id) do
     Catalogue.remove(data_dir(), swarm_id)
 
     case :ets.take(@table, swarm_id) do
-      [{_, name, _executor, slot}] ->
+      [{_, name, _executor, slot, _cluster, _nodes}] ->
         :ra.force_delete_server(@system, {name, node()})
         :ets.insert(@free, {slot})
 
@@ -177,9 +316,84 @@ defmodule SwarmService.Raft do
         :ok
     end
 
+    SwarmService.Swarm.stop(swarm_id)
     Native.swarm_destroy(swarm_id)
     :ok
   end
+
+  @doc """
+  Destroys a durable swarm everywhere: a `:destroy` command in its log,
+  which each member applies by deleting its copy (a member that is down
+  meanwhile does it when it replays the log).
+  """
+  @spec destroy(String.t()) :: :ok | {:error, term()}
+  def destroy(swarm_id) do
+    with {_, _} = server <- server(swarm_id) || {:error, :swarm_not_found},
+         :ok <- command(server, :destroy) do
+      # Gone here at once; the other members follow as they apply it.
+      delete(swarm_id)
+      SwarmService.Swarm.Locator.forget(swarm_id)
+    end
+  end
+
+  @doc """
+  Gives the durable swarms this node leads the members they lack: a swarm
+  created while fewer than its `replicas` nodes were ready gains one on
+  each ready node that joins (rendezvous order), which catches up from the
+  leader's log or snapshot. Called when a member becomes ready; one pass
+  at a time.
+  """
+  @spec grow() :: :ok
+  def grow, do: GenServer.cast(__MODULE__, :grow)
+
+  defp grow_all do
+    ready = SwarmService.Swarm.Locator.ready_members()
+
+    for {id, name, _executor, _slot, _cluster, nodes} <- :ets.tab2list(@table),
+        leader_node(id) == node(),
+        entry = Catalogue.read(data_dir(), id),
+        is_map(entry),
+        wanted = Map.get(entry, :replicas, 1),
+        length(nodes) < wanted,
+        candidate <- Enum.take(placement(id, wanted) -- nodes, 1),
+        candidate in ready do
+      add_member(entry, {name, node()}, candidate)
+    end
+
+    :ok
+  end
+
+  defp add_member(entry, leader, n) do
+    with {:ok, slot, uid} <- call(n, :prepare, [entry.id]),
+         new = {server_name(slot), n},
+         members = members(entry) ++ [new],
+         :ok <-
+           call(n, :join, [%{entry | members: members} |> Map.merge(%{slot: slot, uid: uid})]),
+         {:ok, _, _} <- :ra.add_member(leader, new, command_timeout()) do
+      for {_, m} <- members, m != n, do: call(m, :set_members, [entry.id, members])
+      Logger.info("swarm #{entry.id}: member added on #{n}")
+    else
+      error ->
+        Logger.warning("swarm #{entry.id}: no member added on #{n}: #{inspect(error, limit: 8)}")
+        call(n, :delete, [entry.id])
+    end
+  end
+
+  @doc false
+  # A member's record of who the members are (routing, quorum, restarts).
+  def set_members(swarm_id, members) do
+    with %{} = entry <- Catalogue.read(data_dir(), swarm_id),
+         entry = %{entry | members: members},
+         :ok <- Catalogue.write(data_dir(), entry) do
+      insert(entry)
+      :ok
+    end
+  end
+
+  @doc false
+  # Called by the machine when it applies :destroy: after a moment, so
+  # that the server answers the command before it is deleted.
+  def destroyed(swarm_id), do: Process.send_after(__MODULE__, {:delete, swarm_id}, 100)
 
   @doc """
   How many Ra server names (atoms) this node has made: one per slot, and a
@@ -200,14 +414,36 @@ defmodule SwarmService.Raft do
     timeout = command_timeout()
 
     case :ra.process_command(server, command, timeout) do
-      {:ok, reply, _leader} -> reply
-      {:timeout, _} -> {:error, {:not_committed, timeout}}
-      {:error, :noproc} -> {:error, :swarm_not_found}
-      {:error, reason} -> {:error, {:raft, reason}}
+      {:ok, reply, _leader} ->
+        reply
+
+      {:timeout, _} ->
+        if quorum_lost?(server),
+          do: {:error, :no_quorum},
+          else: {:error, {:not_committed, timeout}}
+
+      {:error, :noproc} ->
+        {:error, :swarm_not_found}
+
+      {:error, reason} ->
+        {:error, {:raft, reason}}
     end
   catch
     # The server stopped while we waited (the swarm was destroyed).
     :exit, _ -> {:error, :swarm_not_found}
+  end
+
+  # Fewer than a majority of the swarm's members are connected: no
+  # command can commit until the cluster heals.
+  defp quorum_lost?({name, _node}) do
+    case :ets.match(@table, {:_, name, :_, :_, :_, :"$1"}) do
+      [[nodes]] ->
+        live = [node() | Node.list()]
+        2 * Enum.count(nodes, &(&1 in live)) <= length(nodes)
+
+      _ ->
+        false
+    end
   end
 
   defp command_timeout,
@@ -232,6 +468,19 @@ defmodule SwarmService.Raft do
     else
       {:error, reason} -> {:stop, {:raft_not_started, dir, reason}}
     end
+  end
+
+  @impl true
+  def handle_cast(:grow, state) do
+    grow_all()
+    {:noreply, state}
+  end
+
+  @impl true
+  def handle_info({:delete, swarm_id}, state) do
+    delete(swarm_id)
+    SwarmService.Swarm.Locator.forget(swarm_id)
+    {:noreply, state}
   end
 
   defp start_system(dir) do
@@ -274,9 +523,7 @@ defmodule SwarmService.Raft do
       Logger.error("swarm #{entry.id} not recovered: #{inspect(reason, limit: 10)}")
     end
 
-    for {entry, _} <- recovered do
-      :ets.insert(@table, {entry.id, server_name(entry.slot), entry.executor, entry.slot})
-    end
+    for {entry, _} <- recovered, do: insert(entry)
 
     # The slots of swarms not recovered stay taken: their data is still on
     # disk for someone to look at. While a catalogue file cannot be read,
@@ -303,10 +550,14 @@ defmodule SwarmService.Raft do
     if entries != [] or broken != [], do: Logger.info(summary)
   end
 
+  # A lone member commits at once; one of several waits for a majority of
+  # its members, which may still be booting, so it is not waited for.
   defp recover_one(entry) do
+    alone? = length(members(entry)) == 1
+
     with :ok <- start_server(entry, :existing),
-         :ok <- command({server_name(entry.slot), node()}, :noop),
-         {:ok, status} <- Native.swarm_status(entry.id) do
+         :ok <- if(alone?, do: command({server_name(entry.slot), node()}, :noop), else: :ok),
+         {:ok, status} <- if(alone?, do: Native.swarm_status(entry.id), else: {:ok, :rejoined}) do
       {:ok, entry, status}
     else
       error -> {:error, entry, error}
@@ -314,10 +565,12 @@ defmodule SwarmService.Raft do
   end
 
   defp recovery_summary(recovered, ms) do
+    {rejoined, recovered} = Enum.split_with(recovered, &match?({_, :rejoined}, &1))
     sum = fn count -> recovered |> Enum.map(fn {_, s} -> count.(s) end) |> Enum.sum() end
 
     summary = %{
       swarms: length(recovered),
+      rejoined: length(rejoined),
       agents: sum.(& &1.agents.total),
       tasks: sum.(fn s -> s.tasks |> Map.values() |> Enum.sum() end),
       memory_entries: sum.(& &1.memory_entries),
@@ -327,7 +580,8 @@ defmodule SwarmService.Raft do
     :persistent_term.put({__MODULE__, :recovered}, summary)
 
     "recovered #{summary.swarms} durable swarm(s) in #{ms} ms: #{summary.agents} agents, " <>
-      "#{summary.tasks} tasks, #{summary.memory_entries} memory entries"
+      "#{summary.tasks} tasks, #{summary.memory_entries} memory entries; " <>
+      "#{summary.rejoined} replicated swarm(s) rejoining their members"
   end
 
   # The servers Ra has registered on this node; those the catalogue does
@@ -353,10 +607,13 @@ defmodule SwarmService.Raft do
 
     restarted = if mode == :existing, do: :ra.restart_server(@system, id), else: {:error, :new}
 
+    # A lone member elects itself at once rather than after a timeout;
+    # one of several is elected with the others (create/4 asks one).
+    alone? = length(members(entry)) == 1
+
     case restarted do
       :ok ->
-        # A lone member elects itself at once rather than after a timeout.
-        :ra.trigger_election(id)
+        if alone?, do: :ra.trigger_election(id)
         :ok
 
       {:error, {:already_started, _}} ->
@@ -368,7 +625,7 @@ defmodule SwarmService.Raft do
       {:error, _} ->
         case :ra.start_server(@system, server_config(entry)) do
           :ok ->
-            :ra.trigger_election(id)
+            if alone?, do: :ra.trigger_election(id)
             :ok
 
           {:error, {:already_started, _}} ->
@@ -387,9 +644,9 @@ defmodule SwarmService.Raft do
     %{
       id: id,
       uid: entry.uid,
-      cluster_name: name,
+      cluster_name: Map.get(entry, :cluster_name, name),
       log_init_args: %{uid: entry.uid},
-      initial_members: [id],
+      initial_members: members(entry),
       machine: {:module, Machine, %{swarm_id: entry.id, create: entry.create}}
     }
   end

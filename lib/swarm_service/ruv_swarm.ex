@@ -28,77 +28,71 @@ defmodule SwarmService.RuvSwarm do
   `{:failed, message}`, `{:timed_out, message}`,
   `{:executor_unavailable, node, module}` (the node an agent is placed on
   cannot load its executor module), and on a cluster
-  `:no_quorum`, `{:home_down, node}`, `{:replication_failed, reason}`; for a
+  `:no_quorum`, `{:home_down, node}`; for a
   durable swarm `{:not_committed, ms}` (see "Durability") and
   `{:raft, reason}` (its log refused the change).
   `format_error/1` turns any of them into a sentence.
 
   ## Durability
 
-  On a node that is not part of a cluster, a swarm is created with
-  `storage: :disk` unless asked otherwise. Each of
-  its changes (agent registrations and attachments, tasks, cancellations,
-  claims, unit results and failures, memory writes and deletes,
-  discoveries, timer ticks) is a command in the swarm's Raft log
-  (`SwarmService.Raft`, on RabbitMQ's Ra): it is written to disk and
-  fdatasync'ed before the engine applies it and before the call returns.
-  So an acknowledged change survives any crash or kill -9 of the node: on
-  boot the node replays each swarm's log (from its latest snapshot) into a
-  fresh engine, restarts the agent processes it hosts, and logs how many
-  swarms, agents, tasks and memory entries it recovered. Work that was
-  running when the node died runs again (at-least-once execution); a task
-  still completes once, with one result. Reads (`swarm_status/1`,
-  `task_status/1`, `memory_get/3`, ...) are answered by the engine directly,
-  without a log round trip. A write not committed within 2 s (`config
-  :swarm_service, :raft_command_timeout_ms`) answers `{:error,
-  {:not_committed, ms}}`: it may or may not be applied later. Subscriptions (`subscribe/1`,
-  `subscribe_discoveries/2`), `await_task/2` waits and `notify:` pids live
-  with the processes that asked for them and end with the node.
+  A swarm is created with `storage: :disk` unless asked otherwise. It is
+  then a Ra (Raft) cluster (`SwarmService.Raft`, on RabbitMQ's Ra) whose
+  state machine is the swarm's engine: each of its changes (agent
+  registrations and attachments, tasks, cancellations, claims, unit
+  results and failures, memory writes and deletes, discoveries,
+  subscriptions and `await_task/2` waits, timer ticks) is a command in
+  the swarm's log. **An acknowledgement promises that the change is on
+  disk (fdatasync) on a majority of the swarm's members** — on the one
+  node of a lone node, on 2 of 3 in a cluster — so it survives a kill -9
+  of any minority of them, or of every node at once: on boot each node
+  replays its swarms' logs (from their latest snapshots), restarts the
+  agent processes it hosts, and logs how many swarms, agents, tasks and
+  memory entries it recovered.
 
-  `storage: :memory` swarms skip the log: changes cost microseconds and
-  are lost when the node stops. Choose it for high-rate, throw-away work.
+  Reads (`swarm_status/1`, `task_status/1`, `memory_get/3`, ...) are
+  answered by the leader's engine without a log round trip: they see every
+  acknowledged write, except that a leader cut off from its majority may
+  answer from its last state until it learns it was replaced.
 
-  On a node in a cluster (other members connected or configured) swarms
-  are `:memory` swarms replicated to a backup node ("Across a cluster"
-  below), and `storage: :disk` is refused with `{:invalid_argument, _}`:
-  the backup protocol's failover copies are not Raft logs yet.
+  Effects are at-least-once across a failover: work that was running
+  when a leader (or the node of the agent running it) died is sent again,
+  and runs again; completion stays exactly-once (a work id carries its
+  attempt, so a task still completes once, with one result). Events to
+  `subscribe/1` subscribers are sent by the leader only, at most once:
+  those of a leader's last moments may be lost, so after a gap read the
+  state you depend on. Subscribers, waiters and `notify:` pids are part of
+  the log, so they hear from whichever member leads next.
+
+  A write not committed within 2 s (`config :swarm_service,
+  :raft_command_timeout_ms`) answers `{:error, :no_quorum}` when fewer than
+  a majority of the swarm's members are reachable, else `{:error,
+  {:not_committed, ms}}`: it may or may not be applied later.
+
+  `storage: :memory` swarms skip the log: changes cost microseconds, live
+  on the one node that created the swarm, and are lost when it stops.
+  Choose it for high-rate, throw-away work.
 
   ## Across a cluster
 
   On a cluster (see `SwarmService.Cluster`) every function here works on
-  any node. Each swarm has a *home*, the node that created it, where its
-  engine state lives; calls made elsewhere are forwarded there (one
-  `:erpc` round trip). Agents may run on any member (`spawn_agent/2` with
-  `:node`). The consistency model:
+  any node: a call about a durable swarm runs at its Raft leader, one
+  about an in-memory swarm on its node (one `:erpc` round trip from
+  elsewhere). A durable swarm has `:replicas` members (default 3, fewer
+  when fewer nodes are ready), chosen by hashing the swarm id over the
+  ready members, so memberships and leaderships spread over the cluster.
+  Who leads is decided by a Raft majority, never by one node: when the
+  leader dies, the remaining majority elects a new one (about 200 ms on
+  loopback), which watches the agent processes again and resends work in
+  flight. Agents may run on any member (`spawn_agent/2` with `:node`,
+  `spawn_swarm/1` with `placement: :spread`).
 
-    * **Writes are acknowledged once two nodes hold them.** Each change
-      (swarm, agent registration, task, cancellation, memory write or
-      delete, discovery, subscription) is applied at home and copied to the
-      swarm's *backup* node before the call returns (`:sync`, the default;
-      `config :swarm_service, :replication, :async` or
-      `RUV_SWARM_REPLICATION=async` returns before the copy lands and may
-      lose the last changes of a home that dies). A unit result is copied
-      *before* it is applied, so no one sees a result the backup lacks.
-      A task's failure or timeout is copied just after it happens.
-    * **Losing one node loses nothing acknowledged.** When the home is
-      declared down, the backup imports its copy and becomes home (epoch
-      + 1), picks a new backup, re-attaches agents on other nodes, moves
-      agents of lost nodes to itself, re-subscribes subscribers and sends
-      them `{:swarm_event, id, %{type: :failover, from, to, epoch,
-      took_ms}}`. Work that was in flight runs again (execution is
-      at-least-once); completion stays exactly-once. Events are sent at
-      most once: those of the last changes a dying home made may never
-      arrive, so after a `:failover` event read the state you depend on
-      (`await_task/2` does this itself). A write that was in
-      flight when the home died answers `{:error, {:home_down, node}}`
-      (it may or may not have happened); reads, and writes made once the
-      home is already out of reach, wait (up to 5 s) for the new home.
-    * **Partitions:** with a configured member list only the side with a
-      majority accepts writes and takes over swarms; the other side
-      answers `{:error, :no_quorum}` and serves reads from what it has
-      (possibly stale). When the partition heals, a home that was replaced
-      steps down and every node routes to the new one. Without a member
-      list there is no such protection.
+  A write in flight when its leader died answers `{:error, {:home_down,
+  node}}` (it may or may not have happened); reads, and writes made once
+  the leader is already out of reach, wait (up to 5 s) for the new one.
+  On the side of a partition without a majority of a swarm's members its
+  writes answer `{:error, :no_quorum}`; when the partition heals, every
+  member converges on the majority's log. In-memory swarms have no copy
+  on another node: they are gone with their node.
 
   ## Limits
 
@@ -151,7 +145,6 @@ defmodule SwarmService.RuvSwarm do
   """
 
   alias SwarmService.{Executor, Native, Options}
-  alias SwarmService.Cluster.Directory
   alias SwarmService.Swarm.{Commands, Home}
 
   @type id :: String.t()
@@ -170,6 +163,7 @@ defmodule SwarmService.RuvSwarm do
     :capabilities,
     :memory_quota,
     :storage,
+    :replicas,
     :placement,
     :owner,
     :max_cost_usd
@@ -220,11 +214,13 @@ defmodule SwarmService.RuvSwarm do
     * `:memory_quota` — most bytes the swarm may hold (memory entries, task
       inputs, results, discoveries; see `memory_usage/0`), at least 4096;
       default: the node's swarm quota (`config :swarm_service, :memory_quotas`)
-    * `:storage` — `:disk` (the default on a node outside a cluster): every
-      change is on disk before it is acknowledged and the swarm survives a
-      restart of the node (see "Durability" above); `:memory` (the default,
-      and the only choice, on a cluster node): changes are applied
-      directly, in microseconds, and lost when the node stops
+    * `:storage` — `:disk` (the default): every change is on disk on a
+      majority of the swarm's members before it is acknowledged, and the
+      swarm survives restarts of its nodes (see "Durability" above);
+      `:memory`: changes are applied directly, in microseconds, on one
+      node, and lost when it stops
+    * `:replicas` — a durable swarm's Raft members, 1..7 (default 3; fewer
+      when fewer cluster members are ready)
     * `:placement` — where the agents spawned now run: `:local` (default,
       the node that creates the swarm) or `:spread` (round-robin over the
       cluster members that are up, in node-name order; on a lone node the
@@ -253,6 +249,7 @@ defmodule SwarmService.RuvSwarm do
          {:ok, executor} <- Executor.validate(Map.get(o, :executor, :external)),
          {:ok, quota} <- Options.quota(o, :memory_quota),
          {:ok, storage} <- Options.choice(o, :storage, [:disk, :memory], nil),
+         {:ok, replicas} <- Options.count(o, :replicas, 3, 1, 7),
          {:ok, placement} <- Options.choice(o, :placement, [:local, :spread], :local),
          {:ok, budget} <- Options.cost(o, :max_cost_usd),
          {:ok, id} <-
@@ -265,7 +262,8 @@ defmodule SwarmService.RuvSwarm do
                executor,
                quota,
                storage,
-               budget
+               budget,
+               replicas
              )
            end) do
       # (An agent's type is given only when asked for: a claude agent
@@ -278,7 +276,7 @@ defmodule SwarmService.RuvSwarm do
 
       nodes =
         if placement == :spread,
-          do: Enum.sort(SwarmService.Cluster.Failover.ready_members()),
+          do: Enum.sort(SwarmService.Swarm.Locator.ready_members()),
           else: [nil]
 
       case spawn_n(id, agent_opts, agents, nodes) do
@@ -629,7 +627,9 @@ defmodule SwarmService.RuvSwarm do
 
   @doc """
   Like `task_status/1`, plus `result` (the aggregate) and each unit's
-  `result` and `history`: its ended attempts, each with `attempt`,
+  `result`, `depends_on` (the names of the units it waits for: the
+  subtask graph's edges, or the previous step of a pipeline) and
+  `history`: its ended attempts, each with `attempt`,
   `agent_id`, `outcome`, `error`, `duration_ms` and `usage` (what the
   attempt reported: `input_tokens`, `output_tokens`, `cache_read_tokens`,
   `cache_creation_tokens`, `cost_usd`, `turns`, `duration_ms`,
@@ -653,10 +653,11 @@ defmodule SwarmService.RuvSwarm do
   end
 
   # A wait on another node's swarm watches that node too: if it goes down
-  # the wait moves to the swarm's new home, where the task is either done
-  # (its result was replicated before anyone could see it) or queued again.
+  # the wait moves to the swarm's new home (a durable swarm's new leader),
+  # where the task is either done (its result was committed before anyone
+  # could see it) or queued again.
   defp await(task_id, deadline) do
-    home = Directory.home(task_id)
+    home = SwarmService.Swarm.Locator.home(task_id)
     if home != :here, do: Node.monitor(home, true)
 
     try do
@@ -789,29 +790,48 @@ defmodule SwarmService.RuvSwarm do
 
   @doc """
   The cluster as this node sees it: `members` (node, up, configured),
-  `quorum`, `leader`, the adapter, and `swarms`: for each swarm its `home`
-  and `backup` node and the `epoch` of that assignment (it grows at every
-  failover or backup change). See `SwarmService.Cluster` for the
-  consistency model. `durable`: for each durable swarm of this node (see
-  "Durability"), its Raft `members`, `leader`, `term`, `commit_index`,
-  `last_applied` and `snapshot_index`.
+  `quorum`, `leader`, the adapter, and `swarms`: for each durable swarm
+  with a Raft member on a live node (see "Durability"), its `members`
+  (nodes), `leader`, `term`, `commit_index`, `last_applied` and
+  `snapshot_index`, as its leader reports them (else as a member does).
+  `durable` lists the same for the swarms with a member on this node.
   """
   @spec cluster_status() :: {:ok, map}
   def cluster_status do
-    swarms =
-      for e <- Directory.entries(), e.state == :live do
-        %{id: e.swarm, home: e.home, backup: e.backup, epoch: e.epoch}
-      end
+    durable = raft_status()
 
-    durable =
-      for {id, _executor} <- SwarmService.Raft.swarms(),
-          status = SwarmService.Raft.status(id),
-          do: Map.put(status, :id, id)
+    others =
+      (SwarmService.Cluster.members() -- [node()])
+      |> Task.async_stream(
+        &SwarmService.Swarm.Locator.safe_call(&1, :raft_status, [], __MODULE__),
+        timeout: 5_000,
+        on_timeout: :kill_task
+      )
+      |> Enum.flat_map(fn
+        {:ok, list} when is_list(list) -> list
+        _ -> []
+      end)
+
+    # One row per swarm: its leader's view when some member knows one.
+    swarms =
+      (durable ++ others)
+      |> Enum.group_by(& &1.id)
+      |> Enum.map(fn {_id, views} ->
+        Enum.find(views, hd(views), &(&1.leader == &1.node)) |> Map.delete(:node)
+      end)
 
     {:ok,
      SwarmService.Cluster.status()
      |> Map.put(:swarms, Enum.sort_by(swarms, & &1.id))
-     |> Map.put(:durable, Enum.sort_by(durable, & &1.id))}
+     |> Map.put(:durable, durable |> Enum.map(&Map.delete(&1, :node)) |> Enum.sort_by(& &1.id))}
+  end
+
+  @doc false
+  # This node's view of the Raft clusters it is a member of.
+  def raft_status do
+    for {id, _executor} <- SwarmService.Raft.swarms(),
+        status = SwarmService.Raft.status(id),
+        do: Map.merge(status, %{id: id, node: node()})
   end
 
   # ---- memory ----------------------------------------------------------------

@@ -26,7 +26,7 @@ defmodule InterfaceService.RestSseTest do
     assert json(body)["description"] == "index the docs"
   end
 
-  test "cluster_status names each swarm's home; agent_spawn refuses a node outside the cluster",
+  test "cluster_status names each swarm's Raft leader; agent_spawn refuses a node outside the cluster",
        %{url: url} do
     {200, _, body} = post(url, "swarm_init", %{agents: 1})
     %{"swarm_id" => swarm} = json(body)
@@ -36,7 +36,7 @@ defmodule InterfaceService.RestSseTest do
     me = to_string(node())
     assert %{"success" => true, "quorum" => true, "swarms" => swarms} = status
     assert me in Enum.map(status["members"], & &1["node"])
-    assert %{"home" => ^me} = Enum.find(swarms, &(&1["id"] == swarm))
+    assert %{"leader" => ^me, "members" => [^me]} = Enum.find(swarms, &(&1["id"] == swarm))
 
     {400, _, body} = post(url, "agent_spawn", %{swarm_id: swarm, node: "ghost@127.0.0.1"})
     assert json(body)["error"] =~ "not a live member"

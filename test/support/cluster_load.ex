@@ -62,6 +62,45 @@ defmodule SwarmService.Test.ClusterLoad do
     |> Enum.sort()
   end
 
+  @doc "Times `n` `memory_store` calls made on this node, one after another; sorted µs."
+  def time_writes(swarm_id, n) do
+    value = String.duplicate("x", 100)
+
+    for i <- 1..n do
+      {us, {:ok, _}} = :timer.tc(RuvSwarm, :memory_store, [swarm_id, "w#{i}", value])
+      us
+    end
+    |> Enum.sort()
+  end
+
+  @doc """
+  Trivial tasks/s through the swarm from this node: `submitters`
+  processes each keep `window` tasks in flight until `total` are done.
+  """
+  def tasks_per_second(swarm_id, total, submitters, window) do
+    per = div(total, submitters)
+    t0 = System.monotonic_time(:microsecond)
+
+    1..submitters
+    |> Enum.map(fn _ -> Task.async(fn -> submit_loop(swarm_id, per, window, 0) end) end)
+    |> Enum.each(&Task.await(&1, :infinity))
+
+    round(per * submitters / ((System.monotonic_time(:microsecond) - t0) / 1_000_000))
+  end
+
+  defp submit_loop(_s, 0, _window, 0), do: :ok
+
+  defp submit_loop(s, left, window, open) when left > 0 and open < window do
+    {:ok, _} = RuvSwarm.orchestrate(s, %{description: "t", input: 1}, notify: self())
+    submit_loop(s, left - 1, window, open + 1)
+  end
+
+  defp submit_loop(s, left, window, open) do
+    receive do
+      {:swarm_task_done, _, {:ok, _}} -> submit_loop(s, left, window, open - 1)
+    end
+  end
+
   defp forward(collector) do
     receive do
       {:swarm_event, _, %{type: :task_completed, task_id: id}} ->

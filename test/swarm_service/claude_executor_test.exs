@@ -180,10 +180,12 @@ defmodule SwarmService.ClaudeExecutorTest do
   test "a timeout kills the CLI and its child; so does a cancel", %{dir: dir} do
     pids_file = Path.join(dir, "pids")
 
-    exec = claude("hang", timeout_ms: 300, env: %{"FAKE_CLAUDE_PIDS" => pids_file})
+    # (Long enough for the stand-in's Python to start on a loaded machine:
+    # it writes its pids first.)
+    exec = claude("hang", timeout_ms: 1_500, env: %{"FAKE_CLAUDE_PIDS" => pids_file})
     s = swarm!(agents: 1, executor: exec)
     assert {_, {:error, {:timed_out, reason}}} = run(s, "x")
-    assert reason =~ "claude timed out after 300 ms and was killed"
+    assert reason =~ "claude timed out after 1500 ms and was killed"
     [cli, child] = pids_file |> File.read!() |> String.split() |> Enum.map(&String.to_integer/1)
     eventually(fn -> not alive?(cli) and not alive?(child) end, 2_000)
 

@@ -1,10 +1,9 @@
 defmodule SwarmService.IdsTest do
   # Ids are parsed in one place, the engine (parse_id/1); the cluster code
-  # (Directory, Commands, Replica) reads them through SwarmService.Ids.
+  # (Locator, Commands) reads them through SwarmService.Ids.
   use ExUnit.Case, async: true
 
   alias SwarmService.{Ids, Native, RuvSwarm}
-  alias SwarmService.Cluster.Directory
   alias SwarmService.Test.Executors
 
   test "every kind of id the engine makes parses to its swarm, kind and numbers" do
@@ -23,7 +22,7 @@ defmodule SwarmService.IdsTest do
     assert {:ok, %{kind: :work, swarm_id: ^s, seq: 1, task_id: ^t, unit: 2, attempt: 3}} =
              Ids.parse("#{t}/2/3")
 
-    for id <- [s, agent.id, t, d, "#{t}/0/1"], do: assert(Directory.swarm_of(id) == s)
+    for id <- [s, agent.id, t, d, "#{t}/0/1"], do: assert(Ids.swarm_of(id) == s)
   end
 
   test "anything else is refused, never crashes, and has no swarm" do
@@ -45,12 +44,12 @@ defmodule SwarmService.IdsTest do
 
     for id <- bad do
       assert {:error, {:invalid_argument, _}} = Native.parse_id(id), inspect(id)
-      assert Directory.swarm_of(id) == nil
+      assert Ids.swarm_of(id) == nil
     end
 
     for term <- [nil, 1, :atom, {"swarm-1f-1"}, ["swarm-1f-1"]] do
       assert {:error, {:invalid_argument, _}} = Native.parse_id(term)
-      assert Directory.swarm_of(term) == nil
+      assert Ids.swarm_of(term) == nil
     end
   end
 end

@@ -153,7 +153,6 @@ defmodule SwarmService.LimitsErrorsTest do
           :timeout,
           :cancelled,
           {:home_down, :a@b},
-          {:replication_failed, :x},
           {:not_committed, 2000},
           {:raft, :x},
           {:failed, "m"},

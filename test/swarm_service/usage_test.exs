@@ -7,7 +7,6 @@ defmodule SwarmService.UsageTest do
   import SwarmService.Test.Eventually
 
   alias SwarmService.{Executor, Native, Raft, RuvSwarm}
-  alias SwarmService.Cluster.Replica
 
   defmodule Costly do
     @moduledoc false
@@ -203,51 +202,6 @@ defmodule SwarmService.UsageTest do
     {:ok, again} = Native.swarm_status(s)
     assert again.usage == before.usage and again.budget == before.budget
     {:ok, %{session_id: "s1", usage: %{cost_usd: 0.2}}} = Native.agent_get(a)
-  end
-
-  test "the backup adds the usage facts it got since its snapshot to the totals" do
-    id = "swarm-usagereplica-1"
-    agent = id <> ".agent-1"
-
-    snapshot = %{
-      id: id,
-      name: "r",
-      topology: :mesh,
-      strategy: :balanced,
-      max_agents: 10,
-      created_at: 0,
-      usage: %{cost_micros: 1_000, turns: 1},
-      agents: [%{id: agent, usage: %{cost_micros: 1_000, turns: 1}, session_id: "old"}],
-      tasks: [],
-      memory: [],
-      discoveries: []
-    }
-
-    :ok = Replica.load(id, 1, snapshot)
-    on_exit(fn -> Replica.drop(id) end)
-    usage = %{cost_micros: 6_000, turns: 2, session_id: "new"}
-
-    fact =
-      {:unit_result, id <> ".task-1", 0, id <> ".task-1/0/1", "r",
-       %{agent_id: agent, usage: usage}}
-
-    :ok = Replica.apply(id, 1, fact)
-    # The same fact twice counts once; a refused result counts nothing.
-    :ok = Replica.apply(id, 1, fact)
-    :ok = Replica.apply(id, 1, {:unit_usage, id <> ".task-2/0/1", agent, %{cost_micros: 500}})
-
-    ignored =
-      {:unit_result, id <> ".task-3", 0, id <> ".task-3/0/1", "r",
-       %{agent_id: agent, usage: usage}}
-
-    :ok = Replica.apply(id, 1, ignored)
-    :ok = Replica.apply(id, 1, {:unit_ignored, id <> ".task-3", 0, id <> ".task-3/0/1"})
-    :ok = Replica.apply(id, 1, {:budget, 9_000})
-
-    {snap, _} = Replica.snapshot(id)
-    assert snap.usage.cost_micros == 7_500 and snap.usage.turns == 3
-    assert snap.max_cost_micros == 9_000
-    assert [%{usage: %{cost_micros: 7_500}, session_id: "new"}] = snap.agents
   end
 
   describe "a durable swarm" do

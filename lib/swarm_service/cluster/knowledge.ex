@@ -52,9 +52,12 @@ defmodule SwarmService.Cluster.Knowledge do
       writes to a key, one is silently replaced. There is no
       compare-and-set. A node whose wall clock runs ahead wins conflicts
       until the others catch up: keep clocks synchronised.
-    * **Memory only.** Entries live in each node's memory; a node that
-      restarts gets them back from the others, a whole cluster that stops
-      loses them.
+    * **Durable on each node.** Every node keeps the entries it applied in
+      `knowledge.log` in its data directory (`SwarmService.Raft.data_dir/0`),
+      synced before it acknowledges a write or a peer's delta, and reads
+      it back on boot: a whole cluster that stops, even by kill -9, finds
+      every acknowledged entry again. What a node missed while down it
+      pulls from the others.
     * **Without a configured member list there is no partition
       protection**: every side accepts writes and last-writer-wins merges
       them when the partition heals.
@@ -87,6 +90,7 @@ defmodule SwarmService.Cluster.Knowledge do
 
   alias SwarmService.{Cluster, Options}
   alias SwarmService.Cluster.HLC
+  alias SwarmService.Cluster.Knowledge.Store
 
   @table __MODULE__
   @buckets 256
@@ -248,10 +252,22 @@ defmodule SwarmService.Cluster.Knowledge do
       writes: %{},
       # key => {version, deadline}: keys asked for, not received yet
       pulls: %{},
-      next_gc: 0
+      next_gc: 0,
+      store: nil
     }
 
-    {:ok, state, {:continue, :sync}}
+    case Store.open(SwarmService.Raft.data_dir()) do
+      {:ok, device, entries} ->
+        state = Enum.reduce(entries, state, &load_entry(&2, &1))
+        {:ok, %{state | store: device}, {:continue, :sync}}
+
+      {:error, reason} ->
+        {:stop, {:knowledge_store, reason}}
+    end
+  end
+
+  defp load_entry(state, {_key, stamp, _node, _value, _deleted?} = entry) do
+    apply_entry(%{state | clock: HLC.merge(state.clock, stamp)}, entry)
   end
 
   @doc false
@@ -307,6 +323,7 @@ defmodule SwarmService.Cluster.Knowledge do
       stamp = HLC.tick(state.clock)
       entry = {key, stamp, node(), value, deleted?}
       state = apply_entry(%{state | clock: stamp}, entry)
+      :ok = Store.sync(state.store)
       others = Cluster.members() -- [node()]
 
       case acks_needed() do
@@ -352,6 +369,8 @@ defmodule SwarmService.Cluster.Knowledge do
         end
       end)
 
+    # On disk before it counts towards the writer's majority.
+    if state.store, do: Store.sync(state.store)
     if is_reference(ack), do: Cluster.send({__MODULE__, from}, {:knowledge_ack, ack, node()})
     {:noreply, state}
   end
@@ -525,6 +544,8 @@ defmodule SwarmService.Cluster.Knowledge do
           @table,
           {key, stamp, node, if(deleted?, do: nil, else: value), deleted?, hash}
         )
+
+        if state.store, do: Store.append(state.store, {key, stamp, node, value, deleted?})
 
         toggle(state, key, hash)
       end

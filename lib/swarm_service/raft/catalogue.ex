@@ -31,6 +31,14 @@ defmodule SwarmService.Raft.Catalogue do
     :ok
   end
 
+  @doc "The entry of one swarm, or nil."
+  def read(dir, id) do
+    case read(Path.join(folder(dir), id <> @suffix)) do
+      {:ok, entry} -> entry
+      {:error, _} -> nil
+    end
+  end
+
   @doc """
   Every readable entry, and `{file, reason}` for each file that is not
   one (corrupt, truncated, unreadable): those swarms are not started, the

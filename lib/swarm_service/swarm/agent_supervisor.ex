@@ -20,8 +20,45 @@ defmodule SwarmService.Swarm.AgentSupervisor do
     ]
 
     with {:ok, sup} <- DynamicSupervisor.start_link(opts) do
-      restore(swarm_id, sup)
+      case restore(swarm_id, sup) do
+        # A Raft member that rejoined its cluster builds its engine once
+        # it hears from the leader: its agents are rebuilt then.
+        {:error, :swarm_not_found} -> restore_when_built(swarm_id, sup)
+        _ -> :ok
+      end
+
       {:ok, sup}
+    end
+  end
+
+  @build_wait_ms 120_000
+
+  defp restore_when_built(swarm_id, sup) do
+    if SwarmService.Raft.server(swarm_id) do
+      deadline = System.monotonic_time(:millisecond) + @build_wait_ms
+
+      Task.start(fn ->
+        ref = Process.monitor(sup)
+        wait_and_restore(swarm_id, sup, ref, deadline)
+      end)
+    end
+
+    :ok
+  end
+
+  defp wait_and_restore(swarm_id, sup, ref, deadline) do
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> :ok
+    after
+      100 ->
+        case Native.swarm_status(swarm_id) do
+          {:ok, _} ->
+            start_missing(swarm_id, sup)
+
+          _ ->
+            if System.monotonic_time(:millisecond) < deadline,
+              do: wait_and_restore(swarm_id, sup, ref, deadline)
+        end
     end
   end
 
@@ -115,6 +152,22 @@ defmodule SwarmService.Swarm.AgentSupervisor do
       |> end_all()
 
       for {agent_id, _pid, executor} <- agents, do: start_child(sup, swarm_id, agent_id, executor)
+    end
+  end
+
+  # Meanwhile this supervisor may have started agents itself (spawned
+  # since): only those with no process yet are started.
+  defp start_missing(swarm_id, sup) do
+    here = Atom.to_string(node())
+
+    with {:ok, agents} <- Native.agent_processes(swarm_id),
+         {:ok, listed} <- Native.agent_list(swarm_id) do
+      local = for a <- listed, a.node == here, into: MapSet.new(), do: a.id
+
+      for {agent_id, _pid, executor} <- agents,
+          MapSet.member?(local, agent_id),
+          Registry.lookup(SwarmService.SwarmRegistry, {:home_agent, agent_id}) == [],
+          do: start_child(sup, swarm_id, agent_id, executor)
     end
   end
 

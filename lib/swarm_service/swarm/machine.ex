@@ -57,18 +57,42 @@ defmodule SwarmService.Swarm.Machine do
     :discovery_share,
     :swarm_tick,
     :swarm_coordinate,
-    :swarm_set_budget
+    :swarm_set_budget,
+    # Who listens: replicated, so listeners survive a change of leader.
+    :swarm_subscribe,
+    :swarm_unsubscribe,
+    :discovery_subscribe,
+    :task_watch,
+    :task_unwatch
   ]
 
   @impl :ra_machine
   def init(%{swarm_id: id, create: create}) do
     # agents: agent id => its process; watched: the same, by process.
-    %{id: id, create: create, snapshot: nil, since_snapshot: 0, agents: %{}, watched: %{}}
+    %{
+      id: id,
+      create: create,
+      snapshot: nil,
+      since_snapshot: 0,
+      agents: %{},
+      watched: %{},
+      time: 0,
+      destroyed: false
+    }
   end
 
   @impl :ra_machine
+  def apply(_meta, _command, %{destroyed: true} = state),
+    do: {state, {:error, :swarm_not_found}, []}
+
+  def apply(_meta, :destroy, state) do
+    SwarmService.Raft.destroyed(state.id)
+    {%{state | destroyed: true}, :ok, []}
+  end
+
   def apply(meta, command, state) do
     now = Map.fetch!(meta, :system_time)
+    state = %{state | time: max(Map.get(state, :time, 0), now)}
 
     case ensure_engine(state, now) do
       {:ok, state} ->
@@ -76,7 +100,7 @@ defmodule SwarmService.Swarm.Machine do
         # being deleted.)
         case Native.swarm_set_clock(state.id, now) do
           :ok ->
-            {state, reply, effects} = run(command, state)
+            {state, reply, effects} = run_safely(command, state)
             snapshot(meta, state, reply, effects)
 
           error ->
@@ -94,25 +118,64 @@ defmodule SwarmService.Swarm.Machine do
   # sends every agent the work it holds (at-least-once), and watches every
   # agent process again: one already gone answers at once, as a
   # {:down, ...} command that takes its agent offline.
+  #
+  # A member restarted from a snapshot builds its engine here, so that it
+  # can answer reads before the next command arrives.
   @impl :ra_machine
-  def state_enter(role, state) do
+  def state_enter(role, %{destroyed: false} = state) do
     Process.put({__MODULE__, :role}, role)
-    if Process.get({__MODULE__, state.id}), do: deliver(state.id, role)
+
+    cond do
+      Process.get({__MODULE__, state.id}) ->
+        deliver(state.id, role)
+
+      role in [:leader, :follower] and Map.get(state, :time, 0) > 0 ->
+        ensure_engine(state, state.time)
+
+      true ->
+        :ok
+    end
 
     if role == :leader,
       do: for({_agent, pid} <- state.agents, do: {:monitor, :process, pid}),
       else: []
   end
 
+  def state_enter(_role, _state), do: []
+
+  # The new leader's ticker runs the timers that fell due meanwhile.
   defp deliver(id, role) do
     _ = Native.swarm_set_delivery(id, role == :leader)
-    if role == :leader, do: Native.swarm_redeliver(id)
+
+    if role == :leader do
+      Native.swarm_redeliver(id)
+      nudge_ticker(id)
+    end
+  end
+
+  defp nudge_ticker(id) do
+    case Registry.lookup(SwarmService.SwarmRegistry, {:server, id}) do
+      [{pid, _}] -> send(pid, {:swarm_wakeup, id})
+      [] -> :ok
+    end
+  rescue
+    ArgumentError -> :ok
   end
 
   @impl :ra_machine
   def overview(state), do: %{swarm_id: state.id, agents_monitored: map_size(state.agents)}
 
   # ---- commands ------------------------------------------------------------------
+
+  # A command the engine refuses with an exception (a term it cannot
+  # decode) fails that command only: a crash here would stop the server,
+  # and on restart it would replay the same command and stop again.
+  defp run_safely(command, state) do
+    run(command, state)
+  rescue
+    e ->
+      {state, {:error, {:invalid_argument, "command refused: " <> Exception.message(e)}}, []}
+  end
 
   defp run(:noop, state), do: {state, :ok, []}
 
@@ -130,12 +193,18 @@ defmodule SwarmService.Swarm.Machine do
     end
   end
 
+  # Pids in a command are the callers' own, on any node; the engine here
+  # can only send to local ones, so a remote one is given its relay.
   defp run({:native, fun, args}, state) when fun in @logged and is_list(args) do
-    {state, Kernel.apply(Native, fun, args), []}
+    {state, Kernel.apply(Native, fun, Enum.map(args, &stand_in/1)), []}
   end
 
   defp run({:attach, agent_id, pid}, state) when is_pid(pid) do
-    case Native.agent_attach(agent_id, pid) do
+    local = stand_in(pid)
+    # (Remembered for the agent's {:down, ...}: the relay ends with it.)
+    if local != pid, do: Process.put({__MODULE__, :stand_in, pid}, local)
+
+    case Native.agent_attach(agent_id, local) do
       :ok ->
         {state, demonitor} =
           case Map.fetch(state.agents, agent_id) do
@@ -160,7 +229,9 @@ defmodule SwarmService.Swarm.Machine do
   defp run({:down, pid, reason}, state) do
     case Map.fetch(state.watched, pid) do
       {:ok, agent_id} ->
-        _ = Native.agent_detach(agent_id, pid, "agent process exited: " <> short(reason))
+        local = Process.get({__MODULE__, :stand_in, pid}, pid)
+        _ = Native.agent_detach(agent_id, local, "agent process exited: " <> short(reason))
+        Process.delete({__MODULE__, :stand_in, pid})
         {unwatch(state, agent_id, pid), :ok, []}
 
       :error ->
@@ -170,6 +241,34 @@ defmodule SwarmService.Swarm.Machine do
 
   defp run(other, state) do
     {state, {:error, {:invalid_argument, "not a swarm log command: #{short(other)}"}}, []}
+  end
+
+  # A pid of this node's previous incarnation (a log replayed after a
+  # restart) is not a local pid to the engine: any dead pid stands for it.
+  defp stand_in(pid) when is_pid(pid) and node(pid) != node(),
+    do: SwarmService.Cluster.Relay.local(pid)
+
+  defp stand_in(pid) when is_pid(pid) do
+    if Process.alive?(pid), do: pid, else: dead_pid()
+  end
+
+  defp stand_in(other), do: other
+
+  defp dead_pid do
+    case :persistent_term.get({__MODULE__, :dead_pid}, nil) do
+      nil ->
+        {pid, ref} = spawn_monitor(fn -> :ok end)
+
+        receive do
+          {:DOWN, ^ref, :process, _, _} -> :ok
+        end
+
+        :persistent_term.put({__MODULE__, :dead_pid}, pid)
+        pid
+
+      pid ->
+        pid
+    end
   end
 
   defp unwatch(state, agent_id, pid) do

@@ -9,8 +9,7 @@ defmodule SwarmService.Swarm.Server do
   use GenServer
   require Logger
 
-  alias SwarmService.Native
-  alias SwarmService.Cluster.Replication
+  alias SwarmService.{Native, Raft}
   alias SwarmService.Swarm.Commands
 
   # Upper bound between ticks while something is due.
@@ -39,11 +38,16 @@ defmodule SwarmService.Swarm.Server do
 
   @impl true
   def init({swarm_id, _opts}) do
+    state = %{id: swarm_id, timer: nil, monitors: %{}}
+
     case Native.swarm_set_owner(swarm_id, self()) do
       :ok ->
-        state = %{id: swarm_id, timer: nil, monitors: %{}}
-
         {:ok, schedule(state, 0)}
+
+      # A Raft member whose engine is built by its first command: the
+      # machine names this process as owner then.
+      {:error, :swarm_not_found} ->
+        if Raft.server(swarm_id), do: {:ok, state}, else: {:stop, :swarm_not_found}
 
       {:error, reason} ->
         {:stop, reason}
@@ -75,24 +79,20 @@ defmodule SwarmService.Swarm.Server do
     end
   end
 
-  # A backed-up swarm reports its finished tasks here (Replication turns it
-  # on): failures and timeouts happen inside the engine, not in a call that
-  # could copy them to the backup.
-  def handle_info({:swarm_task_finished, id, task_id}, state) do
-    Replication.record_async(id, fn ->
-      case Native.export_item(task_id) do
-        {:ok, task} -> {:task, task}
-        {:error, _} -> nil
-      end
-    end)
-
-    {:noreply, state}
-  end
-
   def handle_info(_other, state), do: {:noreply, state}
 
-  # A durable swarm's tick is a command in its log, like any other change.
+  # A durable swarm's tick is a command in its log, like any other change,
+  # issued by its leader's ticker only (the machine wakes it on election).
+  # A member that follows looks again every @max_tick_ms, in case the
+  # machine's wakeup on its election came before this process was up.
   defp tick(state) do
+    if leads?(state.id), do: tick_now(state), else: schedule(state, @max_tick_ms)
+  end
+
+  # (No known leader: an election is under way; the tick waits for it.)
+  defp leads?(id), do: Raft.server(id) == nil or Raft.leader_node(id) in [node(), nil]
+
+  defp tick_now(state) do
     case Commands.tick(state.id) do
       # Nothing due: the engine's wakeup brings the next tick.
       {:ok, nil} -> state

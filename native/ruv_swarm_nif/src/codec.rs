@@ -496,8 +496,15 @@ pub fn task<'a>(env: Env<'a>, swarm: &Swarm, t: &Task, results: bool) -> Term<'a
                     .iter()
                     .map(|h| attempt_record(env, swarm, (t.seq, i as u32), h))
                     .collect();
+                // The units this one waits for, by name (the DAG's edges).
+                let deps: Vec<Term> = u
+                    .deps()
+                    .iter()
+                    .map(|&d| bin(env, &t.unit_name(d)))
+                    .collect();
                 m.map_put(atoms::result(), r)
                     .and_then(|m| m.map_put(atoms::history(), history.encode(env)))
+                    .and_then(|m| m.map_put(atoms::depends_on(), deps.encode(env)))
                     .expect("map")
             } else {
                 m

@@ -102,6 +102,32 @@ defmodule SwarmService.Cluster.KnowledgeClusterTest do
     assert value(c, "old/7") == 7 and value(c, "new/20") == 20
   end
 
+  test "kill -9 of every node: every acknowledged write and delete is back after the restart",
+       %{nodes: [a, b, c] = nodes} do
+    acked =
+      for i <- 1..30 do
+        {:ok, _} = put(Enum.at(nodes, rem(i, 3)), "k/#{i}", %{i: i})
+        i
+      end
+
+    :ok = PeerCluster.rpc(b, Knowledge, :delete, ["k/3"])
+    {:ok, _} = put(c, "k/4", :rewritten)
+    for n <- nodes, do: PeerCluster.kill(n)
+    for n <- nodes, do: PeerCluster.restart(n)
+
+    # (A write is acknowledged once a majority holds it: the third node
+    # may pull it from them after the restart.)
+    for n <- [a, b, c] do
+      eventually(
+        fn ->
+          Enum.all?(acked -- [3, 4], &(value(n, "k/#{&1}") == %{i: &1})) and
+            get(n, "k/3") == {:error, :not_found} and value(n, "k/4") == :rewritten
+        end,
+        5_000
+      )
+    end
+  end
+
   test "a dropped delta is repaired by anti-entropy", %{nodes: [a, _b, c] = nodes} do
     # c's replica stops receiving: a relay takes its registered name, so
     # deltas sent to c reach the test process instead.
