@@ -209,6 +209,21 @@ defmodule SwarmService.McpServersTest do
       # The Python SDK cancels the handler when notifications/cancelled arrives.
       eventually(fn -> File.read(marker) == {:ok, "cancelled"} end, 3_000)
 
+      # A caller that goes away (a cancelled gateway request) cancels its call
+      # downstream and frees its place.
+      File.rm(marker)
+      caller = spawn(fn -> RuvSwarm.mcp_call("tiny", "hang", %{}, timeout: 60_000) end)
+
+      eventually(fn ->
+        {:ok, i} = McpServers.server("tiny")
+        i.in_flight == 1
+      end)
+
+      Process.exit(caller, :kill)
+      eventually(fn -> File.read(marker) == {:ok, "cancelled"} end, 3_000)
+      {:ok, i} = McpServers.server("tiny")
+      assert i.in_flight == 0
+
       # Per-tool timeouts from the configuration.
       :ok = RuvSwarm.mcp_stop("tiny")
       deploy!("tiny", tiny(tag, %{"tool_timeouts" => %{"hang" => 200}}))

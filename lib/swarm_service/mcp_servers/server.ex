@@ -106,6 +106,8 @@ defmodule SwarmService.McpServers.Server do
       true ->
         id = state.next_id
         timer = Process.send_after(self(), {:call_timeout, id}, timeout_ms + @grace_ms)
+        # A caller that goes away (a cancelled gateway request) cancels its call.
+        mon = Process.monitor(caller)
 
         call = %{
           caller: caller,
@@ -115,6 +117,7 @@ defmodule SwarmService.McpServers.Server do
           timeout_ms: timeout_ms,
           admitted: System.monotonic_time(:microsecond),
           timer: timer,
+          mon: mon,
           sent: false
         }
 
@@ -128,11 +131,33 @@ defmodule SwarmService.McpServers.Server do
     case Enum.find(state.inflight, fn {_id, c} -> c.ref == ref end) do
       {id, call} ->
         Process.cancel_timer(call.timer)
+        Process.demonitor(call.mon, [:flush])
         if call.sent, do: send_op(state, %{op: "cancel", id: id})
         {:noreply, dispatch(%{state | inflight: Map.delete(state.inflight, id)})}
 
       nil ->
         waiting = :queue.filter(fn {_id, c} -> c.ref != ref end, state.waiting)
+        {:noreply, %{state | waiting: waiting}}
+    end
+  end
+
+  def handle_info({:DOWN, mon, :process, _pid, _reason}, state) do
+    case Enum.find(state.inflight, fn {_id, c} -> c.mon == mon end) do
+      {id, call} ->
+        Process.cancel_timer(call.timer)
+        if call.sent, do: send_op(state, %{op: "cancel", id: id})
+        {:noreply, dispatch(%{state | inflight: Map.delete(state.inflight, id)})}
+
+      nil ->
+        waiting =
+          :queue.filter(
+            fn {_id, c} ->
+              if c.mon == mon, do: Process.cancel_timer(c.timer)
+              c.mon != mon
+            end,
+            state.waiting
+          )
+
         {:noreply, %{state | waiting: waiting}}
     end
   end
@@ -469,7 +494,10 @@ defmodule SwarmService.McpServers.Server do
     end
   end
 
-  defp finish(call, outcome, _kind, _state), do: send(call.caller, {call.ref, :reply, outcome})
+  defp finish(call, outcome, _kind, _state) do
+    Process.demonitor(call.mon, [:flush])
+    send(call.caller, {call.ref, :reply, outcome})
+  end
 
   defp timed_out(stats, call),
     do: Stats.observe(stats, call.tool, call.timeout_ms * 1000, :timeouts)
