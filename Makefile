@@ -28,13 +28,13 @@ RABBITMQ_APPS := ra aten gen_batch_server seshat cowboy cowlib ranch
 DEBIAN_LIBS := $(CURDIR)/_build/debian
 ERL_LIBS_DIR := $(CURDIR)/_build/erl_libs
 
-.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-client-test mcp-bridge-test dashboard-deps dashboard-test bench bench-peers clean
+.PHONY: run test deps erl-libs native check-format lint cargo-test mix-test mcp-peers mcp-client-test mcp-bridge-test dashboard-deps dashboard-test bench bench-peers bench-mcp clean
 
 run: deps
 	mix compile
 	iex --name $(NODE) --cookie $(COOKIE) -S mix
 
-test: deps lint cargo-test mix-test mcp-client-test mcp-bridge-test dashboard-test
+test: deps mcp-peers lint cargo-test mix-test mcp-client-test mcp-bridge-test dashboard-test
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -74,8 +74,13 @@ lint:
 cargo-test:
 	cargo test --workspace --quiet
 
-mix-test:
+mix-test: mcp-peers
 	mix test
+
+# Third-party MCP servers the McpServers tests run against (pinned, from npm
+# and PyPI, into _build/mcp_peers; does nothing when already there).
+mcp-peers:
+	@test/mcp_peers/install.sh
 
 # An independent MCP client (the official Python SDK) against a live gateway.
 mcp-client-test:
@@ -115,6 +120,11 @@ bench: deps
 # (from npm, into _build/peers), same client, same run; PASS/FAIL per tool.
 bench-peers: deps
 	bench/peers.sh
+
+# A proxied echo through the McpServers actor and the gateway against the
+# same server called directly (added latency p50/p99, calls/s).
+bench-mcp: deps mcp-peers
+	mix run bench/mcp_servers.exs
 
 clean:
 	rm -rf _build target priv/native

@@ -145,7 +145,8 @@ defmodule InterfaceService.Metrics do
       "ruv_swarm_gateway_sse_streams ",
       Integer.to_string(:atomics.get(config.tabs.sse, 1)),
       "\n",
-      engine_gauges(config.api)
+      engine_gauges(config.api),
+      SwarmService.McpServers.Prometheus.render()
     ]
   end
 

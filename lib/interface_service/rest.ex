@@ -58,6 +58,10 @@ defmodule InterfaceService.Rest do
           else: Worker.run(call, config.request_timeout_ms)
 
       case outcome do
+        {:ok, {:mcp_result, result}} ->
+          success = result["isError"] != true
+          Conn.send_json(conn, 200, Map.put(result, "success", success))
+
         {:ok, result} ->
           Conn.send_json(conn, 200, Map.merge(Json.to_json(result), %{"success" => true}))
 

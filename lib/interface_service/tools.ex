@@ -25,7 +25,9 @@ defmodule InterfaceService.Tools do
           optional(:request_timeout_ms) => pos_integer()
         }
   @type result ::
-          {:ok, map()} | {:error, {:invalid_arguments, String.t()} | :unknown_tool | term()}
+          {:ok, map()}
+          | {:ok, {:mcp_result, map()}}
+          | {:error, {:invalid_arguments, String.t()} | :unknown_tool | term()}
 
   @topologies %{
     "mesh" => :mesh,
@@ -371,7 +373,9 @@ defmodule InterfaceService.Tools do
   """
   @spec known?(String.t()) :: boolean()
   def known?(name),
-    do: fetch(resolve_alias(name)) != :error or Compat.unsupported(name) != nil
+    do:
+      fetch(resolve_alias(name)) != :error or Compat.unsupported(name) != nil or
+        SwarmService.McpServers.resolve(name) != :error
 
   @doc """
   Validates `args` against the tool's schema and runs it. Returns `{:ok, map}`
@@ -381,6 +385,24 @@ defmodule InterfaceService.Tools do
   """
   @spec call(String.t(), map() | nil, ctx()) :: result()
   def call(name, args, ctx) do
+    case SwarmService.McpServers.resolve(name) do
+      {:ok, server, tool} -> call_downstream(server, tool, args, ctx)
+      :error -> call_own(name, args, ctx)
+    end
+  end
+
+  # A tool of a managed MCP server (<prefix>__<tool>): proxied through its
+  # actor, progress relayed, its CallToolResult passed on as it is.
+  defp call_downstream(server, tool, args, ctx) do
+    on_progress = fn p -> progress(ctx, p.progress, p.total, p.message) end
+
+    with :ok <- valid_object(args || %{}),
+         {:ok, result} <-
+           SwarmService.McpServers.call(server, tool, args, on_progress: on_progress),
+         do: {:ok, {:mcp_result, result}}
+  end
+
+  defp call_own(name, args, ctx) do
     name = resolve_alias(name)
     args = Compat.normalize(name, args || %{})
 

@@ -36,6 +36,7 @@ defmodule SwarmService.Application do
       SwarmService.HealthEndpoint,
       # One per node, shared by every gateway (tests run several): which
       # swarm each MCP session or REST caller created last.
+      SwarmService.McpServers,
       InterfaceService.Tools.Recent,
       InterfaceService,
       # Returns the C heap's freed pages to the OS once code loading

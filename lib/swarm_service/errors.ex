@@ -208,5 +208,46 @@ defmodule SwarmService.Errors do
 
   defp entry({:not_permitted, msg}) when is_binary(msg), do: {403, @invalid_params, msg}
 
+  # External MCP servers (SwarmService.McpServers).
+  defp entry(:overloaded),
+    do:
+      {503, @unavailable,
+       "the MCP server is overloaded: 100 calls are already waiting or running; retry later"}
+
+  defp entry({:mcp_timeout, ms}),
+    do:
+      {504, @timed_out,
+       "the MCP server did not answer within #{ms} ms (the call was cancelled downstream)"}
+
+  defp entry({:mcp_unavailable, name, :crash_loop}),
+    do:
+      {503, @unavailable,
+       "MCP server #{name} is in crash_loop (it failed 5 times within 60 s); it is probed every 30 s"}
+
+  defp entry({:mcp_closed, name, why}) when is_binary(why),
+    do: {502, @unavailable, "MCP server #{name} lost its connection: #{why}"}
+
+  defp entry({:mcp_error, code, message}) when is_binary(message),
+    do: {502, @internal, "the MCP server answered with error #{code}: #{message}"}
+
+  defp entry({:mcp_failed, message}) when is_binary(message),
+    do: {502, @internal, "the MCP call failed: #{message}"}
+
+  defp entry(:mcp_stopped), do: {503, @unavailable, "the MCP server was stopped"}
+
+  defp entry({:mcp_server_not_found, name}),
+    do: {404, @not_found, "no MCP server named #{inspect(String.slice(name, 0, 100))}"}
+
+  defp entry({:mcp_tool_not_found, server, tool}),
+    do:
+      {404, @not_found,
+       "MCP server #{server} has no tool #{inspect(String.slice(tool, 0, 100))} open to callers"}
+
+  defp entry({:mcp_server_exists, name}),
+    do: {409, @conflict, "an MCP server named #{name} is already running"}
+
+  defp entry({:mcp_prefix_taken, prefix}),
+    do: {409, @conflict, "another MCP server already uses the tool prefix #{prefix}"}
+
   defp entry(_), do: nil
 end

@@ -12,6 +12,8 @@ defmodule SwarmService.Executor do
     * `{:claude, opts}` — Claude Code in print mode, its stream of events
       read as progress and its result as the unit's; see
       `SwarmService.Executor.Claude`;
+    * `{:mcp, server, tool}` — each unit is one call of a tool of a managed
+      external MCP server; see `SwarmService.Executor.Mcp`;
     * `:external` — no process: something outside claims work with
       `SwarmService.RuvSwarm.claim_task/2` and reports it with
       `complete_task/3` or `fail_task/3`.
@@ -63,6 +65,7 @@ defmodule SwarmService.Executor do
           | {:module, module, term}
           | {:command, [String.t()], keyword}
           | {:claude, keyword}
+          | {:mcp, String.t(), String.t()}
           | :external
 
   @callback run(task, context) ::
@@ -180,11 +183,12 @@ defmodule SwarmService.Executor do
   end
 
   def validate({:claude, opts}), do: SwarmService.Executor.Claude.validate(opts)
+  def validate({:mcp, server, tool}), do: SwarmService.Executor.Mcp.validate(server, tool)
 
   def validate(other) do
     invalid(
       "executor must be :external, {:module, mod}, {:module, mod, arg} or " <>
-        "{:command, argv, opts} or {:claude, opts}, got: #{inspect(other, limit: 5, printable_limit: 100)}"
+        "{:command, argv, opts}, {:claude, opts} or {:mcp, server, tool}, got: #{inspect(other, limit: 5, printable_limit: 100)}"
     )
   end
 

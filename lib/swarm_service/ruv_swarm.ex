@@ -1010,4 +1010,36 @@ defmodule SwarmService.RuvSwarm do
   """
   @spec format_error(term) :: String.t()
   defdelegate format_error(reason), to: SwarmService.Errors, as: :message
+
+  # ---- external MCP servers (SwarmService.McpServers) ---------------------------
+
+  @doc """
+  Starts an external MCP server from one Claude Desktop `mcpServers` entry
+  (`%{"command" => ..., "args" => [...], "env" => %{...}}` or
+  `%{"url" => ..., "headers" => %{...}}`); see `SwarmService.McpServers`.
+  """
+  @spec mcp_deploy(String.t(), map) :: {:ok, SwarmService.McpServers.info()} | {:error, reason}
+  defdelegate mcp_deploy(name, entry), to: SwarmService.McpServers, as: :deploy
+
+  @doc "Managed MCP servers: state, health, tools, restarts."
+  @spec mcp_servers() :: [SwarmService.McpServers.info()]
+  defdelegate mcp_servers(), to: SwarmService.McpServers, as: :servers
+
+  @doc "The tools of one managed MCP server."
+  @spec mcp_tools(String.t()) :: {:ok, [map]} | {:error, reason}
+  defdelegate mcp_tools(name), to: SwarmService.McpServers, as: :tools
+
+  @doc "Calls a tool of a managed MCP server; options: `:timeout` (ms), `:on_progress`."
+  @spec mcp_call(String.t(), String.t(), map | nil, keyword) :: {:ok, map} | {:error, reason}
+  defdelegate mcp_call(server, tool, arguments, opts \\ []),
+    to: SwarmService.McpServers,
+    as: :call
+
+  @doc "Stops a managed MCP server and its whole process tree."
+  @spec mcp_stop(String.t()) :: :ok | {:error, reason}
+  defdelegate mcp_stop(name), to: SwarmService.McpServers, as: :stop
+
+  @doc "Per server and per tool: calls, errors, timeouts, overloaded, restarts, p50/p99."
+  @spec mcp_metrics() :: [map]
+  defdelegate mcp_metrics(), to: SwarmService.McpServers, as: :metrics
 end

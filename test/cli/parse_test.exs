@@ -52,4 +52,18 @@ defmodule SwarmService.CLI.ParseTest do
     assert {:error, "--allow-command is not an option of stop"} =
              CLI.parse(["stop", "--allow-command", "wc"])
   end
+
+  test "--mcp-config names an existing mcpServers file, for start only" do
+    path = Path.join(System.tmp_dir!(), "mcp_cli_#{System.unique_integer([:positive])}.json")
+    File.write!(path, ~s({"mcpServers": {}}))
+    on_exit(fn -> File.rm(path) end)
+
+    assert {:ok, "start", [mcp_config: ^path]} = CLI.parse(["start", "--mcp-config", path])
+
+    assert {:error, "--mcp-config /no/such/file.json: no such file"} =
+             CLI.parse(["start", "--mcp-config", "/no/such/file.json"])
+
+    assert {:error, "--mcp-config is not an option of stop"} =
+             CLI.parse(["stop", "--mcp-config", path])
+  end
 end

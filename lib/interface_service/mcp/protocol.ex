@@ -232,7 +232,8 @@ defmodule InterfaceService.Mcp.Protocol do
   """
   @spec tools_list(map(), pos_integer(), :legacy | :modern) :: {:ok, map()} | error()
   def tools_list(params, page_size, era) do
-    tools = Tools.definitions()
+    # Our tools, then those of the managed MCP servers (<prefix>__<tool>).
+    tools = Tools.definitions() ++ SwarmService.McpServers.gateway_tools()
 
     with {:ok, offset} <- decode_cursor(Map.get(params, "cursor"), length(tools)) do
       page = Enum.slice(tools, offset, page_size)
@@ -282,6 +283,10 @@ defmodule InterfaceService.Mcp.Protocol do
   @spec tool_result(String.t(), Tools.result()) :: {:ok, map()} | error()
   def tool_result(name, outcome) do
     case outcome do
+      {:ok, {:mcp_result, result}} ->
+        # A managed MCP server's own CallToolResult, relayed as it is.
+        {:ok, result}
+
       {:ok, structured} ->
         text = IO.iodata_to_binary(Json.encode_term!(structured))
 

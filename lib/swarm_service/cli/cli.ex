@@ -18,7 +18,7 @@ defmodule SwarmService.CLI do
   ## Commands
 
       start [--detached] [--port P] [--health-port H] [--name NODE] [--cookie C]
-            [--allow-command ENTRY]... [--allow-claude]
+            [--allow-command ENTRY]... [--allow-claude] [--mcp-config PATH]
       stop [--timeout MS]
       status
       restart [--port P] [--health-port H] [--name NODE] [--cookie C]
@@ -32,6 +32,10 @@ defmodule SwarmService.CLI do
   `--allow-command ENTRY` (repeatable) adds an entry to the commands gateway
   clients may start as agents, in the format of
   `SwarmService.Executor.Allowlist`, to those of `RUV_SWARM_COMMAND_ALLOWLIST`.
+
+  `--mcp-config PATH` starts the external MCP servers of a Claude Desktop
+  `mcpServers` file with the node (as `RUV_SWARM_MCP_SERVERS=PATH` does);
+  see `SwarmService.McpServers`.
 
   `RUV_SWARM_DIST_TLS=<options file>` runs distribution over TLS; `start`
   checks the file before launching anything. See `SwarmService.CLI.DistTLS`.
@@ -54,10 +58,20 @@ defmodule SwarmService.CLI do
     timeout: :integer,
     allow_command: :keep,
     allow_claude: :boolean,
+    mcp_config: :string,
     help: :boolean
   ]
   @allowed %{
-    "start" => [:detached, :port, :health_port, :name, :cookie, :allow_command, :allow_claude],
+    "start" => [
+      :detached,
+      :port,
+      :health_port,
+      :name,
+      :cookie,
+      :allow_command,
+      :allow_claude,
+      :mcp_config
+    ],
     "stop" => [:timeout],
     "status" => [],
     "restart" => [:port, :health_port, :name, :cookie, :allow_command, :allow_claude, :timeout],
@@ -86,6 +100,7 @@ defmodule SwarmService.CLI do
     --allow-command E    let gateway clients start command E as an agent (repeatable;
                          "tr", "tr a-z A-Z" or "grep -F *", see the README)
     --allow-claude       let gateway clients spawn Claude Code agents (agent_spawn executor claude)
+    --mcp-config PATH    start the MCP servers of a Claude Desktop mcpServers file with the node
     --timeout MS         stop/restart: grace period before SIGKILL (default 10000)
 
   environment:
@@ -202,6 +217,9 @@ defmodule SwarmService.CLI do
       opts[:cookie] == "" ->
         {:error, "--cookie must not be empty"}
 
+      opts[:mcp_config] && not File.regular?(opts[:mcp_config]) ->
+        {:error, "--mcp-config #{opts[:mcp_config]}: no such file"}
+
       true ->
         opts |> Keyword.get_values(:allow_command) |> Enum.find_value(:ok, &bad_entry/1)
     end
@@ -281,6 +299,7 @@ defmodule SwarmService.CLI do
       cookie: opts[:cookie],
       allow_commands: Keyword.get(opts, :allow_commands, []),
       allow_claude: Keyword.get(opts, :allow_claude, false),
+      mcp_config: opts[:mcp_config] && Path.expand(opts[:mcp_config]),
       # restart passes the environment the node was first started with.
       env: Keyword.get_lazy(opts, :env, &Settings.environment/0),
       dist_tls: DistTLS.configured()
@@ -307,6 +326,7 @@ defmodule SwarmService.CLI do
     Map.to_list(settings.env) ++
       allowlist ++
       if(settings.allow_claude, do: [{"RUV_SWARM_ALLOW_CLAUDE", "on"}], else: []) ++
+      if(settings[:mcp_config], do: [{"RUV_SWARM_MCP_SERVERS", settings.mcp_config}], else: []) ++
       [
         {"RUV_SWARM_HOME", home},
         {"RUV_SWARM_MANAGED", "1"},
