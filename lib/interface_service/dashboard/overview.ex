@@ -6,16 +6,13 @@ defmodule InterfaceService.Dashboard.Overview do
   engine and VM memory, the gateway's request and error counters (as
   increments since the previous reading), the cluster as
   `SwarmService.RuvSwarm.cluster_status/0` reports it, and the managed MCP
-  servers when `SwarmService.McpServers` is loaded (otherwise the view
-  says "not enabled").
+  servers (`SwarmService.McpServers.servers/0`).
 
   Every read tolerates an API that lacks it or fails: the answer then says
   `enabled: false` or leaves the value out, and the dashboard shows that.
   """
 
   alias InterfaceService.Dashboard.Model
-
-  @mcp_servers SwarmService.McpServers
 
   @doc """
   Reads the overview. `previous` is the gateway counters of the last
@@ -176,17 +173,11 @@ defmodule InterfaceService.Dashboard.Overview do
   defp str(a) when is_atom(a), do: Atom.to_string(a)
   defp str(other), do: Model.preview(other)
 
-  # SwarmService.McpServers is being built elsewhere: called only when it
-  # is loaded and exports servers/0, so this compiles without it.
+  # The managed MCP servers, from their catalog (no actor is waited for).
   defp mcp_servers do
-    if Code.ensure_loaded?(@mcp_servers) and function_exported?(@mcp_servers, :servers, 0) do
-      case safe(fn -> apply(@mcp_servers, :servers, []) end) do
-        {:ok, list} when is_list(list) -> %{enabled: true, servers: Enum.map(list, &server/1)}
-        list when is_list(list) -> %{enabled: true, servers: Enum.map(list, &server/1)}
-        _ -> %{enabled: true, servers: [], error: "the MCP server registry did not answer"}
-      end
-    else
-      %{enabled: false}
+    case safe(&SwarmService.McpServers.servers/0) do
+      list when is_list(list) -> %{enabled: true, servers: Enum.map(list, &server/1)}
+      _ -> %{enabled: true, servers: [], error: "the MCP server registry did not answer"}
     end
   end
 
