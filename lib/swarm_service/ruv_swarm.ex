@@ -349,9 +349,25 @@ defmodule SwarmService.RuvSwarm do
   `cache_creation_tokens`, `cost_usd`, `turns`) and `budget`
   (`%{max_cost_usd: dollars | nil, spent_usd: dollars, exhausted: bool}`).
   Costs the same at 10 agents and at 100,000.
+
+  `consistent: true` makes the read linearizable (see "Durability"): it
+  is answered after a no-op has gone through the swarm's log, so it sees
+  every write acknowledged before the call, and a leader cut off from its
+  majority answers `{:error, :no_quorum}` instead of its last state.
+  `task_status/2` and `memory_get/3` take it too.
   """
-  @spec swarm_status(id) :: {:ok, map} | {:error, reason}
-  def swarm_status(swarm_id), do: Home.run(swarm_id, :swarm_status, [swarm_id])
+  @spec swarm_status(id, keyword | map) :: {:ok, map} | {:error, reason}
+  def swarm_status(swarm_id, opts \\ []), do: read(swarm_id, :swarm_status, [swarm_id], opts)
+
+  # A read at the swarm's home, through a log barrier when asked.
+  defp read(id, fun, args, opts) do
+    with {:ok, o} <- Options.normalize(opts, [:consistent]),
+         {:ok, consistent} <- Options.choice(o, :consistent, [true, false], false) do
+      if consistent,
+        do: Home.run(id, :consistent, [id, fun, args]),
+        else: Home.run(id, fun, args)
+    end
+  end
 
   @doc """
   Sets the swarm's cost budget to `max_cost_usd` dollars, or lifts it
@@ -622,8 +638,8 @@ defmodule SwarmService.RuvSwarm do
   queued units are not dispatched (the swarm's cost budget is spent, see
   `set_budget/2`), or nil.
   """
-  @spec task_status(id) :: {:ok, map} | {:error, reason}
-  def task_status(task_id), do: Home.run(task_id, :task_get, [task_id, false])
+  @spec task_status(id, keyword | map) :: {:ok, map} | {:error, reason}
+  def task_status(task_id, opts \\ []), do: read(task_id, :task_get, [task_id, false], opts)
 
   @doc """
   Like `task_status/1`, plus `result` (the aggregate) and each unit's
@@ -856,11 +872,16 @@ defmodule SwarmService.RuvSwarm do
     end
   end
 
-  @doc "Reads an entry: value, version, tags, timestamps. `{:error, :not_found}` if absent or expired."
+  @doc """
+  Reads an entry: value, version, tags, timestamps. `{:error, :not_found}`
+  if absent or expired. Options: `:namespace`, `consistent: true` (see
+  `swarm_status/2`).
+  """
   @spec memory_get(id, String.t(), keyword | map) :: {:ok, map} | {:error, reason}
   def memory_get(swarm_id, key, opts \\ []) do
-    with {:ok, o} <- Options.normalize(opts, [:namespace]),
-         do: Home.run(swarm_id, :memory_get, [swarm_id, key, o])
+    with {:ok, o} <- Options.normalize(opts, [:namespace, :consistent]),
+         {consistent, o} = Map.split(o, [:consistent]),
+         do: read(swarm_id, :memory_get, [swarm_id, key, o], consistent)
   end
 
   @doc "Deletes an entry."

@@ -29,6 +29,24 @@ defmodule SwarmService.DurabilityTest do
       assert {:error, :swarm_not_found} = RuvSwarm.swarm_status(disk)
     end
 
+    test "consistent: true reads through the log; a bad value is refused" do
+      {:ok, id} = RuvSwarm.spawn_swarm(name: "lin")
+      {:ok, _} = RuvSwarm.memory_store(id, "k", "v")
+      %{commit_index: before} = Raft.status(id)
+      assert {:ok, %{value: "v"}} = RuvSwarm.memory_get(id, "k", consistent: true)
+      assert {:ok, %{agents: %{total: 0}}} = RuvSwarm.swarm_status(id, consistent: true)
+      # Two no-ops went through the log; plain reads add nothing to it.
+      assert %{commit_index: after_reads} = Raft.status(id)
+      assert after_reads == before + 2
+      {:ok, _} = RuvSwarm.swarm_status(id)
+      assert Raft.status(id).commit_index == after_reads
+
+      assert {:error, {:invalid_argument, "consistent must be one of: true, false"}} =
+               RuvSwarm.task_status(id <> ".task-1", consistent: :maybe)
+
+      :ok = RuvSwarm.destroy_swarm(id)
+    end
+
     test "creating and destroying durable swarms makes no new atoms once their names exist" do
       {:ok, first} = RuvSwarm.spawn_swarm(name: "warm")
       :ok = RuvSwarm.destroy_swarm(first)

@@ -122,6 +122,21 @@ defmodule SwarmService.Swarm.Commands do
 
   def swarm_status(id), do: Native.swarm_status(id)
 
+  @doc """
+  A read answered after a no-op went through the swarm's log from here:
+  it sees every write acknowledged before it began (an in-memory swarm's
+  one node is its truth already).
+  """
+  def consistent(id, fun, args) when fun in [:swarm_status, :task_get, :memory_get] do
+    barrier =
+      case Raft.server(Ids.swarm_of(id)) do
+        nil -> :ok
+        server -> Raft.command(server, :noop)
+      end
+
+    with :ok <- barrier, do: Kernel.apply(__MODULE__, fun, args)
+  end
+
   @doc "Swarms homed on this node (durable ones where it leads, or no leader is known)."
   def local_swarms do
     for s <- Native.swarm_list(), Locator.home(s.id) == :here, do: s

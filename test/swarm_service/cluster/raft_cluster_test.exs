@@ -204,6 +204,10 @@ defmodule SwarmService.Cluster.RaftClusterTest do
     {t_us, answer} = :timer.tc(fn -> rpc(minority, :memory_store, [swarm, "k", "minority"]) end)
     assert answer == {:error, :no_quorum}
     assert t_us < 3_500_000, "no_quorum took #{div(t_us, 1000)} ms"
+    # A plain read on the cut-off leader answers from its last state; a
+    # linearizable one refuses rather than risk being stale.
+    assert {:ok, %{value: "before"}} = rpc(minority, :memory_get, [swarm, "k"])
+    assert {:error, :no_quorum} = rpc(minority, :memory_get, [swarm, "k", [consistent: true]])
 
     {:ok, v} =
       eventually(
@@ -214,6 +218,7 @@ defmodule SwarmService.Cluster.RaftClusterTest do
       )
 
     {:ok, %{input: "during"}} = run!(m2, swarm, "during")
+    assert {:ok, %{value: "majority"}} = rpc(m2, :memory_get, [swarm, "k", %{consistent: true}])
 
     PeerCluster.heal([minority], [m1, m2])
 
