@@ -141,7 +141,8 @@ defmodule InterfaceService.DashboardTest do
     Hub.leave(hub)
     Process.sleep(50)
     assert {:ok, ^epoch, :resumed, frames} = Hub.join(hub, {epoch, rev})
-    assert length(frames) == length(deltas) - 1
+    # (Every delta after `rev`; one more may have been made meanwhile.)
+    assert length(frames) in [length(deltas) - 1, length(deltas)]
     assert Enum.all?(frames, &(json(&1)["type"] == "delta"))
 
     # From another epoch (a restarted hub): a snapshot.
