@@ -211,11 +211,11 @@ if Code.ensure_loaded?(SwarmService.Test.PeerCluster) do
   rpc = fn n, m, f, args -> PeerCluster.rpc(n, m, f, args, 600_000) end
 
   {:ok, s} =
-    rpc.(a, RuvSwarm, :spawn_swarm, [
+    rpc.(a, SwarmService.RuvSwarm, :spawn_swarm, [
       %{agents: 32, max_agents: 32, executor: {:module, SwarmService.Test.Executors.Echo, nil}}
     ])
 
-  {:ok, status} = rpc.(a, RuvSwarm, :cluster_status, [])
+  {:ok, status} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
   leader = Enum.find(status.swarms, &(&1.id == s)).leader
   _warm = rpc.(leader, ClusterLoad, :time_writes, [s, 200])
   lat = rpc.(leader, ClusterLoad, :time_writes, [s, writes])
@@ -234,13 +234,15 @@ if Code.ensure_loaded?(SwarmService.Test.PeerCluster) do
   # survivor succeeds again.
   took =
     for _round <- 1..5 do
-      {:ok, st} = rpc.(a, RuvSwarm, :cluster_status, [])
+      {:ok, st} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
       victim = Enum.find(st.swarms, &(&1.id == s)).leader
       [survivor | _] = nodes -- [victim]
       t0 = System.monotonic_time(:millisecond)
       PeerCluster.kill(victim)
 
-      Stream.repeatedly(fn -> rpc.(survivor, RuvSwarm, :memory_store, [s, "f", 1]) end)
+      Stream.repeatedly(fn ->
+        rpc.(survivor, SwarmService.RuvSwarm, :memory_store, [s, "f", 1])
+      end)
       |> Enum.find(&match?({:ok, _}, &1))
 
       ms = System.monotonic_time(:millisecond) - t0
