@@ -55,7 +55,7 @@ defmodule SwarmService.Cluster.QuorumTest do
     assert quorum?(a)
     PeerCluster.kill(c)
     # (kill/1 waits until the test node sees c gone; a hears of it soon after.)
-    SwarmService.Test.Eventually.eventually(fn -> not quorum?(a) end)
+    eventually(fn -> not quorum?(a) end)
     PeerCluster.restart(c)
     assert quorum?(a) and quorum?(c)
   end
