@@ -29,19 +29,10 @@ defmodule InterfaceService.Tools do
           | {:ok, {:mcp_result, map()}}
           | {:error, {:invalid_arguments, String.t()} | :unknown_tool | term()}
 
-  @topologies %{
-    "mesh" => :mesh,
-    "hierarchical" => :hierarchical,
-    "ring" => :ring,
-    "star" => :star
-  }
-  @strategies %{"balanced" => :balanced, "specialized" => :specialized, "adaptive" => :adaptive}
-  @priorities %{"low" => :low, "medium" => :medium, "high" => :high, "critical" => :critical}
-  @task_strategies %{
-    "parallel" => :parallel,
-    "sequential" => :sequential,
-    "adaptive" => :adaptive
-  }
+  @topologies InterfaceService.Choices.topologies()
+  @strategies InterfaceService.Choices.strategies()
+  @priorities InterfaceService.Choices.priorities()
+  @task_strategies InterfaceService.Choices.task_strategies()
 
   # Bounds that are the gateway's own policy, not engine limits: how many
   # agents one swarm_init call spawns, how long a call may wait, the

@@ -43,19 +43,10 @@ defmodule InterfaceService.Dashboard.Socket do
   @max_topology_agents 500
   @max_timeline_tasks 20
 
-  @topologies %{
-    "mesh" => :mesh,
-    "hierarchical" => :hierarchical,
-    "ring" => :ring,
-    "star" => :star
-  }
-  @strategies %{"balanced" => :balanced, "specialized" => :specialized, "adaptive" => :adaptive}
-  @priorities %{"low" => :low, "medium" => :medium, "high" => :high, "critical" => :critical}
-  @task_strategies %{
-    "parallel" => :parallel,
-    "sequential" => :sequential,
-    "adaptive" => :adaptive
-  }
+  @topologies InterfaceService.Choices.topologies()
+  @strategies InterfaceService.Choices.strategies()
+  @priorities InterfaceService.Choices.priorities()
+  @task_strategies InterfaceService.Choices.task_strategies()
   @storages %{"memory" => :memory, "disk" => :disk}
 
   @doc "The `op` values this module answers."
