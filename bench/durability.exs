@@ -7,8 +7,7 @@
 #     MIX_ENV=test mix run bench/durability.exs
 #     QUICK=1 MIX_ENV=test mix run bench/durability.exs     # smaller sizes
 #
-# (The test environment provides the peer-node helpers; without it the
-# 3-node rows are skipped.)
+# (The test environment provides the peer-node and load helpers.)
 #
 # Goals (issue 15, 2-core machine): :disk write p50 <= 0.5 ms and >= 10,000
 # tasks/s; 3 nodes: write p50 <= 1.5 ms and >= 5,000 tasks/s; failover p50
@@ -61,29 +60,9 @@ defmodule Bench.Durability do
         executor: {:module, Bench.Durability.Echo, nil}
       )
 
-    per = div(total, submitters)
-    t0 = System.monotonic_time(:microsecond)
-
-    1..submitters
-    |> Enum.map(fn _ -> Task.async(fn -> submit_loop(s, per, window, 0) end) end)
-    |> Enum.each(&Task.await(&1, :infinity))
-
-    secs = (System.monotonic_time(:microsecond) - t0) / 1_000_000
+    tps = SwarmService.Test.ClusterLoad.tasks_per_second(s, total, submitters, window)
     :ok = RuvSwarm.destroy_swarm(s)
-    round(per * submitters / secs)
-  end
-
-  defp submit_loop(_s, 0, _window, 0), do: :ok
-
-  defp submit_loop(s, left, window, open) when left > 0 and open < window do
-    {:ok, _} = RuvSwarm.orchestrate(s, %{description: "t", input: 1}, notify: self())
-    submit_loop(s, left - 1, window, open + 1)
-  end
-
-  defp submit_loop(s, left, window, open) do
-    receive do
-      {:swarm_task_done, _, {:ok, _}} -> submit_loop(s, left, window, open - 1)
-    end
+    tps
   end
 
   def dir_bytes(dir) do
@@ -152,13 +131,7 @@ defmodule Bench.Durability do
     last - snap
   end
 
-  defp fill_tasks(s, n) do
-    per = div(n, 8)
-
-    1..8
-    |> Enum.map(fn _ -> Task.async(fn -> submit_loop(s, per, 128, 0) end) end)
-    |> Enum.each(&Task.await(&1, :infinity))
-  end
+  defp fill_tasks(s, n), do: SwarmService.Test.ClusterLoad.tasks_per_second(s, n, 8, 128)
 
   defp wait_restarted(name, old) do
     case Process.whereis(name) do
@@ -202,70 +175,69 @@ IO.puts(
   "disk/memory: write p50 x#{Float.round(disk.p50_us / mem.p50_us, 1)}, tasks/s x#{Float.round(disk.tasks_per_s / mem.tasks_per_s, 2)}"
 )
 
-if Code.ensure_loaded?(SwarmService.Test.PeerCluster) do
-  alias SwarmService.Test.{ClusterLoad, PeerCluster}
-  ExUnit.start(autorun: false)
-  Logger.configure(level: :error)
-  nodes = PeerCluster.start(3, members: :all, cleanup: false)
-  [a | _] = nodes
-  rpc = fn n, m, f, args -> PeerCluster.rpc(n, m, f, args, 600_000) end
+Code.ensure_loaded?(SwarmService.Test.PeerCluster) ||
+  raise "run bench/durability.exs with MIX_ENV=test: it needs the peer-node helpers"
 
-  {:ok, s} =
-    rpc.(a, SwarmService.RuvSwarm, :spawn_swarm, [
-      %{agents: 32, max_agents: 32, executor: {:module, SwarmService.Test.Executors.Echo, nil}}
-    ])
+alias SwarmService.Test.{ClusterLoad, PeerCluster}
+ExUnit.start(autorun: false)
+Logger.configure(level: :error)
+nodes = PeerCluster.start(3, members: :all, cleanup: false)
+[a | _] = nodes
+rpc = fn n, m, f, args -> PeerCluster.rpc(n, m, f, args, 600_000) end
 
-  {:ok, status} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
-  leader = Enum.find(status.swarms, &(&1.id == s)).leader
-  _warm = rpc.(leader, ClusterLoad, :time_writes, [s, 200])
-  lat = rpc.(leader, ClusterLoad, :time_writes, [s, writes])
-  tps = rpc.(leader, ClusterLoad, :tasks_per_second, [s, tasks, 8, 64])
-  p = fn q -> Float.round(Bench.Percentile.of(lat, q) / 1, 1) end
-  row = %{storage: "disk, 3 nodes", p50_us: p.(0.5), p99_us: p.(0.99), tasks_per_s: tps}
-  IO.puts(:jiffy.encode(%{bench: "durability_write_3_nodes", result: row}))
+{:ok, s} =
+  rpc.(a, SwarmService.RuvSwarm, :spawn_swarm, [
+    %{agents: 32, max_agents: 32, executor: {:module, SwarmService.Test.Executors.Echo, nil}}
+  ])
 
-  IO.puts(
-    "disk x3   " <>
-      String.pad_trailing("#{row.p50_us} us", 13) <>
-      String.pad_trailing("#{row.p99_us} us", 13) <> "#{tps}   (calls made on the leader's node)"
-  )
+{:ok, status} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
+leader = Enum.find(status.swarms, &(&1.id == s)).leader
+_warm = rpc.(leader, ClusterLoad, :time_writes, [s, 200])
+lat = rpc.(leader, ClusterLoad, :time_writes, [s, writes])
+tps = rpc.(leader, ClusterLoad, :tasks_per_second, [s, tasks, 8, 64])
+p = fn q -> Float.round(Bench.Percentile.of(lat, q) / 1, 1) end
+row = %{storage: "disk, 3 nodes", p50_us: p.(0.5), p99_us: p.(0.99), tasks_per_s: tps}
+IO.puts(:jiffy.encode(%{bench: "durability_write_3_nodes", result: row}))
 
-  # Failover: kill -9 the leader's node; time until a write made on a
-  # survivor succeeds again.
-  took =
-    for _round <- 1..5 do
-      {:ok, st} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
-      victim = Enum.find(st.swarms, &(&1.id == s)).leader
-      [survivor | _] = nodes -- [victim]
-      t0 = System.monotonic_time(:millisecond)
-      PeerCluster.kill(victim)
+IO.puts(
+  "disk x3   " <>
+    String.pad_trailing("#{row.p50_us} us", 13) <>
+    String.pad_trailing("#{row.p99_us} us", 13) <> "#{tps}   (calls made on the leader's node)"
+)
 
-      Stream.repeatedly(fn ->
-        rpc.(survivor, SwarmService.RuvSwarm, :memory_store, [s, "f", 1])
-      end)
-      |> Enum.find(&match?({:ok, _}, &1))
+# Failover: kill -9 the leader's node; time until a write made on a
+# survivor succeeds again.
+took =
+  for _round <- 1..5 do
+    {:ok, st} = rpc.(a, SwarmService.RuvSwarm, :cluster_status, [])
+    victim = Enum.find(st.swarms, &(&1.id == s)).leader
+    [survivor | _] = nodes -- [victim]
+    t0 = System.monotonic_time(:millisecond)
+    PeerCluster.kill(victim)
 
-      ms = System.monotonic_time(:millisecond) - t0
-      PeerCluster.restart(victim)
-      # Back as a member before the next kill.
-      Stream.repeatedly(fn -> rpc.(victim, SwarmService.Native, :memory_get, [s, "f", %{}]) end)
-      |> Enum.find(&match?({:ok, _}, &1))
+    Stream.repeatedly(fn ->
+      rpc.(survivor, SwarmService.RuvSwarm, :memory_store, [s, "f", 1])
+    end)
+    |> Enum.find(&match?({:ok, _}, &1))
 
-      ms
-    end
-    |> Enum.sort()
+    ms = System.monotonic_time(:millisecond) - t0
+    PeerCluster.restart(victim)
+    # Back as a member before the next kill.
+    Stream.repeatedly(fn -> rpc.(victim, SwarmService.Native, :memory_get, [s, "f", %{}]) end)
+    |> Enum.find(&match?({:ok, _}, &1))
 
-  IO.puts(:jiffy.encode(%{bench: "durability_failover_ms", samples: took}))
+    ms
+  end
+  |> Enum.sort()
 
-  IO.puts(
-    "failover after kill -9 of the leader: p50 #{Bench.Percentile.of(took, 0.5)} ms " <>
-      "(#{inspect(took)} ms over 5 kills)"
-  )
+IO.puts(:jiffy.encode(%{bench: "durability_failover_ms", samples: took}))
 
-  PeerCluster.stop(nodes)
-else
-  IO.puts("(3-node rows skipped: run with MIX_ENV=test)")
-end
+IO.puts(
+  "failover after kill -9 of the leader: p50 #{Bench.Percentile.of(took, 0.5)} ms " <>
+    "(#{inspect(took)} ms over 5 kills)"
+)
+
+PeerCluster.stop(nodes)
 
 rec = Bench.Durability.recovery(recovery_n)
 IO.puts(:jiffy.encode(%{bench: "durability_recovery", result: rec}))
